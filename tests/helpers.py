@@ -1,0 +1,65 @@
+"""Small helpers shared by tests: build real events, ingest them into a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.message import Message
+
+from tracker.events import Event, Kind
+from tracker.server import Server
+from tracker.stores.base import BatchResult
+from tracker.v1 import events_pb2
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_clock = itertools.count()
+
+
+def make_event(
+    kind: Kind | str,
+    operation: str,
+    *,
+    id: str | None = None,
+    seq: int | None = None,
+    data: Message | dict[str, Any] | None = None,
+    source: str = "test",
+    time: datetime | None = None,
+) -> Event:
+    """A valid event; `data` may be the message or keyword fields for it."""
+    kind = Kind(kind) if isinstance(kind, str) else kind
+    message_type = {
+        Kind.CREATED: events_pb2.Created,
+        Kind.PROGRESS: events_pb2.Progress,
+        Kind.CHECKPOINT: events_pb2.Checkpoint,
+        Kind.HEARTBEAT: events_pb2.Heartbeat,
+        Kind.SUCCEEDED: events_pb2.Succeeded,
+        Kind.FAILED: events_pb2.Failed,
+        Kind.CANCELLED: events_pb2.Cancelled,
+    }[kind]
+    if data is None:
+        message: Message = message_type()
+    elif isinstance(data, dict):
+        message = message_type(**data)
+    else:
+        message = data
+    return Event(
+        id=id or uuid.uuid4().hex,
+        source=source,
+        kind=kind,
+        operation=operation,
+        time=time or T0 + timedelta(milliseconds=next(_clock)),
+        data=message,
+        sequence=seq,
+    )
+
+
+def ingest(server: Server, events: Sequence[Event], route: str = "test") -> BatchResult:
+    """Apply through the running server's Tracker, so waiters and the outbox see it."""
+    loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+    future = asyncio.run_coroutine_threadsafe(server.tracker.ingest(events, route=route), loop)
+    return future.result(timeout=30)

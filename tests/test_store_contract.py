@@ -1,0 +1,243 @@
+"""The store contract: every rule of the event model, on every backend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+from tests.helpers import T0, make_event
+from tracker import filtering
+from tracker.apply import Outcome
+from tracker.errors import InvalidEvent, NotFound
+from tracker.events import Kind
+from tracker.stores.base import DeadLetter, ListQuery, Store
+from tracker.v1 import operation_pb2
+
+OP = "operations/job-1"
+
+
+def meta(store: Store, name: str = OP) -> operation_pb2.OperationMetadata:
+    stored = store.get(name)
+    assert stored is not None
+    m = operation_pb2.OperationMetadata()
+    assert stored.operation.metadata.Unpack(m)
+    return m
+
+
+def outcomes(result: object) -> list[Outcome]:
+    return [r.outcome for r in result.results]  # type: ignore[attr-defined]
+
+
+def test_first_event_creates_unknown_operation(store: Store) -> None:
+    result = store.apply([make_event(Kind.PROGRESS, OP, data={"percent": 10, "message": "a"})])
+    assert outcomes(result) == [Outcome.APPLIED]
+    assert meta(store).percent == 10
+    assert meta(store).message == "a"
+    assert not store.get(OP).operation.done  # type: ignore[union-attr]
+
+
+def test_strict_rejects_unknown_operation_and_changes_nothing(strict_store: Store) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        strict_store.apply([make_event(Kind.PROGRESS, OP, data={"percent": 10})])
+    assert info.value.reason == "unknown_operation"
+    assert strict_store.get(OP) is None
+    strict_store.apply([make_event(Kind.CREATED, OP), make_event(Kind.PROGRESS, OP)])
+    assert strict_store.get(OP) is not None
+
+
+def test_duplicate_event_id_has_no_effect(store: Store) -> None:
+    first = make_event(Kind.PROGRESS, OP, id="e1", data={"percent": 10})
+    store.apply([first])
+    # Same identity, different content: still the same event, ignored.
+    again = make_event(Kind.PROGRESS, OP, id="e1", data={"percent": 90}, time=T0 + timedelta(1))
+    assert outcomes(store.apply([again])) == [Outcome.DUPLICATE]
+    assert meta(store).percent == 10
+    # Duplicates inside one batch, too.
+    e2 = make_event(Kind.PROGRESS, OP, id="e2", data={"percent": 20}, time=T0 + timedelta(2))
+    assert outcomes(store.apply([e2, e2])) == [Outcome.APPLIED, Outcome.DUPLICATE]
+
+
+def test_identity_includes_source(store: Store) -> None:
+    a = make_event(Kind.PROGRESS, OP, id="1", source="worker-a", data={"percent": 10}, seq=1)
+    b = make_event(Kind.PROGRESS, OP, id="1", source="worker-b", data={"percent": 20}, seq=2)
+    assert outcomes(store.apply([a, b])) == [Outcome.APPLIED, Outcome.APPLIED]
+    assert meta(store).percent == 20
+
+
+def test_terminal_wins_and_second_terminal_never_overwrites(store: Store) -> None:
+    ok = make_event(Kind.SUCCEEDED, OP, seq=5, data={"response": _any_struct({"rows": 3})})
+    store.apply([ok])
+    fail = make_event(
+        Kind.FAILED, OP, seq=6, data={"error": status_pb2.Status(code=code_pb2.INTERNAL)}
+    )
+    late = make_event(Kind.PROGRESS, OP, seq=7, data={"percent": 50})
+    assert outcomes(store.apply([fail, late])) == [Outcome.LATE, Outcome.LATE]
+    op = store.get(OP).operation  # type: ignore[union-attr]
+    assert op.done and op.HasField("response") and not op.HasField("error")
+    result = struct_pb2.Struct()
+    assert op.response.Unpack(result)
+    assert result["rows"] == 3
+
+
+def test_failed_has_real_error_code(store: Store) -> None:
+    err = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="quota")
+    store.apply([make_event(Kind.FAILED, OP, data={"error": err})])
+    op = store.get(OP).operation  # type: ignore[union-attr]
+    assert op.done and op.error.code == code_pb2.RESOURCE_EXHAUSTED
+    assert op.error.message == "quota"
+
+
+def test_cancelled_event_ends_with_code_cancelled(store: Store) -> None:
+    store.apply([make_event(Kind.CANCELLED, OP, data={"reason": "user asked"})])
+    op = store.get(OP).operation  # type: ignore[union-attr]
+    assert op.done and op.error.code == code_pb2.CANCELLED and op.error.message == "user asked"
+
+
+def test_newer_sequence_wins_no_rollback(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP, seq=5, data={"percent": 50, "message": "five"})])
+    older = make_event(Kind.PROGRESS, OP, seq=3, data={"percent": 30, "message": "three"})
+    assert outcomes(store.apply([older])) == [Outcome.STALE]
+    assert meta(store).percent == 50 and meta(store).message == "five"
+    assert meta(store).last_sequence == 5
+
+
+def test_event_time_orders_when_no_sequence(store: Store) -> None:
+    newer = make_event(Kind.PROGRESS, OP, time=T0 + timedelta(seconds=10), data={"percent": 70})
+    older = make_event(Kind.PROGRESS, OP, time=T0 + timedelta(seconds=5), data={"percent": 40})
+    assert outcomes(store.apply([newer, older])) == [Outcome.APPLIED, Outcome.STALE]
+    assert meta(store).percent == 70
+
+
+def test_progress_older_than_terminal_still_fills_in(store: Store) -> None:
+    # Delivered after the terminal event but produced before it: applied as in order.
+    store.apply([make_event(Kind.FAILED, OP, seq=9, data={"error": {"code": 13}})])
+    store.apply([make_event(Kind.PROGRESS, OP, seq=4, data={"percent": 40, "message": "x"})])
+    assert meta(store).message == "x"
+    assert store.get(OP).operation.error.code == 13  # type: ignore[union-attr]
+
+
+def test_checkpoint_bytes_stored_newest_wins(store: Store) -> None:
+    store.apply([make_event(Kind.CHECKPOINT, OP, seq=2, data={"data": b"\x00two"})])
+    store.apply([make_event(Kind.CHECKPOINT, OP, seq=1, data={"data": b"one"})])
+    assert store.checkpoint(OP) == b"\x00two"
+    store.apply([make_event(Kind.CHECKPOINT, OP, seq=3, data={"data": b"three"})])
+    assert store.checkpoint(OP) == b"three"
+    # Other events keep the stored bytes.
+    store.apply([make_event(Kind.PROGRESS, OP, seq=4)])
+    assert store.checkpoint(OP) == b"three"
+    with pytest.raises(NotFound):
+        store.checkpoint("operations/none")
+
+
+def test_created_fills_identity_whenever_it_arrives(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP, seq=2, data={"percent": 5})])
+    store.apply(
+        [make_event(Kind.CREATED, OP, seq=1, data={"operation_type": "export", "labels": {"a": "b"}})]
+    )
+    m = meta(store)
+    assert m.operation_type == "export" and dict(m.labels) == {"a": "b"} and m.percent == 5
+
+
+def test_custom_metadata_type_replaces_tracker_metadata(store: Store) -> None:
+    custom = _any_struct({"stage": "copy"})
+    store.apply([make_event(Kind.PROGRESS, OP, data={"percent": 5, "metadata": custom})])
+    op = store.get(OP).operation  # type: ignore[union-attr]
+    assert op.metadata.type_url.endswith("google.protobuf.Struct")
+
+
+def test_batch_is_atomic(strict_store: Store) -> None:
+    good = make_event(Kind.CREATED, "operations/a")
+    bad = make_event(Kind.PROGRESS, "operations/unknown")
+    with pytest.raises(InvalidEvent):
+        strict_store.apply([good, bad])
+    assert strict_store.get("operations/a") is None
+    assert strict_store.apply([good]).results[0].outcome is Outcome.APPLIED
+
+
+def test_done_transition_writes_one_outbox_row(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP)])
+    assert store.outbox_pending() == []
+    result = store.apply([make_event(Kind.SUCCEEDED, OP), make_event(Kind.CANCELLED, OP)])
+    assert result.done == [OP]
+    pending = store.outbox_pending()
+    assert [p.operation.name for p in pending] == [OP]
+    assert pending[0].operation.done
+    store.outbox_failed(pending[0].id)
+    again = store.outbox_pending()
+    assert again[0].id == pending[0].id and again[0].attempts == 1
+    store.outbox_mark_sent([pending[0].id], T0)
+    assert store.outbox_pending() == []
+
+
+def test_cancel_ends_operation_once(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP, seq=1)])
+    stored, became_done = store.cancel(OP)
+    assert became_done and stored.operation.error.code == code_pb2.CANCELLED
+    assert stored.state.cancel_requested
+    _, again = store.cancel(OP)
+    assert not again
+    assert len(store.outbox_pending()) == 1
+    late = make_event(Kind.SUCCEEDED, OP, seq=2)
+    assert outcomes(store.apply([late])) == [Outcome.LATE]
+    with pytest.raises(NotFound):
+        store.cancel("operations/none")
+
+
+def test_delete_keeps_dedup_so_redelivery_does_not_resurrect(store: Store) -> None:
+    event = make_event(Kind.SUCCEEDED, OP)
+    store.apply([event])
+    assert store.delete(OP)
+    assert not store.delete(OP)
+    assert outcomes(store.apply([event])) == [Outcome.DUPLICATE]
+    assert store.get(OP) is None
+
+
+def test_list_filters_and_pages(store: Store) -> None:
+    for i in range(7):
+        name = f"operations/batch-{i}"
+        events = [make_event(Kind.CREATED, name, data={"labels": {"env": "prod" if i % 2 else "dev"}})]
+        if i < 3:
+            events.append(make_event(Kind.SUCCEEDED, name))
+        store.apply(events)
+    store.apply([make_event(Kind.CREATED, "operations/other", data={"operation_type": "x"})])
+
+    def names(text: str, size: int = 100, after: str = "") -> list[str]:
+        q = ListQuery(filter=filtering.parse(text), page_size=size, after=after)
+        return [s.state.name for s in store.list_operations(q)]
+
+    assert names("done = true") == [f"operations/batch-{i}" for i in range(3)]
+    assert len(names("done = false")) == 5
+    assert names('labels.env = "prod"') == ["operations/batch-1", "operations/batch-3", "operations/batch-5"]
+    assert names('name = "operations/oth*"') == ["operations/other"]
+    assert names('operation_type = "x" OR labels.env = "dev" AND done = true') == [
+        "operations/batch-0", "operations/batch-2"
+    ]
+    assert names("NOT labels:env") == ["operations/other"]
+    # Paging: page_size + 1 rows say there is more; `after` resumes.
+    page = names("", size=3)
+    assert len(page) == 4
+    assert names("", size=3, after=page[2])[0] == page[3]
+
+
+def test_dead_letters_recorded_and_removed(store: Store) -> None:
+    letter = DeadLetter(
+        id="d1", received_at=T0, route="push", reason="bad_base64", detail="x",
+        attributes={"ce-id": "1"}, body=b"\xff", message_id="m1",
+    )
+    store.add_dead_letter(letter)
+    assert store.dead_letters() == [letter]
+    assert store.remove_dead_letter("d1")
+    assert store.dead_letters() == []
+
+
+def _any_struct(value: dict[str, object]):  # type: ignore[no-untyped-def]
+    from google.protobuf import any_pb2
+
+    s = struct_pb2.Struct()
+    s.update(value)
+    a = any_pb2.Any()
+    a.Pack(s)
+    return a

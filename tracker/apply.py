@@ -1,0 +1,261 @@
+"""The pure state machine: (state, event) -> (new state, outcome). No I/O here.
+
+The state is split into facets (created, progress, metadata, checkpoint, terminal),
+each remembering the key of the event that last set it. An event changes a facet
+only when its key is newer, so the final state does not depend on delivery order:
+any permutation and duplication of a stream converges to the in-order result.
+
+Rules (docs/semantics.md has the long form):
+1. Exactly-once effect: the store filters event identities already applied.
+2. Terminal wins: the first terminal event sets the result; a later one is ignored.
+   A non-terminal event newer than the terminal one is late and ignored; one older
+   than it (delivered late) still fills its facet, as it would have in order.
+3. Newest wins: per facet, by sequence when both events carry one, else event time,
+   ties broken by event id.
+4. Unknown operations are created by their first event, unless strict.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.rpc import code_pb2, status_pb2
+
+from tracker.errors import InvalidEvent
+from tracker.events import Event, Kind
+from tracker.v1 import events_pb2, operation_pb2
+
+OperationState = operation_pb2.OperationState
+EventKey = operation_pb2.EventKey
+
+
+class Outcome(enum.Enum):
+    """What an event did. Every outcome except REJECTED records the event id."""
+
+    APPLIED = "applied"  # changed the operation
+    DUPLICATE = "duplicate"  # same (operation, source, id) already applied
+    STALE = "stale"  # older than what its facet holds; no rollback
+    LATE = "late"  # non-terminal after the terminal event, or a second terminal
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: OperationState
+    outcome: Outcome
+    became_done: bool = False
+    created: bool = False
+
+
+def _ts(when: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def event_key(event: Event) -> EventKey:
+    key = EventKey(time=_ts(event.time), event_id=event.id)
+    if event.sequence is not None:
+        key.has_sequence = True
+        key.sequence = event.sequence
+    return key
+
+
+def _sort_tuple(key: EventKey) -> tuple[int, int, str]:
+    return (key.time.seconds, key.time.nanos, key.event_id)
+
+
+def newer(a: EventKey, b: EventKey) -> bool:
+    """True when a is strictly newer than b (b may be unset: then a is newer)."""
+    if not b.event_id:
+        return True
+    if a.has_sequence and b.has_sequence and a.sequence != b.sequence:
+        return a.sequence > b.sequence
+    return _sort_tuple(a) > _sort_tuple(b)
+
+
+def new_state(name: str, event: Event) -> OperationState:
+    state = OperationState(name=name)
+    state.create_time.CopyFrom(_ts(event.time))
+    return state
+
+
+def apply_event(
+    state: OperationState | None, event: Event, now: datetime, *, strict: bool = False
+) -> Transition:
+    """Apply one (not yet seen) event. Returns a new state object; `state` is not mutated."""
+    created = state is None
+    if state is None:
+        if strict and event.kind is not Kind.CREATED:
+            raise InvalidEvent(
+                "unknown_operation",
+                f"operation {event.operation!r} does not exist and the tracker is strict:"
+                f" send {Kind.CREATED.type} first",
+                event_id=event.id,
+            )
+        state = new_state(event.operation, event)
+    else:
+        state = _copy(state)
+    key = event_key(event)
+    if event.kind.terminal:
+        outcome = _terminal(state, event, key)
+    elif state.done and newer(key, state.terminal_key):
+        outcome = Outcome.LATE
+    else:
+        outcome = _non_terminal(state, event, key)
+    if outcome is not Outcome.LATE:
+        _liveness(state, key)
+    if outcome is Outcome.APPLIED or created:
+        state.update_time.CopyFrom(_ts(now))
+    return Transition(
+        state=state,
+        outcome=outcome if not created else Outcome.APPLIED,
+        became_done=outcome is Outcome.APPLIED and event.kind.terminal,
+        created=created,
+    )
+
+
+def _liveness(state: OperationState, key: EventKey) -> None:
+    if key.has_sequence and key.sequence > state.last_sequence:
+        state.last_sequence = key.sequence
+    when = (key.time.seconds, key.time.nanos)
+    if when > (state.last_heartbeat_time.seconds, state.last_heartbeat_time.nanos):
+        state.last_heartbeat_time.CopyFrom(key.time)
+    # Without a created event, the operation was created when its earliest event happened.
+    if not state.created_key.event_id and when < (
+        state.create_time.seconds,
+        state.create_time.nanos,
+    ):
+        state.create_time.CopyFrom(key.time)
+
+
+def _copy(state: OperationState) -> OperationState:
+    copy = OperationState()
+    copy.CopyFrom(state)
+    return copy
+
+
+def _terminal(state: OperationState, event: Event, key: EventKey) -> Outcome:
+    if state.done:
+        return Outcome.LATE
+    state.done = True
+    state.terminal_key.CopyFrom(key)
+    state.end_time.CopyFrom(key.time)
+    data = event.data
+    if isinstance(data, events_pb2.Succeeded):
+        if data.HasField("response"):
+            state.response.CopyFrom(data.response)
+        else:
+            state.response.Pack(empty_pb2.Empty())
+    elif isinstance(data, events_pb2.Failed):
+        state.error.CopyFrom(data.error)
+    elif isinstance(data, events_pb2.Cancelled):
+        state.error.CopyFrom(
+            status_pb2.Status(code=code_pb2.CANCELLED, message=data.reason or "cancelled")
+        )
+    return Outcome.APPLIED
+
+
+def _non_terminal(state: OperationState, event: Event, key: EventKey) -> Outcome:
+    data = event.data
+    changed = False
+    if isinstance(data, events_pb2.Created):
+        if newer(key, state.created_key):
+            state.created_key.CopyFrom(key)
+            state.operation_type = data.operation_type
+            state.labels.clear()
+            state.labels.update(data.labels)
+            state.parent = data.parent
+            for name in ("deadline", "heartbeat_timeout"):
+                if data.HasField(name):
+                    getattr(state, name).CopyFrom(getattr(data, name))
+                else:
+                    state.ClearField(name)
+            state.create_time.CopyFrom(key.time)
+            changed = True
+        changed = (
+            _metadata(state, data.metadata if data.HasField("metadata") else None, key) or changed
+        )
+    elif isinstance(data, events_pb2.Progress):
+        if newer(key, state.progress_key):
+            state.progress_key.CopyFrom(key)
+            state.percent = data.percent
+            state.message = data.message
+            changed = True
+        changed = (
+            _metadata(state, data.metadata if data.HasField("metadata") else None, key) or changed
+        )
+    elif isinstance(data, events_pb2.Checkpoint):
+        if newer(key, state.checkpoint_key):
+            state.checkpoint_key.CopyFrom(key)
+            state.has_checkpoint = True
+            changed = True
+    elif isinstance(data, events_pb2.Heartbeat):
+        changed = True  # liveness was recorded above
+    return Outcome.APPLIED if changed else Outcome.STALE
+
+
+def _metadata(state: OperationState, metadata: any_pb2.Any | None, key: EventKey) -> bool:
+    if metadata is None or not newer(key, state.metadata_key):
+        return False
+    state.metadata_key.CopyFrom(key)
+    state.custom_metadata.CopyFrom(metadata)
+    return True
+
+
+def request_cancel(state: OperationState, now: datetime) -> OperationState:
+    """CancelOperation: the operation ends as CANCELLED at once (AIP-151), if not done.
+
+    The worker learns of it from the operation (cancel_requested, or done with
+    CANCELLED) and its own later events are counted as late.
+    """
+    state = _copy(state)
+    state.cancel_requested = True
+    state.update_time.CopyFrom(_ts(now))
+    if not state.done:
+        state.done = True
+        key = EventKey(time=_ts(now), event_id="")
+        # A synthetic key newer than any event so far: events after it are late.
+        key.has_sequence = True
+        key.sequence = 2**63 - 1
+        key.event_id = "\U0010ffff"
+        state.terminal_key.CopyFrom(key)
+        state.end_time.CopyFrom(_ts(now))
+        state.error.CopyFrom(
+            status_pb2.Status(code=code_pb2.CANCELLED, message="cancelled by CancelOperation")
+        )
+    return state
+
+
+def metadata_message(state: OperationState) -> operation_pb2.OperationMetadata:
+    meta = operation_pb2.OperationMetadata(
+        percent=100.0 if state.done and state.HasField("response") else state.percent,
+        message=state.message,
+        operation_type=state.operation_type,
+        labels=dict(state.labels),
+        parent=state.parent,
+        cancel_requested=state.cancel_requested,
+        last_sequence=state.last_sequence,
+    )
+    for name in ("create_time", "update_time", "end_time", "last_heartbeat_time", "deadline"):
+        if state.HasField(name):
+            getattr(meta, name).CopyFrom(getattr(state, name))
+    return meta
+
+
+def render(state: OperationState) -> operations_pb2.Operation:
+    """The google.longrunning.Operation served for a state."""
+    op = operations_pb2.Operation(name=state.name, done=state.done)
+    if state.HasField("custom_metadata"):
+        op.metadata.CopyFrom(state.custom_metadata)
+    else:
+        op.metadata.Pack(metadata_message(state))
+    if state.done:
+        if state.HasField("error"):
+            op.error.CopyFrom(state.error)
+        else:
+            op.response.CopyFrom(state.response)
+    return op

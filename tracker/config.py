@@ -1,0 +1,114 @@
+"""Settings of `tracker serve`: each a flag with a TRACKER_* environment twin.
+
+`SETTINGS` is the single list; the CLI builds its options from it and the README
+table is checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tracker.errors import ConfigError
+from tracker.events import DEFAULT_MAX_EVENT_BYTES, DEFAULT_NAME_PATTERN, EventRules
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `tracker serve` needs. Defaults serve a laptop."""
+
+    db: str = field(
+        default="tracker.db",
+        metadata={"help": "SQLite file (WAL mode); :memory: for a throwaway store."},
+    )
+    http_host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Address of the HTTP server (events, push, Operations HTTP/JSON)."},
+    )
+    http_port: int = field(
+        default=8080, metadata={"help": "Port of the HTTP server; 0 picks a free one."}
+    )
+    grpc_host: str = field(
+        default="127.0.0.1", metadata={"help": "Address of the gRPC Operations service."}
+    )
+    grpc_port: int = field(
+        default=8081,
+        metadata={"help": "Port of the gRPC server; 0 picks a free one, -1 turns gRPC off."},
+    )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "Reject events for unknown operations unless they are `created` events."},
+    )
+    name_pattern: str = field(
+        default=DEFAULT_NAME_PATTERN,
+        metadata={"help": "Regular expression every operation name must match."},
+    )
+    max_event_bytes: int = field(
+        default=DEFAULT_MAX_EVENT_BYTES,
+        metadata={"help": "Largest accepted event (attributes and data), in bytes."},
+    )
+    max_wait_seconds: float = field(
+        default=300.0,
+        metadata={"help": "Longest WaitOperation; a longer or unset timeout is cut to this."},
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+
+    def validate(self) -> Config:
+        """Raise ConfigError with one clear line for the first bad setting."""
+        for port_name in ("http_port", "grpc_port"):
+            port = getattr(self, port_name)
+            low = -1 if port_name == "grpc_port" else 0
+            if not low <= port <= 65535:
+                raise ConfigError(
+                    f"--{_flag(port_name)}: {port} is not a port number ({low}..65535)"
+                )
+        try:
+            re.compile(self.name_pattern)
+        except re.error as exc:
+            raise ConfigError(f"--name-pattern: not a regular expression: {exc}") from None
+        if self.max_event_bytes < 1024:
+            raise ConfigError("--max-event-bytes: must be at least 1024")
+        if self.max_wait_seconds <= 0:
+            raise ConfigError("--max-wait-seconds: must be positive")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"--log-level: {self.log_level!r} is not debug, info, warning or error"
+            )
+        if self.db != ":memory:":
+            parent = Path(self.db).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise ConfigError(f"--db: folder {str(parent)!r} does not exist")
+        return self
+
+    @property
+    def rules(self) -> EventRules:
+        return EventRules(name_pattern=self.name_pattern, max_event_bytes=self.max_event_bytes)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    flag: str
+    envvar: str
+    type: type
+    default: Any
+    help: str
+
+
+SETTINGS: list[Setting] = [
+    Setting(
+        name=f.name,
+        flag=f"--{_flag(f.name)}",
+        envvar=f"TRACKER_{f.name.upper()}",
+        type=type(f.default),
+        default=f.default,
+        help=str(f.metadata.get("help", "")),
+    )
+    for f in fields(Config)
+]

@@ -1,0 +1,315 @@
+"""ListOperations filters: the AIP-160 subset the tracker supports, parsed once.
+
+Supported, combined with AND, OR (binds tighter than AND, as in AIP-160), NOT or a
+leading `-`, and parentheses:
+
+    done = true | done = false
+    name = "operations/batch-*"          (trailing * is a prefix match)
+    operation_type = "export"            parent = "projects/p"
+    labels.env = "prod"   labels.env != "dev"   labels.env:*   labels:env
+    create_time > "2026-01-01T00:00:00Z" (also update_time; <, <=, >, >=)
+
+Anything else is an `InvalidArgument` whose message points at the problem.
+Stores translate the tree to their SQL with `to_sql`; `matches` evaluates it in
+Python (used by tests as the reference).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from tracker.errors import InvalidArgument
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<lparen>\() | (?P<rparen>\)) |
+        (?P<op><=|>=|!=|=|<|>|:) |
+        (?P<string>"(?:[^"\\]|\\.)*") |
+        (?P<minus>-(?=[A-Za-z(])) |
+        (?P<word>[A-Za-z0-9_.*/@+-]+)
+    )""",
+    re.VERBOSE,
+)
+
+STRING_FIELDS: Final = ("name", "operation_type", "parent")
+TIME_FIELDS: Final = ("create_time", "update_time")
+MAX_FILTER_LENGTH: Final = 2048
+
+
+@dataclass(frozen=True)
+class Cmp:
+    field: str  # done, name, operation_type, parent, create_time, update_time, labels.<k>, labels
+    op: str  # = != : < <= > >=
+    value: str | bool | datetime | None  # None: ":*" (has)
+
+
+@dataclass(frozen=True)
+class Not:
+    expr: Expr
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # AND | OR
+    exprs: tuple[Expr, ...]
+
+
+Expr = Cmp | Not | BoolOp
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise InvalidArgument(
+                f"filter: unexpected character at {pos}: {text[pos : pos + 20]!r}"
+            )
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise InvalidArgument("filter: unexpected end")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Expr:
+        expr = self.conjunction()
+        if self.peek() is not None:
+            raise InvalidArgument(f"filter: unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        return expr
+
+    def conjunction(self) -> Expr:
+        parts = [self.disjunction()]
+        while True:
+            tok = self.peek()
+            if tok == ("word", "AND"):
+                self.take()
+            elif tok is None or tok[0] == "rparen":
+                break
+            # AIP-160: adjacent terms are an implicit AND.
+            parts.append(self.disjunction())
+        return parts[0] if len(parts) == 1 else BoolOp("AND", tuple(parts))
+
+    def disjunction(self) -> Expr:
+        parts = [self.unary()]
+        while self.peek() == ("word", "OR"):
+            self.take()
+            parts.append(self.unary())
+        return parts[0] if len(parts) == 1 else BoolOp("OR", tuple(parts))
+
+    def unary(self) -> Expr:
+        tok = self.peek()
+        if tok == ("word", "NOT") or (tok is not None and tok[0] == "minus"):
+            self.take()
+            return Not(self.unary())
+        if tok is not None and tok[0] == "lparen":
+            self.take()
+            expr = self.conjunction()
+            if self.take()[0] != "rparen":
+                raise InvalidArgument("filter: missing )")
+            return expr
+        return self.comparison()
+
+    def comparison(self) -> Cmp:
+        kind, field = self.take()
+        if kind != "word":
+            raise InvalidArgument(f"filter: expected a field name, got {field!r}")
+        kind, op = self.take()
+        if kind != "op":
+            raise InvalidArgument(f"filter: expected an operator after {field!r}, got {op!r}")
+        kind, raw = self.take()
+        if kind not in ("word", "string"):
+            raise InvalidArgument(f"filter: expected a value after {field} {op}")
+        literal = kind == "string"
+        value = _unquote(raw) if literal else raw
+        return _typed(field, op, value, literal)
+
+
+def _unquote(raw: str) -> str:
+    return re.sub(r"\\(.)", r"\1", raw[1:-1])
+
+
+def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
+    if field == "done":
+        if op not in ("=", "!=") or value not in ("true", "false"):
+            raise InvalidArgument("filter: done takes = or != with true or false")
+        return Cmp(field, op, value == "true")
+    if field == "labels":
+        if op != ":":
+            raise InvalidArgument('filter: use labels:"key" or labels.key = "value"')
+        return Cmp("labels", ":", value)
+    if field.startswith("labels."):
+        key = field[len("labels.") :]
+        if not key:
+            raise InvalidArgument("filter: labels. needs a key")
+        if op == ":" and value == "*" and not literal:
+            return Cmp(field, ":", None)
+        if op not in ("=", "!=", ":"):
+            raise InvalidArgument(f"filter: {field} takes =, != or :")
+        return Cmp(field, "=" if op == ":" else op, _check_wildcard(value))
+    if field in STRING_FIELDS:
+        if op not in ("=", "!=", ":"):
+            raise InvalidArgument(f"filter: {field} takes =, != or :")
+        return Cmp(field, "=" if op == ":" else op, _check_wildcard(value))
+    if field in TIME_FIELDS:
+        if op not in ("<", "<=", ">", ">=", "=", "!="):
+            raise InvalidArgument(f"filter: {field} takes a comparison")
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArgument(
+                f"filter: {field} needs an RFC 3339 time, got {value!r}"
+            ) from None
+        return Cmp(field, op, when if when.tzinfo else when.replace(tzinfo=UTC))
+    known = ", ".join(("done", *STRING_FIELDS, *TIME_FIELDS, "labels.<key>"))
+    raise InvalidArgument(f"filter: unknown field {field!r}; known: {known}")
+
+
+def _check_wildcard(value: str) -> str:
+    if "*" in value[:-1]:
+        raise InvalidArgument("filter: only a trailing * wildcard (prefix match) is supported")
+    return value
+
+
+def parse(text: str | None) -> Expr | None:
+    """Parse a filter; empty means everything."""
+    if not text or not text.strip():
+        return None
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidArgument(f"filter longer than {MAX_FILTER_LENGTH} characters")
+    return _Parser(text).parse()
+
+
+# ---- evaluation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """The filterable view of an operation."""
+
+    name: str
+    done: bool
+    operation_type: str
+    parent: str
+    labels: Mapping[str, str]
+    create_time: datetime
+    update_time: datetime
+
+
+def _str_match(actual: str, pattern: str) -> bool:
+    if pattern.endswith("*"):
+        return actual.startswith(pattern[:-1])
+    return actual == pattern
+
+
+def matches(expr: Expr | None, row: Row) -> bool:
+    if expr is None:
+        return True
+    if isinstance(expr, Not):
+        return not matches(expr.expr, row)
+    if isinstance(expr, BoolOp):
+        results = (matches(e, row) for e in expr.exprs)
+        return all(results) if expr.op == "AND" else any(results)
+    f, op, v = expr.field, expr.op, expr.value
+    if f == "done":
+        return (row.done == v) == (op == "=")
+    if f == "labels":
+        return str(v) in row.labels
+    if f.startswith("labels."):
+        key = f[len("labels.") :]
+        if v is None:
+            return key in row.labels
+        hit = key in row.labels and _str_match(row.labels[key], str(v))
+        return hit if op == "=" else not hit
+    if f in STRING_FIELDS:
+        hit = _str_match(getattr(row, f), str(v))
+        return hit if op == "=" else not hit
+    actual: datetime = getattr(row, f)
+    assert isinstance(v, datetime)
+    compare: dict[str, Callable[[datetime, datetime], bool]] = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+        "=": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+    }
+    return compare[op](actual, v)
+
+
+# ---- SQL --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a store spells the pieces of a filter in its SQL."""
+
+    param: Callable[[int], str]  # index -> placeholder
+    label_value: Callable[[str], str]  # placeholder of key -> expression of the value
+    label_has: Callable[[str], str]  # placeholder of key -> boolean expression
+    prefix: Callable[[str, str], str]  # column, placeholder -> boolean expression
+    time_value: Callable[[datetime], object]
+    true: object = True
+    false: object = False
+
+
+def to_sql(expr: Expr | None, dialect: Dialect) -> tuple[str, list[object]]:
+    params: list[object] = []
+
+    def add(value: object) -> str:
+        params.append(value)
+        return dialect.param(len(params) - 1)
+
+    def compare_str(column: str, op: str, value: str) -> str:
+        if value.endswith("*"):
+            sql = dialect.prefix(column, add(value[:-1]))
+        else:
+            sql = f"{column} = {add(value)}"
+        return sql if op == "=" else f"NOT ({sql})"
+
+    def walk(e: Expr) -> str:
+        if isinstance(e, Not):
+            return f"NOT ({walk(e.expr)})"
+        if isinstance(e, BoolOp):
+            return "(" + f" {e.op} ".join(walk(x) for x in e.exprs) + ")"
+        if e.field == "done":
+            value = dialect.true if e.value else dialect.false
+            return f"done {'=' if e.op == '=' else '!='} {add(value)}"
+        if e.field == "labels":
+            return dialect.label_has(add(str(e.value)))
+        if e.field.startswith("labels."):
+            key = add(e.field[len("labels.") :])
+            if e.value is None:
+                return dialect.label_has(key)
+            value_expr = dialect.label_value(key)
+            hit = f"COALESCE({compare_str(value_expr, '=', str(e.value))}, FALSE)"
+            return hit if e.op == "=" else f"NOT {hit}"
+        if e.field in STRING_FIELDS:
+            return compare_str(e.field, e.op, str(e.value))
+        assert isinstance(e.value, datetime)
+        return f"{e.field} {e.op if e.op != '!=' else '<>'} {add(dialect.time_value(e.value))}"
+
+    if expr is None:
+        return "TRUE", params
+    return walk(expr), params

@@ -1,0 +1,46 @@
+"""Counters an operator (and a test) can read: /metrics in Prometheus text format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.events = Counter(
+            "tracker_events",
+            "Events by route and outcome.",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "tracker_events_rejected",
+            "Events that can never apply, by route and reason.",
+            ["route", "reason"],
+            registry=self.registry,
+        )
+        self.transient = Counter(
+            "tracker_transient_failures",
+            "Events refused for a retry (store unavailable).",
+            ["route"],
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "tracker_notifications",
+            "Done-notifications by result.",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def value(self, counter: Counter, **labels: str) -> float:
+        """Current value of a labelled counter (for tests and the CLI)."""
+        metric = counter.labels(**labels) if labels else counter
+        return float(metric._value.get())
+
+
+METRICS = Metrics()

@@ -1,0 +1,200 @@
+"""Assembly: one process serves HTTP (events, push, Operations HTTP/JSON) and gRPC.
+
+Both servers and the outbox dispatcher share one asyncio loop and one `Tracker`.
+`running(config)` starts the whole thing in a background thread (tests, tools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tracker import __version__
+from tracker.config import Config
+from tracker.metrics import METRICS
+from tracker.service import Tracker
+from tracker.stores.base import Store
+from tracker.stores.sqlite import SqliteStore
+
+log = logging.getLogger("tracker")
+
+
+def open_store(config: Config) -> Store:
+    return SqliteStore(config.db, strict=config.strict)
+
+
+def build_app(tracker: Tracker, config: Config) -> Starlette:
+    from tracker.api import http as api_http
+    from tracker.sources import http as ingest_http
+    from tracker.sources import push
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *ingest_http.routes(tracker),
+        *push.routes(tracker),
+        *api_http.routes(tracker),
+    ]
+    return Starlette(routes=routes)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: `Server` owns shutdown for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Server:
+    """The HTTP and gRPC servers over one Tracker."""
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or open_store(config)
+        self.tracker = Tracker(
+            self.store, rules=config.rules, max_wait_seconds=config.max_wait_seconds
+        )
+        self.http_port = 0
+        self.grpc_port = 0
+        self._uvicorn: _Uvicorn | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.http_host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.config.grpc_host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        from tracker.api import grpc as api_grpc
+
+        self._dispatcher = await self.tracker.start()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.http_host, self.config.http_port))
+        self.http_port = sock.getsockname()[1]
+        app = build_app(self.tracker, self.config)
+        self._uvicorn = _Uvicorn(
+            uvicorn.Config(
+                app,
+                log_level=self.config.log_level.lower(),
+                lifespan="off",
+                access_log=self.config.log_level.lower() == "debug",
+            )
+        )
+        self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
+        if self.config.grpc_port >= 0:
+            self._grpc = grpc.aio.server()
+            api_grpc.add_to_server(self._grpc, self.tracker)
+            self.grpc_port = self._grpc.add_insecure_port(
+                f"{self.config.grpc_host}:{self.config.grpc_port}"
+            )
+            await self._grpc.start()
+        while not self._uvicorn.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()  # raises the start-up error
+            await asyncio.sleep(0.01)
+        self.started.set()
+        log.info(
+            "tracker %s: HTTP on %s, gRPC on %s, store %s",
+            __version__,
+            self.http_url,
+            self.grpc_target if self._grpc else "off",
+            self.config.db,
+        )
+
+    async def stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.tracker.stop(self._dispatcher)
+        self.store.close()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        await self.stop()
+
+
+def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM."""
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(Server(config).serve_forever())
+
+
+@contextlib.contextmanager
+def running(config: Config | None = None, *, store: Store | None = None) -> Iterator[Server]:
+    """Run a server on free loopback ports in a background thread, for tests and tools."""
+    config = config or Config(db=":memory:", http_port=0, grpc_port=0)
+    loop = asyncio.new_event_loop()
+    server: Server | None = None
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    stop_requested: asyncio.Event | None = None
+
+    async def main() -> None:
+        nonlocal server, stop_requested
+        stop_requested = asyncio.Event()
+        try:
+            server = Server(config, store)
+            await server.start()
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        await stop_requested.wait()
+        await server.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(30)
+    if failure:
+        thread.join(5)
+        raise failure[0]
+    assert server is not None and stop_requested is not None
+    server.loop = loop  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop_requested.set)
+        thread.join(30)
+        loop.close()

@@ -1,0 +1,59 @@
+"""CloudEvents over plain HTTP: POST /v1/events (binary, structured or batch mode).
+
+The caller can fix its request, so bad input is answered 4xx with the reason and
+nothing is stored; a busy or unreachable store is 503 with Retry-After (retry).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.rpc import code_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tracker.errors import InvalidEvent, StoreUnavailable
+from tracker.events import parse_message
+from tracker.service import Tracker
+from tracker.sources.common import error_response, invalid_event_response, read_body
+
+ROUTE = "http"
+BATCH_FACTOR = 16  # a batch may be this many times the single-event limit
+
+
+def routes(tracker: Tracker) -> list[BaseRoute]:
+    async def ingest(request: Request) -> Response:
+        limit = tracker.rules.max_event_bytes * BATCH_FACTOR
+        try:
+            body = await read_body(request, limit)
+            events = parse_message(
+                dict(request.headers), body, tracker.rules, received=datetime.now(UTC)
+            )
+            if not events:
+                raise InvalidEvent("empty_batch", "the batch holds no events")
+            result = await tracker.ingest(events, route=ROUTE)
+        except InvalidEvent as exc:
+            tracker.rejected(ROUTE, exc)
+            return invalid_event_response(exc)
+        except StoreUnavailable as exc:
+            tracker.metrics.transient.labels(route=ROUTE).inc()
+            response = error_response(503, code_pb2.UNAVAILABLE, exc.message)
+            response.headers["retry-after"] = "1"
+            return response
+        return JSONResponse(
+            {
+                "results": [
+                    {
+                        "id": r.event_id,
+                        "source": r.source,
+                        "operation": r.operation,
+                        "outcome": r.outcome.value,
+                        "done": r.became_done,
+                    }
+                    for r in result.results
+                ]
+            }
+        )
+
+    return [Route("/v1/events", ingest, methods=["POST"])]

@@ -1,0 +1,102 @@
+"""Pub/Sub push: POST /v1/pubsub/push with the JSON envelope Pub/Sub posts.
+
+Pub/Sub redelivers anything not answered 102/200/201/202/204, so the answers are:
+- applied (or a duplicate): 204;
+- poison (bad envelope, bad base64, invalid event, unknown operation in strict
+  mode): recorded as a dead letter with the reason, then 200 so it is not redelivered;
+- store unavailable (also while recording a dead letter): 503, so Pub/Sub retries.
+Push has no exactly-once delivery; de-duplication by event id makes it safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from google.rpc import code_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tracker.errors import InvalidEvent, StoreUnavailable
+from tracker.events import parse_pubsub
+from tracker.service import Tracker
+from tracker.sources.common import BodyTooLarge, error_response, read_body
+
+ROUTE = "push"
+ENVELOPE_OVERHEAD = 64 * 1024  # attributes and envelope fields beside the data
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime | None]:
+    """(attributes, data, message id, publish time) of a push envelope, or InvalidEvent."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent("bad_envelope", f"push body is not JSON: {exc}") from None
+    message = envelope.get("message") if isinstance(envelope, dict) else None
+    if not isinstance(message, dict):
+        raise InvalidEvent("bad_envelope", "push body has no message object")
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise InvalidEvent("bad_envelope", "message.attributes must map strings to strings")
+    raw = message.get("data") or ""
+    if not isinstance(raw, str):
+        raise InvalidEvent("bad_envelope", "message.data must be a base64 string")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidEvent("bad_base64", "message.data is not valid base64") from None
+    message_id = str(message.get("messageId") or message.get("message_id") or "")
+    publish_time = _parse_time(message.get("publishTime") or message.get("publish_time"))
+    return attributes, data, message_id, publish_time
+
+
+def routes(tracker: Tracker) -> list[BaseRoute]:
+    async def push(request: Request) -> Response:
+        body = b""
+        data: bytes | None = None  # the message data once the envelope decoded
+        attributes: dict[str, str] = {}
+        message_id = ""
+        try:
+            try:
+                body = await read_body(
+                    request, tracker.rules.max_event_bytes * 2 + ENVELOPE_OVERHEAD
+                )
+                attributes, data, message_id, published = decode_envelope(body)
+                # Without a CloudEvents time, the publish time is the best event time.
+                event = parse_pubsub(attributes, data, tracker.rules, received=published)
+                await tracker.ingest([event], route=ROUTE)
+            except InvalidEvent as exc:
+                if isinstance(exc, BodyTooLarge):
+                    body = body[:1024]
+                letter = await tracker.dead_letter(
+                    route=ROUTE,
+                    exc=exc,
+                    attributes=attributes,
+                    body=data if data is not None else body,
+                    message_id=message_id,
+                )
+                return JSONResponse(
+                    {"deadLetter": letter.id, "reason": exc.reason, "message": exc.message},
+                    status_code=200,
+                )
+        except StoreUnavailable as exc:
+            tracker.metrics.transient.labels(route=ROUTE).inc()
+            return error_response(503, code_pb2.UNAVAILABLE, exc.message)
+        return Response(status_code=204)
+
+    return [Route("/v1/pubsub/push", push, methods=["POST"])]

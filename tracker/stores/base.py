@@ -1,0 +1,240 @@
+"""The store contract, and the apply logic every backend shares.
+
+A backend implements a handful of primitives on a transaction (`Tx`) and a way to
+run a function in one read-write transaction (`run_in_transaction`, which may call
+the function again on an abort, so the function touches nothing but the `Tx`).
+Everything that decides state lives in `apply_batch`, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from google.longrunning import operations_pb2
+
+from tracker import filtering
+from tracker.apply import OperationState, Outcome, apply_event, render, request_cancel
+from tracker.errors import NotFound
+from tracker.events import Event, Kind
+from tracker.v1 import events_pb2
+
+T = TypeVar("T")
+Identity = tuple[str, str, str]  # (operation, source, event id)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one event did."""
+
+    operation: str
+    event_id: str
+    source: str
+    outcome: Outcome
+    became_done: bool = False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    results: list[ApplyResult]
+    # Final served Operation of every operation the batch changed, by name.
+    changed: dict[str, operations_pb2.Operation] = field(default_factory=dict)
+
+    @property
+    def done(self) -> list[str]:
+        return [r.operation for r in self.results if r.became_done]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One operation row."""
+
+    state: OperationState
+    operation: operations_pb2.Operation
+    checkpoint: bytes | None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A done-notification waiting for delivery. `id` is stable across redeliveries."""
+
+    id: str
+    operation: operations_pb2.Operation
+    state: OperationState
+    created_at: datetime
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that can never apply, kept for an operator to see and replay."""
+
+    id: str
+    received_at: datetime
+    route: str  # push | pull | http
+    reason: str
+    detail: str
+    attributes: dict[str, str]
+    body: bytes
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filter: filtering.Expr | None = None
+    page_size: int = 50
+    after: str = ""  # names strictly greater than this
+
+
+class Tx(Protocol):
+    """Primitives a backend offers inside one read-write transaction."""
+
+    def load(self, names: Sequence[str]) -> dict[str, OperationState]: ...
+
+    def seen(self, identities: Sequence[Identity]) -> set[Identity]: ...
+
+    def save(
+        self,
+        state: OperationState,
+        operation: operations_pb2.Operation,
+        checkpoint: bytes | None,
+        *,
+        insert: bool,
+        now: datetime,
+    ) -> None:
+        """Write the row; `checkpoint` None keeps the stored bytes."""
+
+    def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None: ...
+
+    def add_outbox(self, item: OutboxItem) -> None: ...
+
+
+def apply_batch(
+    tx: Tx, events: Sequence[Event], now: datetime, *, strict: bool = False
+) -> BatchResult:
+    """Apply events in order inside `tx`. Pure apart from `tx`; safe to re-run on abort."""
+    names = list(dict.fromkeys(e.operation for e in events))
+    states = tx.load(names)
+    existing = set(states)
+    seen = tx.seen([e.identity for e in events])
+    checkpoints: dict[str, bytes] = {}
+    dirty: set[str] = set()
+    done_now: set[str] = set()
+    recorded: list[tuple[Identity, Outcome]] = []
+    results: list[ApplyResult] = []
+    for event in events:
+        if event.identity in seen:
+            outcome, became_done = Outcome.DUPLICATE, False
+        else:
+            seen.add(event.identity)
+            transition = apply_event(states.get(event.operation), event, now, strict=strict)
+            outcome, became_done = transition.outcome, transition.became_done
+            recorded.append((event.identity, outcome))
+            if outcome is Outcome.APPLIED:
+                states[event.operation] = transition.state
+                dirty.add(event.operation)
+                if became_done:
+                    done_now.add(event.operation)
+                if event.kind is Kind.CHECKPOINT:
+                    assert isinstance(event.data, events_pb2.Checkpoint)
+                    checkpoints[event.operation] = event.data.data
+        results.append(ApplyResult(event.operation, event.id, event.source, outcome, became_done))
+    changed: dict[str, operations_pb2.Operation] = {}
+    for name in names:
+        if name not in dirty:
+            continue
+        state = states[name]
+        operation = render(state)
+        changed[name] = operation
+        tx.save(state, operation, checkpoints.get(name), insert=name not in existing, now=now)
+        if name in done_now:
+            tx.add_outbox(new_outbox_item(state, operation, now))
+    if recorded:
+        tx.record(recorded, now)
+    return BatchResult(results, changed)
+
+
+def new_outbox_item(
+    state: OperationState, operation: operations_pb2.Operation, now: datetime
+) -> OutboxItem:
+    return OutboxItem(id=uuid.uuid4().hex, operation=operation, state=state, created_at=now)
+
+
+class Store(abc.ABC):
+    """The store contract. Backends fill in the abstract primitives."""
+
+    strict: bool = False
+
+    # ---- primitives --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
+        """Run fn in one read-write transaction; it may be called more than once."""
+
+    @abc.abstractmethod
+    def get(self, name: str) -> Stored | None: ...
+
+    @abc.abstractmethod
+    def list_operations(self, query: ListQuery) -> list[Stored]:
+        """Up to page_size + 1 rows ordered by name (the extra row says there is more)."""
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]: ...
+
+    @abc.abstractmethod
+    def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_failed(self, item_id: str) -> None:
+        """Count a failed delivery attempt (the item stays pending)."""
+
+    @abc.abstractmethod
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    @abc.abstractmethod
+    def remove_dead_letter(self, letter_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # ---- shared behaviour --------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event], now: datetime | None = None) -> BatchResult:
+        """Apply a batch atomically: all of it commits, or none of it."""
+        when = now or datetime.now(UTC)
+        return self.run_in_transaction(lambda tx: apply_batch(tx, events, when, strict=self.strict))
+
+    def cancel(self, name: str, now: datetime | None = None) -> tuple[Stored, bool]:
+        """Mark cancelled; returns the row and whether this call made it done."""
+        when = now or datetime.now(UTC)
+
+        def work(tx: Tx) -> tuple[Stored, bool]:
+            states = tx.load([name])
+            if name not in states:
+                raise NotFound(f"operation {name!r} not found")
+            before = states[name]
+            state = request_cancel(before, when)
+            operation = render(state)
+            tx.save(state, operation, None, insert=False, now=when)
+            became_done = state.done and not before.done
+            if became_done:
+                tx.add_outbox(new_outbox_item(state, operation, when))
+            return Stored(state, operation, None), became_done
+
+        return self.run_in_transaction(work)
+
+    def checkpoint(self, name: str) -> bytes | None:
+        stored = self.get(name)
+        if stored is None:
+            raise NotFound(f"operation {name!r} not found")
+        return stored.checkpoint
