@@ -41,8 +41,12 @@ def streams(draw: st.DrawFn) -> tuple[list[Event], bool]:
             data = None
         events.append(
             make_event(
-                kind, OP, id=f"e{i}", seq=i + 1 if with_sequence else None,
-                time=T0 + timedelta(seconds=i), data=data,  # type: ignore[arg-type]
+                kind,
+                OP,
+                id=f"e{i}",
+                seq=i + 1 if with_sequence else None,
+                time=T0 + timedelta(seconds=i),
+                data=data,  # type: ignore[arg-type]
             )
         )
     return events, with_sequence

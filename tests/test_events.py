@@ -24,9 +24,9 @@ from tracker.events import (
     to_structured,
 )
 
-VECTORS = json.loads(
-    (Path(__file__).parent.parent / "schemas/testdata/vectors.json").read_text()
-)["cases"]
+VECTORS = json.loads((Path(__file__).parent.parent / "schemas/testdata/vectors.json").read_text())[
+    "cases"
+]
 
 
 def _body(case: dict[str, Any]) -> bytes:
@@ -101,8 +101,14 @@ def _message(kind: Kind, fields: dict[str, Any]) -> Any:
 
 
 def test_plain_json_object_in_any_becomes_struct() -> None:
-    headers = {"ce-id": "1", "ce-source": "s", "ce-specversion": "1.0", "ce-subject": "operations/x",
-               "ce-type": Kind.SUCCEEDED.type, "content-type": "application/json"}
+    headers = {
+        "ce-id": "1",
+        "ce-source": "s",
+        "ce-specversion": "1.0",
+        "ce-subject": "operations/x",
+        "ce-type": Kind.SUCCEEDED.type,
+        "content-type": "application/json",
+    }
     (event,) = parse_message(headers, b'{"response": {"rows": 3}}')
     assert event.data.response.type_url == "type.googleapis.com/google.protobuf.Struct"
 

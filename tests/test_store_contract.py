@@ -135,7 +135,11 @@ def test_checkpoint_bytes_stored_newest_wins(store: Store) -> None:
 def test_created_fills_identity_whenever_it_arrives(store: Store) -> None:
     store.apply([make_event(Kind.PROGRESS, OP, seq=2, data={"percent": 5})])
     store.apply(
-        [make_event(Kind.CREATED, OP, seq=1, data={"operation_type": "export", "labels": {"a": "b"}})]
+        [
+            make_event(
+                Kind.CREATED, OP, seq=1, data={"operation_type": "export", "labels": {"a": "b"}}
+            )
+        ]
     )
     m = meta(store)
     assert m.operation_type == "export" and dict(m.labels) == {"a": "b"} and m.percent == 5
@@ -198,7 +202,9 @@ def test_delete_keeps_dedup_so_redelivery_does_not_resurrect(store: Store) -> No
 def test_list_filters_and_pages(store: Store) -> None:
     for i in range(7):
         name = f"operations/batch-{i}"
-        events = [make_event(Kind.CREATED, name, data={"labels": {"env": "prod" if i % 2 else "dev"}})]
+        events = [
+            make_event(Kind.CREATED, name, data={"labels": {"env": "prod" if i % 2 else "dev"}})
+        ]
         if i < 3:
             events.append(make_event(Kind.SUCCEEDED, name))
         store.apply(events)
@@ -210,10 +216,15 @@ def test_list_filters_and_pages(store: Store) -> None:
 
     assert names("done = true") == [f"operations/batch-{i}" for i in range(3)]
     assert len(names("done = false")) == 5
-    assert names('labels.env = "prod"') == ["operations/batch-1", "operations/batch-3", "operations/batch-5"]
+    assert names('labels.env = "prod"') == [
+        "operations/batch-1",
+        "operations/batch-3",
+        "operations/batch-5",
+    ]
     assert names('name = "operations/oth*"') == ["operations/other"]
     assert names('operation_type = "x" OR labels.env = "dev" AND done = true') == [
-        "operations/batch-0", "operations/batch-2"
+        "operations/batch-0",
+        "operations/batch-2",
     ]
     assert names("NOT labels:env") == ["operations/other"]
     # Paging: page_size + 1 rows say there is more; `after` resumes.
@@ -224,8 +235,14 @@ def test_list_filters_and_pages(store: Store) -> None:
 
 def test_dead_letters_recorded_and_removed(store: Store) -> None:
     letter = DeadLetter(
-        id="d1", received_at=T0, route="push", reason="bad_base64", detail="x",
-        attributes={"ce-id": "1"}, body=b"\xff", message_id="m1",
+        id="d1",
+        received_at=T0,
+        route="push",
+        reason="bad_base64",
+        detail="x",
+        attributes={"ce-id": "1"},
+        body=b"\xff",
+        message_id="m1",
     )
     store.add_dead_letter(letter)
     assert store.dead_letters() == [letter]

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 import uvicorn
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from tracker import __version__
 from tracker.config import Config
 from tracker.metrics import METRICS
+from tracker.notify.outbox import Sink
 from tracker.service import Tracker
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
@@ -68,11 +69,16 @@ class _Uvicorn(uvicorn.Server):
 class Server:
     """The HTTP and gRPC servers over one Tracker."""
 
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store | None = None, sinks: Sequence[Sink] = ()
+    ) -> None:
         self.config = config
         self.store = store or open_store(config)
         self.tracker = Tracker(
-            self.store, rules=config.rules, max_wait_seconds=config.max_wait_seconds
+            self.store,
+            rules=config.rules,
+            max_wait_seconds=config.max_wait_seconds,
+            sinks=sinks,
         )
         self.http_port = 0
         self.grpc_port = 0
@@ -161,7 +167,9 @@ def serve(config: Config) -> None:
 
 
 @contextlib.contextmanager
-def running(config: Config | None = None, *, store: Store | None = None) -> Iterator[Server]:
+def running(
+    config: Config | None = None, *, store: Store | None = None, sinks: Sequence[Sink] = ()
+) -> Iterator[Server]:
     """Run a server on free loopback ports in a background thread, for tests and tools."""
     config = config or Config(db=":memory:", http_port=0, grpc_port=0)
     loop = asyncio.new_event_loop()
@@ -174,7 +182,7 @@ def running(config: Config | None = None, *, store: Store | None = None) -> Iter
         nonlocal server, stop_requested
         stop_requested = asyncio.Event()
         try:
-            server = Server(config, store)
+            server = Server(config, store, sinks)
             await server.start()
         except BaseException as exc:
             failure.append(exc)
