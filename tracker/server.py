@@ -100,7 +100,10 @@ class Server:
         from tracker.api import grpc as api_grpc
 
         self._dispatcher = await self.tracker.start()
-        sock = socket.socket(socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET)
+        family = socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
+        # for sockets created with it; without, keep-alive answers stall ~40 ms (delayed ACK).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.http_host, self.config.http_port))
         self.http_port = sock.getsockname()[1]
