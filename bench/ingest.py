@@ -22,11 +22,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import make_event  # noqa: E402
-from tracker.config import Config  # noqa: E402
-from tracker.events import Event, Kind, to_batch, to_binary  # noqa: E402
-from tracker.server import running  # noqa: E402
-from tracker.stores.sqlite import SqliteStore  # noqa: E402
+from tests.helpers import make_event
+from tracker.config import Config
+from tracker.events import Event, Kind, to_batch, to_binary
+from tracker.server import running
+from tracker.stores.sqlite import SqliteStore
 
 
 def stream(operations: int, per_op: int, prefix: str) -> list[Event]:
@@ -86,7 +86,9 @@ def main() -> None:
                 woke: list[float] = []
                 ready = threading.Event()
 
-                def waiter(name: str = name, woke: list[float] = woke) -> None:
+                def waiter(
+                    name: str = name, woke: list[float] = woke, ready: threading.Event = ready
+                ) -> None:
                     with httpx.Client(base_url=server.http_url, timeout=30) as c:
                         ready.set()
                         c.post(f"/v1/{name}:wait", json={"timeout": "20s"}).raise_for_status()
