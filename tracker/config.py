@@ -53,6 +53,18 @@ class Config:
         default=300.0,
         metadata={"help": "Longest WaitOperation; a longer or unset timeout is cut to this."},
     )
+    push_audience: str = field(
+        default="",
+        metadata={"help": "Verify Pub/Sub push OIDC tokens for this audience (off when empty)."},
+    )
+    push_service_account: str = field(
+        default="",
+        metadata={"help": "Push tokens must be for this service account email."},
+    )
+    push_certs_url: str = field(
+        default="https://www.googleapis.com/oauth2/v1/certs",
+        metadata={"help": "Where the token signing certificates are published."},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Config:
@@ -76,6 +88,8 @@ class Config:
             raise ConfigError(
                 f"--log-level: {self.log_level!r} is not debug, info, warning or error"
             )
+        if self.push_service_account and not self.push_audience:
+            raise ConfigError("--push-service-account: needs --push-audience too")
         if self.db != ":memory:":
             parent = Path(self.db).expanduser().resolve().parent
             if not parent.is_dir():

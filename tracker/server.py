@@ -27,6 +27,7 @@ from tracker.config import Config
 from tracker.metrics import METRICS
 from tracker.notify.outbox import Sink
 from tracker.service import Tracker
+from tracker.sources.oidc import PushAuth
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 
@@ -35,6 +36,16 @@ log = logging.getLogger("tracker")
 
 def open_store(config: Config) -> Store:
     return SqliteStore(config.db, strict=config.strict)
+
+
+def push_auth(config: Config) -> PushAuth | None:
+    if not config.push_audience:
+        return None
+    return PushAuth(
+        audience=config.push_audience,
+        service_account=config.push_service_account,
+        certs_url=config.push_certs_url,
+    )
 
 
 def build_app(tracker: Tracker, config: Config) -> Starlette:
@@ -52,7 +63,7 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *ingest_http.routes(tracker),
-        *push.routes(tracker),
+        *push.routes(tracker, push_auth(config)),
         *api_http.routes(tracker),
     ]
     return Starlette(routes=routes)

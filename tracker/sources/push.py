@@ -6,6 +6,7 @@ Pub/Sub redelivers anything not answered 102/200/201/202/204, so the answers are
   mode): recorded as a dead letter with the reason, then 200 so it is not redelivered;
 - store unavailable (also while recording a dead letter): 503, so Pub/Sub retries.
 Push has no exactly-once delivery; de-duplication by event id makes it safe.
+With `auth`, requests must carry the OIDC token Pub/Sub signs (401/403 otherwise).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.errors import InvalidEvent, StoreUnavailable
+from tracker.errors import InvalidEvent, PermissionDenied, StoreUnavailable, Unauthenticated
 from tracker.events import parse_pubsub
 from tracker.service import Tracker
 from tracker.sources.common import BodyTooLarge, error_response, read_body
+from tracker.sources.oidc import PushAuth
 
 ROUTE = "push"
 ENVELOPE_OVERHEAD = 64 * 1024  # attributes and envelope fields beside the data
@@ -65,8 +67,18 @@ def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime |
     return attributes, data, message_id, publish_time
 
 
-def routes(tracker: Tracker) -> list[BaseRoute]:
+def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
     async def push(request: Request) -> Response:
+        if auth is not None:
+            try:
+                await auth.verify(request.headers.get("authorization"))
+            except (Unauthenticated, PermissionDenied) as exc:
+                # Not acked: a misconfigured subscription should not lose messages.
+                tracker.metrics.rejected.labels(route=ROUTE, reason="auth").inc()
+                status = 401 if isinstance(exc, Unauthenticated) else 403
+                return error_response(status, exc.code, exc.message)
+            except StoreUnavailable as exc:
+                return error_response(503, code_pb2.UNAVAILABLE, exc.message)
         body = b""
         data: bytes | None = None  # the message data once the envelope decoded
         attributes: dict[str, str] = {}
