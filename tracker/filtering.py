@@ -38,6 +38,8 @@ _TOKEN = re.compile(
 STRING_FIELDS: Final = ("name", "operation_type", "parent")
 TIME_FIELDS: Final = ("create_time", "update_time")
 MAX_FILTER_LENGTH: Final = 2048
+# Nesting of NOT and parentheses; deeper input would overflow Python's stack or the SQL parser's.
+MAX_FILTER_DEPTH: Final = 32
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -120,16 +123,23 @@ class _Parser:
 
     def unary(self) -> Expr:
         tok = self.peek()
-        if tok == ("word", "NOT") or (tok is not None and tok[0] == "minus"):
-            self.take()
-            return Not(self.unary())
-        if tok is not None and tok[0] == "lparen":
-            self.take()
-            expr = self.conjunction()
-            if self.take()[0] != "rparen":
-                raise InvalidArgument("filter: missing )")
-            return expr
+        if tok == ("word", "NOT") or (tok is not None and tok[0] in ("minus", "lparen")):
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise InvalidArgument(f"filter: NOT and ( nested deeper than {MAX_FILTER_DEPTH}")
+            try:
+                return self.nested()
+            finally:
+                self.depth -= 1
         return self.comparison()
+
+    def nested(self) -> Expr:
+        if self.take()[0] != "lparen":  # NOT or -
+            return Not(self.unary())
+        expr = self.conjunction()
+        if self.take()[0] != "rparen":
+            raise InvalidArgument("filter: missing )")
+        return expr
 
     def comparison(self) -> Cmp:
         kind, field = self.take()

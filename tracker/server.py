@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -127,25 +128,26 @@ class Server:
                 access_log=self.config.log_level.lower() == "debug",
             )
         )
-        self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
         if self.config.grpc_port >= 0:
+            # Bound before the HTTP server starts, so a taken port fails start-up cleanly.
             self._grpc = grpc.aio.server()
             api_grpc.add_to_server(self._grpc, self.tracker)
             self.grpc_port = self._grpc.add_insecure_port(
                 f"{self.config.grpc_host}:{self.config.grpc_port}"
             )
             await self._grpc.start()
+        self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
         while not self._uvicorn.started:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the start-up error
             await asyncio.sleep(0.01)
         self.started.set()
-        log.info(
-            "tracker %s: HTTP on %s, gRPC on %s, store %s",
-            __version__,
-            self.http_url,
-            self.grpc_target if self._grpc else "off",
-            self.config.db,
+        log.info("%s", self.describe())
+
+    def describe(self) -> str:
+        return (
+            f"tracker {__version__}: HTTP on {self.http_url},"
+            f" gRPC on {self.grpc_target if self._grpc else 'off'}, store {self.config.db}"
         )
 
     async def stop(self) -> None:
@@ -161,6 +163,8 @@ class Server:
 
     async def serve_forever(self) -> None:
         await self.start()
+        if not log.isEnabledFor(logging.INFO):  # the address is needed whatever the level
+            print(self.describe(), file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -55,6 +55,15 @@ _DIALECT = filtering.Dialect(
 )
 
 
+_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly")
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    """Lock contention and I/O trouble pass; a bad statement does not (not a retry)."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -195,6 +204,8 @@ class SqliteStore(Store):
             try:
                 yield self._conn
             except sqlite3.OperationalError as exc:
+                if not _transient(exc):
+                    raise
                 raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
 
     def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:

@@ -1,0 +1,159 @@
+"""The standard `google.longrunning.Operations` gRPC service over a `Tracker`.
+
+Any client built for Google APIs (`google.api_core.operations_v1.OperationsClient`,
+`google.api_core.operation.from_gapic`, grpcurl) works unchanged. The server also
+offers the standard health service (`grpc.health.v1.Health`) and server reflection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from tracker.api import status
+from tracker.errors import InvalidArgument
+from tracker.service import Tracker
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE_NAME: Final[str] = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
+# Names ListOperations accepts as the collection (AIP-151 servers have one collection).
+COLLECTIONS: Final = frozenset({"", "operations"})
+# WaitOperation returns this long before the caller's gRPC deadline, so that the
+# answer (the latest state) reaches it instead of DEADLINE_EXCEEDED.
+DEADLINE_MARGIN_MIN: Final = 0.1
+DEADLINE_MARGIN_MAX: Final = 1.0
+
+
+def deadline_margin(remaining: float) -> float:
+    """Time kept back from a gRPC deadline: a fifth of it, within [100 ms, 1 s]."""
+    return min(DEADLINE_MARGIN_MAX, max(DEADLINE_MARGIN_MIN, remaining * 0.2))
+
+
+async def _answer(context: Context, work: Awaitable[T]) -> T:
+    """Await `work`; turn any exception into a gRPC status via `tracker.api.status`."""
+    try:
+        return await work
+    except Exception as exc:
+        error = status.from_exception(exc)
+    await context.abort(error.grpc_code, error.message)
+
+
+def _require_name(name: str) -> str:
+    if not name:
+        raise InvalidArgument("name is required")
+    return name
+
+
+class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
+    """google.longrunning.Operations, each method a thin call into the `Tracker`."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    async def GetOperation(
+        self, request: operations_pb2.GetOperationRequest, context: Context
+    ) -> operations_pb2.Operation:
+        return await _answer(context, self._get(request.name))
+
+    async def _get(self, name: str) -> operations_pb2.Operation:
+        return await self.tracker.get(_require_name(name))
+
+    async def ListOperations(
+        self, request: operations_pb2.ListOperationsRequest, context: Context
+    ) -> operations_pb2.ListOperationsResponse:
+        return await _answer(context, self._list(request))
+
+    async def _list(
+        self, request: operations_pb2.ListOperationsRequest
+    ) -> operations_pb2.ListOperationsResponse:
+        if request.name not in COLLECTIONS:
+            raise InvalidArgument(
+                f"name {request.name!r} is not a collection here; use '' or 'operations'"
+            )
+        page = await self.tracker.list(request.filter, request.page_size, request.page_token)
+        return operations_pb2.ListOperationsResponse(
+            operations=page.operations, next_page_token=page.next_page_token
+        )
+
+    async def DeleteOperation(
+        self, request: operations_pb2.DeleteOperationRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await _answer(context, self._delete(request.name))
+        return empty_pb2.Empty()
+
+    async def _delete(self, name: str) -> None:
+        await self.tracker.delete(_require_name(name))
+
+    async def CancelOperation(
+        self, request: operations_pb2.CancelOperationRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await _answer(context, self._cancel(request.name))
+        return empty_pb2.Empty()
+
+    async def _cancel(self, name: str) -> None:
+        await self.tracker.cancel(_require_name(name))
+
+    async def WaitOperation(
+        self, request: operations_pb2.WaitOperationRequest, context: Context
+    ) -> operations_pb2.Operation:
+        remaining: float | None = context.time_remaining()
+        return await _answer(context, self._wait(request, remaining))
+
+    async def _wait(
+        self, request: operations_pb2.WaitOperationRequest, remaining: float | None
+    ) -> operations_pb2.Operation:
+        """Wait up to the shorter of request.timeout (else the server's max) and the deadline.
+
+        Timing out is not an error: the answer is the latest state, done or not.
+        """
+        name = _require_name(request.name)
+        budget: float | None = None  # None: the tracker's max_wait_seconds
+        if request.HasField("timeout"):
+            budget = request.timeout.seconds + request.timeout.nanos / 1e9
+            if budget < 0:
+                raise InvalidArgument("timeout must not be negative")
+        if remaining is not None:
+            cap = remaining - deadline_margin(remaining)
+            budget = cap if budget is None else min(budget, cap)
+        if budget is not None and budget <= 0:
+            return await self.tracker.get(name)
+        return await self.tracker.wait(name, budget)
+
+
+class _Health(AsyncHealthServicer):  # type: ignore[misc]
+    """The asyncio health servicer, SERVING for the given services from the start.
+
+    Its `set` is a coroutine, but `add_to_server` is not: with no watcher yet,
+    setting the initial statuses is a plain dict write.
+    """
+
+    def __init__(self, services: list[str]) -> None:
+        super().__init__()
+        for service in services:
+            self._server_status[service] = health_pb2.HealthCheckResponse.SERVING
+
+
+def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> None:
+    """Register Operations, health (SERVING) and reflection on an asyncio gRPC server."""
+    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(tracker), server)
+    health_pb2_grpc.add_HealthServicer_to_server(_Health(["", SERVICE_NAME]), server)
+    reflection.enable_server_reflection(
+        [
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+
+
+__all__ = ["SERVICE_NAME", "OperationsServicer", "add_to_server"]

@@ -1,0 +1,461 @@
+"""The Operations service over HTTP/JSON, following the HTTP rules of operations.proto.
+
+    GET    /v1/operations                         ListOperations (filter, pageSize, pageToken)
+    GET    /v1/{name=operations/**}               GetOperation
+    DELETE /v1/{name=operations/**}               DeleteOperation            -> {}
+    POST   /v1/{name=operations/**}:cancel        CancelOperation            -> {}
+    POST   /v1/{name=operations/**}:wait          WaitOperation (timeout in body or query)
+    GET    /v1/{name=operations/**}:watch         extension: Server-Sent Events
+    GET    /v1/{name=operations/**}:checkpoint    extension: the latest checkpoint bytes
+
+Bodies are the proto3 JSON mapping with lowerCamelCase names, as Google APIs send.
+`Operation.metadata` and `response` (and `error.details`) are `Any`: a type this
+process has not imported cannot be rendered as JSON, so it is served as
+`{"@type": "<type url>", "value": "<base64 of the serialized message>"}` instead of
+failing the whole response. Errors are the Google JSON error body (`tracker.api.status`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Final, TypeVar
+
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from tracker.api import status
+from tracker.errors import InvalidArgument, NotFound
+from tracker.service import Page, Tracker
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+Handler = Callable[[Request], Awaitable[Response]]
+
+VERBS: Final = ("cancel", "wait", "watch", "checkpoint")
+# Allowed methods per custom verb ("" is the resource itself).
+METHODS: Final[Mapping[str, tuple[str, ...]]] = {
+    "": ("GET", "DELETE"),
+    "cancel": ("POST",),
+    "wait": ("POST",),
+    "watch": ("GET",),
+    "checkpoint": ("GET",),
+}
+# Google system parameters some clients add to every call; accepted and ignored.
+SYSTEM_PARAMS: Final = frozenset(
+    {"alt", "prettyPrint", "key", "access_token", "quotaUser", "$.xgafv"}
+)
+# Methods routed to the handlers, which answer a wrong one with a JSON 405.
+ROUTE_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_BODY_BYTES: Final = 64 * 1024
+# A comment line on an idle watch stream, so proxies do not cut it; read at request time.
+SSE_KEEPALIVE_SECONDS: float = 15.0
+
+
+class HttpError(Exception):
+    """An HTTP-only failure (wrong method, body too large) with its own status."""
+
+    def __init__(self, error: status.ApiError, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.headers = dict(headers or {})
+
+
+# ---- JSON ------------------------------------------------------------------------------
+
+
+def any_to_dict(value: any_pb2.Any) -> dict[str, Any]:
+    """proto3 JSON of an Any; `{"@type", "value": base64}` for a type we cannot resolve."""
+    try:
+        result: dict[str, Any] = json_format.MessageToDict(value)
+    except (TypeError, ValueError, json_format.Error):
+        result = {"@type": value.type_url, "value": base64.b64encode(value.value).decode()}
+    return result
+
+
+def status_to_dict(error: status_pb2.Status) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if error.code:
+        out["code"] = error.code
+    if error.message:
+        out["message"] = error.message
+    if error.details:
+        out["details"] = [any_to_dict(d) for d in error.details]
+    return out
+
+
+def operation_to_dict(operation: operations_pb2.Operation) -> dict[str, Any]:
+    """The proto3 JSON mapping of an Operation, tolerant of unresolvable Any types."""
+    out: dict[str, Any] = {}
+    if operation.name:
+        out["name"] = operation.name
+    if operation.HasField("metadata"):
+        out["metadata"] = any_to_dict(operation.metadata)
+    if operation.done:
+        out["done"] = True
+    result = operation.WhichOneof("result")
+    if result == "error":
+        out["error"] = status_to_dict(operation.error)
+    elif result == "response":
+        out["response"] = any_to_dict(operation.response)
+    return out
+
+
+def page_to_dict(page: Page) -> dict[str, Any]:
+    """ListOperationsResponse as JSON (empty fields omitted, as the mapping says)."""
+    out: dict[str, Any] = {}
+    if page.operations:
+        out["operations"] = [operation_to_dict(op) for op in page.operations]
+    if page.next_page_token:
+        out["nextPageToken"] = page.next_page_token
+    return out
+
+
+def error_response(error: status.ApiError, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(error.body(), status_code=error.http_status, headers=dict(headers or {}))
+
+
+# ---- request parsing -------------------------------------------------------------------
+
+
+def query(request: Request, aliases: Mapping[str, str]) -> dict[str, str]:
+    """Query parameters by canonical name; `aliases` maps each accepted spelling to it.
+
+    Unknown, repeated or conflicting parameters are an InvalidArgument, so that a
+    typo (`pagesize`) is an error rather than silently ignored.
+    """
+    out: dict[str, str] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        if key in SYSTEM_PARAMS:
+            continue
+        if key not in aliases:
+            known = ", ".join(sorted(aliases)) or "none"
+            raise InvalidArgument(f"unknown query parameter {key!r}; known: {known}")
+        canonical = aliases[key]
+        if len(values) > 1 or (canonical in out and out[canonical] != values[0]):
+            raise InvalidArgument(f"query parameter {canonical!r} given more than once")
+        out[canonical] = values[0]
+    return out
+
+
+def parse_page_size(text: str | None) -> int:
+    if text is None or text == "":
+        return 0
+    try:
+        size = int(text)
+    except ValueError:
+        raise InvalidArgument(f"pageSize must be an integer, got {text[:40]!r}") from None
+    if size < 0:
+        raise InvalidArgument("pageSize must not be negative")
+    return size
+
+
+def parse_timeout(text: str) -> float:
+    """A proto3 JSON Duration ("5s", "0.5s") in seconds; negative is an error."""
+    duration = duration_pb2.Duration()
+    try:
+        duration.FromJsonString(text)
+    except ValueError:
+        raise InvalidArgument(
+            f"timeout must be a duration in seconds like '5s' or '0.5s', got {text[:40]!r}"
+        ) from None
+    return _seconds(duration)
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    seconds = duration.seconds + duration.nanos / 1e9
+    if seconds < 0:
+        raise InvalidArgument("timeout must not be negative")
+    return seconds
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> HttpError:
+    return HttpError(
+        status.ApiError(
+            code_pb2.INVALID_ARGUMENT,
+            f"request body larger than {MAX_BODY_BYTES} bytes",
+            http_status_override=413,
+        )
+    )
+
+
+async def parse_body(request: Request, message: M, name: str) -> M:
+    """Merge a JSON body (may be empty) into a request message; its name must match the path."""
+    body = await read_body(request)
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("request body is not valid JSON") from None
+        except RecursionError:
+            raise InvalidArgument("request body is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument("request body must be a JSON object")
+        try:
+            json_format.ParseDict(data, message)
+        except json_format.ParseError as exc:
+            raise InvalidArgument(f"request body: {exc}") from None
+    body_name = getattr(message, "name", "")
+    if body_name and body_name != name:
+        raise InvalidArgument(f"name in the body ({body_name!r}) differs from the URL ({name!r})")
+    return message
+
+
+def split_verb(path: str, raw_path: str | None = None) -> tuple[str, str]:
+    """'operations/a/b:wait' -> ('operations/a/b', 'wait'); only known verbs split.
+
+    `raw_path` is the path as sent: a colon the client escaped (%3A) is part of the name.
+    """
+    head, sep, verb = path.rpartition(":")
+    if sep and verb in VERBS and (raw_path is None or raw_path.endswith(":" + verb)):
+        return head, verb
+    return path, ""
+
+
+async def until_disconnected(request: Request) -> None:
+    """Return when the client goes away (call after the body has been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Run `work`, abandoning it (None) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(until_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, gone):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+def sse(operation: operations_pb2.Operation) -> bytes:
+    return b"data: " + _compact(operation_to_dict(operation)) + b"\n\n"
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ---- handlers --------------------------------------------------------------------------
+
+
+class OperationsHttp:
+    """Handlers of the HTTP/JSON Operations API over one `Tracker`."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    async def collection(self, request: Request) -> Response:
+        if _method(request) != "GET":
+            raise _not_allowed(request.method, ("GET",))
+        params = query(
+            request,
+            {
+                "filter": "filter",
+                "pageSize": "page_size",
+                "page_size": "page_size",
+                "pageToken": "page_token",
+                "page_token": "page_token",
+                # Nothing is ever unreachable here; accepted for client compatibility.
+                "returnPartialSuccess": "return_partial_success",
+                "return_partial_success": "return_partial_success",
+            },
+        )
+        page = await self.tracker.list(
+            params.get("filter", ""),
+            parse_page_size(params.get("page_size")),
+            params.get("page_token", ""),
+        )
+        return JSONResponse(page_to_dict(page))
+
+    async def resource(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path")
+        name, verb = split_verb(
+            "operations/" + str(request.path_params["rest"]),
+            raw.decode("latin-1") if isinstance(raw, bytes) else None,
+        )
+        allowed = METHODS[verb]
+        method = _method(request) if verb in ("", "checkpoint") else request.method
+        if method not in allowed:
+            raise _not_allowed(request.method, allowed)
+        if verb == "cancel":
+            return await self.cancel(request, name)
+        if verb == "wait":
+            return await self.wait(request, name)
+        if verb == "watch":
+            return await self.watch(request, name)
+        if verb == "checkpoint":
+            return await self.checkpoint(request, name)
+        query(request, {})
+        if method == "DELETE":
+            await self.tracker.delete(name)
+            return JSONResponse({})
+        return JSONResponse(operation_to_dict(await self.tracker.get(name)))
+
+    async def cancel(self, request: Request, name: str) -> Response:
+        query(request, {})
+        await parse_body(request, operations_pb2.CancelOperationRequest(), name)
+        await self.tracker.cancel(name)
+        return JSONResponse({})
+
+    async def wait(self, request: Request, name: str) -> Response:
+        params = query(request, {"timeout": "timeout"})
+        body = await parse_body(request, operations_pb2.WaitOperationRequest(), name)
+        budget: float | None = None  # the tracker's max_wait_seconds
+        if body.HasField("timeout"):
+            budget = _seconds(body.timeout)
+        elif "timeout" in params:
+            budget = parse_timeout(params["timeout"])
+        if budget == 0:
+            operation = await self.tracker.get(name)
+        else:
+            waited = await unless_disconnected(request, self.tracker.wait(name, budget))
+            if waited is None:  # the client is gone; nobody reads this
+                return Response(status_code=499)
+            operation = waited
+        return JSONResponse(operation_to_dict(operation))
+
+    async def checkpoint(self, request: Request, name: str) -> Response:
+        """The opaque bytes of the latest checkpoint event; 404 when there is none."""
+        query(request, {})
+        stored = await self.tracker.get_stored(name)
+        if stored.checkpoint is None:
+            raise NotFound(f"operation {name!r} has no checkpoint")
+        return Response(stored.checkpoint, media_type="application/octet-stream")
+
+    async def watch(self, request: Request, name: str) -> Response:
+        params = query(request, {"timeout": "timeout"})
+        budget = parse_timeout(params["timeout"]) if "timeout" in params else None
+        stream = self.tracker.watch(name, budget) if budget != 0 else self._once(name)
+        try:
+            # The first state before answering, so an unknown name is a 404, not a stream.
+            first = await anext(stream)
+        except BaseException:
+            await _aclose(stream)
+            raise
+        return StreamingResponse(
+            self._events(stream, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _once(self, name: str) -> AsyncGenerator[operations_pb2.Operation, None]:
+        """A zero timeout: the current state only."""
+        yield await self.tracker.get(name)
+
+    async def _events(
+        self,
+        stream: AsyncIterator[operations_pb2.Operation],
+        first: operations_pb2.Operation,
+    ) -> AsyncIterator[bytes]:
+        """SSE frames: the first state, every change, and keepalive comments when idle."""
+        yield sse(first)
+        pending: asyncio.Future[operations_pb2.Operation] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait({pending}, timeout=SSE_KEEPALIVE_SECONDS)
+                if not done:
+                    yield b": keepalive\n\n"
+                    continue
+                task, pending = pending, None
+                try:
+                    operation = task.result()
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:  # the stream has started: report in-band
+                    body = _compact(status.from_exception(exc).body())
+                    yield b"event: error\ndata: " + body + b"\n\n"
+                    return
+                yield sse(operation)
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            # A generator still running in the cancelled task is closed by the cancellation.
+            if pending is None or pending.done():
+                await _aclose(stream)
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    """Close an async generator (Tracker.watch is typed as a plain AsyncIterator)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _method(request: Request) -> str:
+    """HEAD is GET without the body (the server drops it)."""
+    return "GET" if request.method == "HEAD" else request.method
+
+
+def _not_allowed(method: str, allowed: tuple[str, ...]) -> HttpError:
+    return HttpError(
+        status.ApiError(
+            code_pb2.UNIMPLEMENTED,
+            f"method {method} is not allowed here; use {', '.join(allowed)}",
+            http_status_override=405,
+        ),
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Every failure becomes a JSON error body; unexpected ones are INTERNAL (and logged)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HttpError as exc:
+            return error_response(exc.error, exc.headers)
+        except Exception as exc:
+            return error_response(status.from_exception(exc))
+
+    return endpoint
+
+
+def routes(tracker: Tracker) -> list[BaseRoute]:
+    """Starlette routes of the Operations HTTP/JSON API (methods are checked inside,
+    so a wrong method gets a JSON 405 rather than Starlette's plain-text one)."""
+    api = OperationsHttp(tracker)
+    return [
+        Route("/v1/operations", _guarded(api.collection), methods=ROUTE_METHODS),
+        Route("/v1/operations/{rest:path}", _guarded(api.resource), methods=ROUTE_METHODS),
+    ]
+
+
+__all__ = ["OperationsHttp", "any_to_dict", "operation_to_dict", "routes"]
