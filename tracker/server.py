@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import grpc
 import uvicorn
+from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -96,6 +97,7 @@ class Server:
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
@@ -131,7 +133,7 @@ class Server:
         if self.config.grpc_port >= 0:
             # Bound before the HTTP server starts, so a taken port fails start-up cleanly.
             self._grpc = grpc.aio.server()
-            api_grpc.add_to_server(self._grpc, self.tracker)
+            self._health = await api_grpc.add_to_server(self._grpc, self.tracker)
             self.grpc_port = self._grpc.add_insecure_port(
                 f"{self.config.grpc_host}:{self.config.grpc_port}"
             )
@@ -154,6 +156,8 @@ class Server:
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._grpc is not None:
+            if self._health is not None:
+                await self._health.enter_graceful_shutdown()  # NOT_SERVING from now on
             await self._grpc.stop(grace=1.0)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

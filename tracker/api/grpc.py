@@ -14,7 +14,7 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from tracker.api import status
@@ -129,23 +129,16 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         return await self.tracker.wait(name, budget)
 
 
-class _Health(AsyncHealthServicer):  # type: ignore[misc]
-    """The asyncio health servicer, SERVING for the given services from the start.
+async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio.HealthServicer:
+    """Register Operations, health (SERVING) and reflection on an asyncio gRPC server.
 
-    Its `set` is a coroutine, but `add_to_server` is not: with no watcher yet,
-    setting the initial statuses is a plain dict write.
+    Returns the health servicer, so that shutdown can report NOT_SERVING first.
     """
-
-    def __init__(self, services: list[str]) -> None:
-        super().__init__()
-        for service in services:
-            self._server_status[service] = health_pb2.HealthCheckResponse.SERVING
-
-
-def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> None:
-    """Register Operations, health (SERVING) and reflection on an asyncio gRPC server."""
     operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(tracker), server)
-    health_pb2_grpc.add_HealthServicer_to_server(_Health(["", SERVICE_NAME]), server)
+    health = health_aio.HealthServicer()
+    for service in ("", SERVICE_NAME):
+        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [
             SERVICE_NAME,
@@ -154,6 +147,7 @@ def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> None:
         ],
         server,
     )
+    return health
 
 
 __all__ = ["SERVICE_NAME", "OperationsServicer", "add_to_server"]
