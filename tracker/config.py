@@ -19,6 +19,30 @@ from tracker.events import DEFAULT_MAX_EVENT_BYTES, DEFAULT_NAME_PATTERN, EventR
 class Config:
     """Everything `tracker serve` needs. Defaults serve a laptop."""
 
+    store: str = field(default="sqlite", metadata={"help": "sqlite (embedded default) or spanner."})
+    spanner_database: str = field(
+        default="",
+        metadata={"help": "projects/P/instances/I/databases/D, with --store spanner."},
+    )
+    subscription: str = field(
+        default="",
+        metadata={
+            "help": "Pull events from this Pub/Sub subscription (projects/P/subscriptions/S)."
+        },
+    )
+    dead_letter_topic: str = field(
+        default="",
+        metadata={"help": "Publish poison pulled events here (else the dead-letter table)."},
+    )
+    done_topic: str = field(
+        default="",
+        metadata={
+            "help": "Publish done-notifications to this Pub/Sub topic (projects/P/topics/T)."
+        },
+    )
+    max_outstanding_messages: int = field(
+        default=1000, metadata={"help": "Pull flow control: messages held at once."}
+    )
     db: str = field(
         default="tracker.db",
         metadata={"help": "SQLite file (WAL mode); :memory: for a throwaway store."},
@@ -88,9 +112,25 @@ class Config:
             raise ConfigError(
                 f"--log-level: {self.log_level!r} is not debug, info, warning or error"
             )
+        if self.store not in ("sqlite", "spanner"):
+            raise ConfigError(f"--store: {self.store!r} is not sqlite or spanner")
+        if self.store == "spanner" and not _SPANNER_DB.fullmatch(self.spanner_database):
+            raise ConfigError(
+                "--spanner-database: needs projects/P/instances/I/databases/D with --store spanner"
+            )
+        if self.subscription and not _SUBSCRIPTION.fullmatch(self.subscription):
+            raise ConfigError("--subscription: needs projects/P/subscriptions/S")
+        for flag, topic in (
+            ("dead-letter-topic", self.dead_letter_topic),
+            ("done-topic", self.done_topic),
+        ):
+            if topic and not _TOPIC.fullmatch(topic):
+                raise ConfigError(f"--{flag}: needs projects/P/topics/T")
+        if self.max_outstanding_messages < 1:
+            raise ConfigError("--max-outstanding-messages: must be at least 1")
         if self.push_service_account and not self.push_audience:
             raise ConfigError("--push-service-account: needs --push-audience too")
-        if self.db != ":memory:":
+        if self.store == "sqlite" and self.db != ":memory:":
             parent = Path(self.db).expanduser().resolve().parent
             if not parent.is_dir():
                 raise ConfigError(f"--db: folder {str(parent)!r} does not exist")
@@ -99,6 +139,11 @@ class Config:
     @property
     def rules(self) -> EventRules:
         return EventRules(name_pattern=self.name_pattern, max_event_bytes=self.max_event_bytes)
+
+
+_SPANNER_DB = re.compile(r"projects/[^/]+/instances/[^/]+/databases/[^/]+")
+_SUBSCRIPTION = re.compile(r"projects/[^/]+/subscriptions/[^/]+")
+_TOPIC = re.compile(r"projects/[^/]+/topics/[^/]+")
 
 
 def _flag(name: str) -> str:

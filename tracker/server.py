@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 import uvicorn
@@ -30,6 +31,9 @@ from tracker.metrics import METRICS
 from tracker.notify.outbox import Sink
 from tracker.service import Tracker
 from tracker.sources.oidc import PushAuth
+
+if TYPE_CHECKING:
+    from tracker.sources.pubsub_pull import PullSubscriber
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 
@@ -37,7 +41,21 @@ log = logging.getLogger("tracker")
 
 
 def open_store(config: Config) -> Store:
+    if config.store == "spanner":
+        from tracker.stores.spanner import SpannerStore
+
+        return SpannerStore(config.spanner_database, strict=config.strict)
     return SqliteStore(config.db, strict=config.strict)
+
+
+def config_sinks(config: Config) -> list[Sink]:
+    """Outbox sinks the configuration asks for (besides in-process waiters)."""
+    sinks: list[Sink] = []
+    if config.done_topic:
+        from tracker.notify.pubsub import PubSubSink
+
+        sinks.append(PubSubSink(config.done_topic))
+    return sinks
 
 
 def push_auth(config: Config) -> PushAuth | None:
@@ -91,8 +109,9 @@ class Server:
             self.store,
             rules=config.rules,
             max_wait_seconds=config.max_wait_seconds,
-            sinks=sinks,
+            sinks=[*config_sinks(config), *sinks],
         )
+        self.subscriber: PullSubscriber | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
@@ -143,6 +162,16 @@ class Server:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the start-up error
             await asyncio.sleep(0.01)
+        if self.config.subscription:
+            from tracker.sources.pubsub_pull import PullSubscriber
+
+            self.subscriber = PullSubscriber(
+                self.tracker,
+                self.config.subscription,
+                dead_letter_topic=self.config.dead_letter_topic,
+                max_outstanding=self.config.max_outstanding_messages,
+            )
+            self._tasks.append(asyncio.create_task(self.subscriber.run(), name="pull"))
         self.started.set()
         log.info("%s", self.describe())
 
@@ -153,6 +182,8 @@ class Server:
         )
 
     async def stop(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.stop()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._grpc is not None:
@@ -160,6 +191,8 @@ class Server:
                 await self._health.enter_graceful_shutdown()  # NOT_SERVING from now on
             await self._grpc.stop(grace=1.0)
         for task in self._tasks:
+            if task.get_name() == "pull":
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.tracker.stop(self._dispatcher)

@@ -1,0 +1,416 @@
+"""Cloud Spanner store. Same contract as SQLite; state decided by `apply_batch` alone.
+
+Writes are mutations and reads are key reads or simple parameterised queries, so the
+store runs unchanged on Cloud Spanner, Google's emulator and handy-spanner. Applying
+runs in `Database.run_in_transaction`, which calls the function again after an
+`Aborted`: the function only reads and buffers mutations on the transaction, so a retry
+repeats nothing outside it. Notifications go through the Outbox table, never from inside.
+
+Only this module (and spanner_schema) catches google.api_core exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import spanner
+from google.cloud.spanner_v1.data_types import JsonObject
+from google.cloud.spanner_v1.database import Database
+from google.cloud.spanner_v1.keyset import KeySet
+from google.longrunning import operations_pb2
+
+from tracker import filtering
+from tracker.apply import OperationState, Outcome
+from tracker.errors import ConfigError, StoreUnavailable
+from tracker.stores import spanner_schema
+from tracker.stores.base import (
+    DeadLetter,
+    Identity,
+    ListQuery,
+    OutboxItem,
+    Store,
+    Stored,
+    Tx,
+)
+
+T = TypeVar("T")
+
+OPS_COLUMNS = ("key", "Operation", "State", "Checkpoint")
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+    gexc.Unknown,
+)
+DEFAULT_DONE_TTL = timedelta(days=30)
+
+
+def _w(data: bytes | None) -> bytes | None:
+    """A BYTES value to write: the Python client takes BYTES base64-encoded."""
+    return None if data is None else base64.b64encode(data)
+
+
+def _r(value: Any) -> bytes:
+    """A BYTES value read: the Python client returns it base64-encoded."""
+    return base64.b64decode(value)
+
+
+@dataclass
+class _Layout:
+    """What differs between the canonical schema and the emulator variant."""
+
+    variant: str
+
+    @property
+    def writes_key(self) -> bool:
+        return self.variant == "emulator"
+
+    def operation_value(self, operation: operations_pb2.Operation) -> Any:
+        return _w(operation.SerializeToString()) if self.variant == "emulator" else operation
+
+    def operation_read(self, value: Any) -> operations_pb2.Operation:
+        if isinstance(value, operations_pb2.Operation):
+            return value
+        # A PROTO column arrives decoded; a BYTES column base64-encoded.
+        raw = _r(value) if self.variant == "emulator" else bytes(value)
+        return operations_pb2.Operation.FromString(raw)
+
+    def json_value(self, value: dict[str, str]) -> Any:
+        text = json.dumps(value, sort_keys=True)
+        return text if self.variant == "emulator" else JsonObject(value)
+
+
+class _SpannerTx:
+    def __init__(self, transaction: Any, layout: _Layout, done_ttl: timedelta) -> None:
+        self.t = transaction
+        self.layout = layout
+        self.done_ttl = done_ttl
+
+    def load(self, names: Sequence[str]) -> dict[str, OperationState]:
+        if not names:
+            return {}
+        rows = self.t.read("Operations", ("key", "State"), KeySet(keys=[[n] for n in names]))
+        return {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
+
+    def seen(self, identities: Sequence[Identity]) -> set[Identity]:
+        keys = [list(i) for i in set(identities)]
+        if not keys:
+            return set()
+        rows = self.t.read(
+            "AppliedEvents", ("OperationKey", "Source", "EventId"), KeySet(keys=keys)
+        )
+        return {(str(r[0]), str(r[1]), str(r[2])) for r in rows}
+
+    def save(
+        self,
+        state: OperationState,
+        operation: operations_pb2.Operation,
+        checkpoint: bytes | None,
+        *,
+        insert: bool,
+        now: datetime,
+    ) -> None:
+        end = state.end_time.ToDatetime(UTC) if state.done else None
+        values: dict[str, Any] = {
+            "Operation": self.layout.operation_value(operation),
+            "State": _w(state.SerializeToString()),
+            "Done": state.done,
+            "OperationType": state.operation_type,
+            "Parent": state.parent,
+            "Labels": self.layout.json_value(dict(state.labels)),
+            "CreateTime": state.create_time.ToDatetime(UTC),
+            "UpdateTime": spanner.COMMIT_TIMESTAMP,
+            "EndTime": end,
+            "ExpireTime": end + self.done_ttl if end else None,
+        }
+        if insert or checkpoint is not None:
+            values["Checkpoint"] = _w(checkpoint)
+        if self.layout.writes_key or not insert:
+            # key is the primary key: needed to address an update; generated on insert.
+            values["key"] = state.name
+        write = self.t.insert if insert else self.t.update
+        write("Operations", tuple(values), [tuple(values.values())])
+
+    def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
+        self.t.insert(
+            "AppliedEvents",
+            ("OperationKey", "Source", "EventId", "Outcome", "AppliedAt"),
+            [(*ident, outcome.value, spanner.COMMIT_TIMESTAMP) for ident, outcome in identities],
+        )
+
+    def add_outbox(self, item: OutboxItem) -> None:
+        self.t.insert(
+            "Outbox",
+            ("Id", "OperationKey", "Payload", "State", "CreatedAt", "Attempts", "SentAt"),
+            [
+                (
+                    item.id,
+                    item.operation.name,
+                    _w(item.operation.SerializeToString()),
+                    _w(item.state.SerializeToString()),
+                    item.created_at,
+                    0,
+                    None,
+                )
+            ],
+        )
+
+
+class SpannerStore(Store):
+    """Store on a Cloud Spanner database whose schema `tracker schema apply` created."""
+
+    def __init__(
+        self,
+        database: str | Database,
+        *,
+        strict: bool = False,
+        done_ttl: timedelta = DEFAULT_DONE_TTL,
+        client: spanner.Client | None = None,
+        explicit_begin: bool = False,
+    ) -> None:
+        """`explicit_begin` sends BeginTransaction before the first read, for servers that
+        do not return a transaction id from an inline begin (handy-spanner). Off by default:
+        Cloud Spanner begins inline and saves a round trip."""
+        self.strict = strict
+        self.explicit_begin = explicit_begin
+        self.done_ttl = done_ttl
+        if isinstance(database, str):
+            project, instance, database_id = _parse(database)
+            client = client or spanner.Client(project=project)
+            self.database = client.instance(instance).database(database_id)
+        else:
+            self.database = database
+        with self._guard():
+            versions = spanner_schema.applied_versions(self.database)
+        if not versions:
+            raise ConfigError(
+                "Spanner schema not found: run `tracker schema apply --store spanner"
+                " --spanner-database ...` first"
+            )
+        self.layout = _Layout(variant=next(iter(versions.values())))
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _TRANSIENT as exc:
+            raise StoreUnavailable(f"Spanner unavailable: {exc}") from exc
+
+    def _tx(self, fn: Callable[[Any], T]) -> T:
+        def work(transaction: Any) -> T:
+            if self.explicit_begin:
+                transaction.begin()
+            return fn(transaction)
+
+        with self._guard():
+            result: T = self.database.run_in_transaction(work)
+            return result
+
+    def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
+        return self._tx(lambda transaction: fn(_SpannerTx(transaction, self.layout, self.done_ttl)))
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def _stored(self, row: Sequence[Any]) -> Stored:
+        return Stored(
+            OperationState.FromString(_r(row[2])),
+            self.layout.operation_read(row[1]),
+            _r(row[3]) if row[3] is not None else None,
+        )
+
+    def _read(self, keyset: KeySet, limit: int = 0) -> list[Stored]:
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(snapshot.read("Operations", OPS_COLUMNS, keyset, limit=limit))
+        return [self._stored(r) for r in rows]
+
+    def get(self, name: str) -> Stored | None:
+        rows = self._read(KeySet(keys=[[name]]))
+        return rows[0] if rows else None
+
+    def list_operations(self, query: ListQuery) -> list[Stored]:
+        """Key-ordered scan; the filter is evaluated on each row (filtering.matches)."""
+        want = query.page_size + 1
+        out: list[Stored] = []
+        after = query.after
+        chunk = max(want, 100)
+        while len(out) < want:
+            rows = self._query_after(after, chunk)
+            for row in rows:
+                if filtering.matches(query.filter, _row_view(row.state)):
+                    out.append(row)
+                    if len(out) == want:
+                        break
+            if len(rows) < chunk:
+                break
+            after = rows[-1].state.name
+        return out
+
+    def _query_after(self, after: str, limit: int) -> list[Stored]:
+        sql = (
+            "SELECT key, Operation, State, Checkpoint FROM Operations"
+            " WHERE key > @after ORDER BY key LIMIT @limit"
+        )
+        types = {"after": spanner.param_types.STRING, "limit": spanner.param_types.INT64}
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(
+                snapshot.execute_sql(
+                    sql, params={"after": after, "limit": limit}, param_types=types
+                )
+            )
+        return [self._stored(r) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        def work(transaction: Any) -> bool:
+            found = list(transaction.read("Operations", ("key",), KeySet(keys=[[name]])))
+            if found:
+                transaction.delete("Operations", KeySet(keys=[[name]]))
+            return bool(found)
+
+        return self._tx(work)
+
+    # ---- outbox ------------------------------------------------------------------------
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+        sql = (
+            "SELECT Id, Payload, State, CreatedAt, Attempts FROM Outbox"
+            " WHERE SentAt IS NULL ORDER BY CreatedAt, Id LIMIT @limit"
+        )
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(
+                snapshot.execute_sql(
+                    sql, params={"limit": limit}, param_types={"limit": spanner.param_types.INT64}
+                )
+            )
+        return [
+            OutboxItem(
+                id=str(r[0]),
+                operation=operations_pb2.Operation.FromString(_r(r[1])),
+                state=OperationState.FromString(_r(r[2])),
+                created_at=r[3],
+                attempts=int(r[4]),
+            )
+            for r in rows
+        ]
+
+    def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None:
+        rows = [(i, now) for i in ids]
+        if not rows:
+            return
+
+        def work(transaction: Any) -> None:
+            transaction.update("Outbox", ("Id", "SentAt"), rows)
+
+        self._tx(work)
+
+    def outbox_failed(self, item_id: str) -> None:
+        def work(transaction: Any) -> None:
+            found = list(transaction.read("Outbox", ("Id", "Attempts"), KeySet(keys=[[item_id]])))
+            if found:
+                transaction.update("Outbox", ("Id", "Attempts"), [(item_id, int(found[0][1]) + 1)])
+
+        self._tx(work)
+
+    # ---- dead letters ------------------------------------------------------------------
+
+    _DL_COLUMNS = (
+        "Id",
+        "ReceivedAt",
+        "Route",
+        "Reason",
+        "Detail",
+        "MessageId",
+        "Attributes",
+        "Body",
+    )
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        row = (
+            letter.id,
+            letter.received_at,
+            letter.route,
+            letter.reason,
+            letter.detail,
+            letter.message_id,
+            self.layout.json_value(letter.attributes),
+            _w(letter.body),
+        )
+
+        def work(transaction: Any) -> None:
+            transaction.insert("DeadLetters", self._DL_COLUMNS, [row])
+
+        self._tx(work)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(snapshot.read("DeadLetters", self._DL_COLUMNS, KeySet(all_=True)))
+        letters = [
+            DeadLetter(
+                id=str(r[0]),
+                received_at=r[1],
+                route=str(r[2]),
+                reason=str(r[3]),
+                detail=str(r[4]),
+                message_id=str(r[5]),
+                attributes=_json(r[6]),
+                body=_r(r[7]),
+            )
+            for r in rows
+        ]
+        letters.sort(key=lambda d: (d.received_at, d.id))
+        return letters[:limit]
+
+    def remove_dead_letter(self, letter_id: str) -> bool:
+        def work(transaction: Any) -> bool:
+            keys = KeySet(keys=[[letter_id]])
+            found = list(transaction.read("DeadLetters", ("Id",), keys))
+            if found:
+                transaction.delete("DeadLetters", keys)
+            return bool(found)
+
+        return self._tx(work)
+
+    def close(self) -> None:
+        close = getattr(self.database, "close", None)
+        if callable(close):
+            close()
+
+
+def _json(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {str(k): str(v) for k, v in dict(value).items()}
+
+
+def _row_view(state: OperationState) -> filtering.Row:
+    return filtering.Row(
+        name=state.name,
+        done=state.done,
+        operation_type=state.operation_type,
+        parent=state.parent,
+        labels=dict(state.labels),
+        create_time=state.create_time.ToDatetime(UTC),
+        update_time=state.update_time.ToDatetime(UTC),
+    )
+
+
+def _parse(path: str) -> tuple[str, str, str]:
+    parts = path.split("/")
+    if (
+        len(parts) != 6
+        or parts[0] != "projects"
+        or parts[2] != "instances"
+        or parts[4] != "databases"
+    ):
+        raise ConfigError(f"--spanner-database: {path!r} is not projects/P/instances/I/databases/D")
+    return parts[1], parts[3], parts[5]
