@@ -21,7 +21,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Generic, Literal, TypeVar
@@ -937,3 +937,19 @@ class AsyncTrackerClient(_Producers[Coroutine[Any, Any, PublishResult]]):
                 raise _unavailable(self.url, exc) from exc
             if not received:
                 raise errors.TrackerError(f"the watch stream of {name!r} ended without a state")
+
+
+def subscribe_done(subscription: str, callback: Callable[[Any], None]) -> Any:
+    """Done-notifications from the completion topic (needs Pub/Sub); see tracker.done."""
+    from tracker import done
+
+    return done.subscribe_done(subscription, callback)
+
+
+def wait_done(
+    subscription: str, name: str, timeout: float | None = None
+) -> operations_pb2.Operation:
+    """Wait for `name`'s done-notification on a completion-topic subscription."""
+    from tracker import done
+
+    return done.wait_done(subscription, name, timeout)

@@ -24,6 +24,10 @@ class Config:
         default="",
         metadata={"help": "projects/P/instances/I/databases/D, with --store spanner."},
     )
+    spanner_explicit_begin: bool = field(
+        default=False,
+        metadata={"help": "Begin Spanner transactions with their own RPC (for handy-spanner)."},
+    )
     subscription: str = field(
         default="",
         metadata={

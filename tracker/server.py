@@ -44,7 +44,11 @@ def open_store(config: Config) -> Store:
     if config.store == "spanner":
         from tracker.stores.spanner import SpannerStore
 
-        return SpannerStore(config.spanner_database, strict=config.strict)
+        return SpannerStore(
+            config.spanner_database,
+            strict=config.strict,
+            explicit_begin=config.spanner_explicit_begin,
+        )
     return SqliteStore(config.db, strict=config.strict)
 
 

@@ -48,12 +48,17 @@ class Dispatcher:
         self.max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._stopping = False
+        self._draining = asyncio.Lock()  # one delivery pass at a time: no double sends
 
     def kick(self) -> None:
         self._wake.set()
 
     async def drain(self) -> int:
         """Deliver everything pending now; returns how many were delivered."""
+        async with self._draining:
+            return await self._drain()
+
+    async def _drain(self) -> int:
         delivered = 0
         while True:
             items = await asyncio.to_thread(self.store.outbox_pending, self.batch)

@@ -184,9 +184,7 @@ class SpannerStore(Store):
         self.explicit_begin = explicit_begin
         self.done_ttl = done_ttl
         if isinstance(database, str):
-            project, instance, database_id = _parse(database)
-            client = client or spanner.Client(project=project)
-            self.database = client.instance(instance).database(database_id)
+            self.database = spanner_schema.open_database(database, client)
         else:
             self.database = database
         with self._guard():
@@ -402,15 +400,3 @@ def _row_view(state: OperationState) -> filtering.Row:
         create_time=state.create_time.ToDatetime(UTC),
         update_time=state.update_time.ToDatetime(UTC),
     )
-
-
-def _parse(path: str) -> tuple[str, str, str]:
-    parts = path.split("/")
-    if (
-        len(parts) != 6
-        or parts[0] != "projects"
-        or parts[2] != "instances"
-        or parts[4] != "databases"
-    ):
-        raise ConfigError(f"--spanner-database: {path!r} is not projects/P/instances/I/databases/D")
-    return parts[1], parts[3], parts[5]

@@ -81,6 +81,31 @@ def proto_descriptors() -> bytes:
     return fds.SerializeToString()
 
 
+def open_database(path: str, client: Any = None) -> Database:
+    """The Database at projects/P/instances/I/databases/D (not created here)."""
+    from google.cloud import spanner
+
+    from tracker.errors import ConfigError
+
+    parts = path.split("/")
+    if len(parts) != 6 or parts[0::2] != ["projects", "instances", "databases"]:
+        raise ConfigError(f"--spanner-database: {path!r} is not projects/P/instances/I/databases/D")
+    client = client or spanner.Client(project=parts[1])
+    database: Database = client.instance(parts[3]).database(parts[5])
+    return database
+
+
+def create_database(database: Database, *, timeout: float = 300) -> bool:
+    """Create an empty database; False if it already exists."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        database.create().result(timeout)
+    except gexc.AlreadyExists:
+        return False
+    return True
+
+
 def applied_versions(database: Database) -> dict[int, str]:
     """Version -> variant of what is applied; empty if the schema table is missing."""
     from google.api_core import exceptions as gexc

@@ -1,0 +1,307 @@
+"""Pub/Sub in and out, against Google's pstest server on loopback.
+
+Pull: binary and structured mode, redelivery, poison (dead-letter table or topic),
+transient failures (nack, then redelivery applies), streaming pull. Out: the completion
+topic with filterable attributes, and a notification committed before a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import google.cloud.pubsub_v1 as pubsub_v1
+import pytest
+from google.longrunning import operations_pb2
+from google.rpc import code_pb2, status_pb2
+
+from tests.helpers import ingest, make_event
+from tracker.config import Config
+from tracker.events import Event, Kind, to_binary, to_structured
+from tracker.notify.pubsub import DONE_TYPE
+from tracker.server import Server, running
+from tracker.sources.pubsub_pull import PullSubscriber
+from tracker.stores.sqlite import SqliteStore
+
+PROJECT = "tracker-test"
+_names = itertools.count()
+
+
+class PubSub:
+    """Admin and client helpers bound to the pstest server."""
+
+    def __init__(self) -> None:
+        self.publisher = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        self.subscriber = pubsub_v1.SubscriberClient()
+
+    def topic(self) -> str:
+        name = f"projects/{PROJECT}/topics/t{next(_names)}"
+        self.publisher.create_topic(name=name)
+        return name
+
+    def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
+        name = f"projects/{PROJECT}/subscriptions/s{next(_names)}"
+        self.subscriber.create_subscription(
+            request={
+                "name": name,
+                "topic": topic,
+                "filter": filter,
+                "enable_message_ordering": ordered,
+                "ack_deadline_seconds": 10,
+            }
+        )
+        return name
+
+    def publish(self, topic: str, event: Event, mode: str = "binary", **extra: str) -> None:
+        headers, body = (to_binary if mode == "binary" else to_structured)(event)
+        self.publisher.publish(
+            topic, body, ordering_key=event.operation, **headers, **extra
+        ).result(10)
+
+    def publish_raw(self, topic: str, data: bytes, **attributes: str) -> None:
+        self.publisher.publish(topic, data, **attributes).result(10)
+
+    def pull_all(self, subscription: str) -> list[Any]:
+        """Everything there is now, acked."""
+        out: list[Any] = []
+        while True:
+            try:
+                response = self.subscriber.pull(
+                    subscription=subscription, max_messages=100, timeout=5
+                )
+            except Exception:
+                return out
+            if not response.received_messages:
+                return out
+            out += [r.message for r in response.received_messages]
+            self.subscriber.acknowledge(
+                subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
+            )
+
+
+@pytest.fixture
+def pubsub(pubsub_env: str) -> PubSub:
+    return PubSub()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running(Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=0)) as s:
+        yield s
+
+
+def drain(server: Server, subscription: str, **kwargs: Any) -> int:
+    puller = PullSubscriber(server.tracker, subscription, **kwargs)
+    loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+    return asyncio.run_coroutine_threadsafe(puller.drain(), loop).result(60)
+
+
+def test_pull_applies_binary_and_structured_and_absorbs_redelivery(
+    pubsub: PubSub, server: Server
+) -> None:
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    name = "operations/pull-1"
+    created = make_event(Kind.CREATED, name, seq=1, data={"operation_type": "export"})
+    pubsub.publish(topic, created)
+    pubsub.publish(
+        topic, make_event(Kind.PROGRESS, name, seq=2, data={"percent": 50}), "structured"
+    )
+    pubsub.publish(topic, created)  # a producer retry: same event id
+    assert drain(server, sub) == 3
+    stored = server.store.get(name)
+    assert stored is not None and stored.state.percent == 50
+    assert stored.state.operation_type == "export"
+    assert drain(server, sub) == 0  # everything was acked
+
+
+def test_pull_poison_goes_to_dead_letter_table_and_is_acked(pubsub: PubSub, server: Server) -> None:
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    pubsub.publish_raw(
+        topic,
+        b"{}",
+        **{
+            "ce-specversion": "1.0",
+            "ce-id": "1",
+            "ce-source": "w",
+            "ce-type": "tracker.operation.v1.bogus",
+            "ce-subject": "operations/x",
+        },
+    )
+    pubsub.publish_raw(topic, b"not a cloudevent at all")
+    good = make_event(Kind.SUCCEEDED, "operations/fine")
+    pubsub.publish(topic, good)
+    assert drain(server, sub) == 3
+    reasons = sorted(d.reason for d in server.store.dead_letters())
+    assert reasons == ["bad_content_type", "unknown_type"]
+    assert {d.route for d in server.store.dead_letters()} == {"pull"}
+    assert server.store.get("operations/fine") is not None
+    assert drain(server, sub) == 0  # poison was acked, not looping
+
+
+def test_pull_poison_goes_to_dead_letter_topic_with_reason(pubsub: PubSub, server: Server) -> None:
+    topic, dlq = pubsub.topic(), pubsub.topic()
+    sub, dlq_sub = pubsub.subscription(topic), pubsub.subscription(dlq)
+    event = make_event(Kind.PROGRESS, "bad name with spaces")
+    pubsub.publish(topic, event)
+    assert drain(server, sub, dead_letter_topic=dlq) == 1
+    (message,) = pubsub.pull_all(dlq_sub)
+    assert message.attributes["tracker-reason"] == "bad_name"
+    assert message.attributes["ce-id"] == event.id  # original attributes kept for replay
+    assert server.store.dead_letters() == []
+
+
+def test_pull_transient_failure_nacks_and_redelivery_applies(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    db = tmp_path / "locked.db"
+    store = SqliteStore(db, busy_timeout_ms=50)
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    with running(Config(db=str(db), http_port=0, grpc_port=-1), store=store) as server:
+        pubsub.publish(topic, make_event(Kind.SUCCEEDED, "operations/retry"))
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        puller = PullSubscriber(server.tracker, sub)
+        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        # One pull: the store is locked, the message is nacked (not lost, not dead-lettered).
+        response = puller.subscriber.pull(subscription=sub, max_messages=10, timeout=5)
+        acks: list[str] = []
+        nacks: list[str] = []
+        from tracker.sources.pubsub_pull import _from_pull
+
+        batch = [_from_pull(r, acks, nacks) for r in response.received_messages]
+        asyncio.run_coroutine_threadsafe(puller.handle(batch), loop).result(30)
+        assert (len(acks), len(nacks)) == (0, 1)
+        puller.subscriber.modify_ack_deadline(
+            subscription=sub, ack_ids=nacks, ack_deadline_seconds=0
+        )
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert drain(server, sub) == 1  # redelivered and applied
+        assert store.get("operations/retry").operation.done  # type: ignore[union-attr]
+        assert store.dead_letters() == []
+
+
+def test_streaming_pull_in_serve_applies_and_wakes_waiters(pubsub: PubSub, tmp_path: Path) -> None:
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    config = Config(db=str(tmp_path / "s.db"), http_port=0, grpc_port=-1, subscription=sub)
+    with running(config) as server:
+        name = "operations/streamed"
+        ingest(server, [make_event(Kind.CREATED, name)])
+        waiter = asyncio.run_coroutine_threadsafe(
+            server.tracker.wait(name, 60),
+            server.loop,  # type: ignore[attr-defined]
+        )
+        pubsub.publish(topic, make_event(Kind.PROGRESS, name, data={"percent": 10}))
+        pubsub.publish(topic, make_event(Kind.SUCCEEDED, name))
+        operation = waiter.result(60)  # wakes on the commit; no polling
+        assert operation.done and operation.HasField("response")
+
+
+# ---- completion topic --------------------------------------------------------------------
+
+
+def _done_server(tmp_path: Path, topic: str) -> Any:
+    return running(Config(db=str(tmp_path / "d.db"), http_port=0, grpc_port=-1, done_topic=topic))
+
+
+def test_done_notifications_reach_exactly_the_filtered_subscribers(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    done = pubsub.topic()
+    exports = pubsub.subscription(done, 'attributes.operation_type = "export"')
+    failures = pubsub.subscription(done, 'attributes.result = "failed"')
+    prod = pubsub.subscription(done, 'attributes.label_env = "prod"')
+    with _done_server(tmp_path, done) as server:
+        ingest(
+            server,
+            [
+                make_event(
+                    Kind.CREATED,
+                    "operations/a",
+                    data={"operation_type": "export", "labels": {"env": "prod"}},
+                ),
+                make_event(Kind.SUCCEEDED, "operations/a"),
+                make_event(Kind.CREATED, "operations/b", data={"operation_type": "import"}),
+                make_event(
+                    Kind.FAILED,
+                    "operations/b",
+                    data={"error": status_pb2.Status(code=code_pb2.NOT_FOUND, message="x")},
+                ),
+                make_event(Kind.PROGRESS, "operations/c"),  # not done: no notification
+            ],
+        )
+        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        asyncio.run_coroutine_threadsafe(server.tracker.dispatcher.drain(), loop).result(30)
+        assert server.store.outbox_pending() == []
+    got = {
+        key: pubsub.pull_all(sub)
+        for key, sub in (("exports", exports), ("failures", failures), ("prod", prod))
+    }
+    assert [m.attributes["operation"] for m in got["exports"]] == ["operations/a"]
+    assert [m.attributes["operation"] for m in got["failures"]] == ["operations/b"]
+    assert [m.attributes["operation"] for m in got["prod"]] == ["operations/a"]
+    failed = got["failures"][0]
+    assert failed.attributes["error_code"] == "NOT_FOUND"
+    assert failed.attributes["ce-type"] == DONE_TYPE
+    assert failed.ordering_key == "operations/b"
+    operation = operations_pb2.Operation.FromString(failed.data)
+    assert operation.done and operation.error.code == code_pb2.NOT_FOUND
+
+
+def test_notification_committed_before_a_crash_is_published_after_restart(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    done = pubsub.topic()
+    sub = pubsub.subscription(done)
+    crashed = SqliteStore(tmp_path / "d.db")  # committed the done transition, then died
+    crashed.apply([make_event(Kind.SUCCEEDED, "operations/crash")])
+    (pending,) = crashed.outbox_pending()
+    crashed.close()
+    with _done_server(tmp_path, done) as server:
+        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        asyncio.run_coroutine_threadsafe(server.tracker.dispatcher.drain(), loop).result(30)
+    messages = pubsub.pull_all(sub)
+    # Exactly one id, the outbox row's, even if the start-up sweep and drain both ran.
+    assert {m.attributes["ce-id"] for m in messages} == {pending.id}
+    assert all(m.attributes["operation"] == "operations/crash" for m in messages)
+
+
+def test_subscribe_done_drops_redelivered_notifications(pubsub: PubSub) -> None:
+    import threading
+
+    from tracker.done import subscribe_done
+    from tracker.notify.pubsub import PubSubSink
+
+    done = pubsub.topic()
+    sub = pubsub.subscription(done)
+    sink = PubSubSink(done)
+    operation = operations_pb2.Operation(name="operations/twice", done=True)
+    for _ in range(2):  # the dispatcher redelivers after a crash: same notification id
+        asyncio.run(sink.deliver("note-1", operation))
+    asyncio.run(
+        sink.deliver("note-2", operations_pb2.Operation(name="operations/other", done=True))
+    )
+    seen: list[tuple[str, str]] = []
+    both = threading.Event()
+
+    def on_done(note: Any) -> None:
+        seen.append((note.id, note.operation.name))
+        if len(seen) >= 2:
+            both.set()
+
+    future = subscribe_done(sub, on_done)
+    try:
+        assert both.wait(30)
+    finally:
+        future.cancel()
+    assert sorted(seen) == [("note-1", "operations/twice"), ("note-2", "operations/other")]
