@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from tracker.events import Event, Kind
@@ -63,3 +66,40 @@ def ingest(server: Server, events: Sequence[Event], route: str = "test") -> Batc
     loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
     future = asyncio.run_coroutine_threadsafe(server.tracker.ingest(events, route=route), loop)
     return future.result(timeout=30)
+
+
+def packed_struct(**fields: object) -> any_pb2.Any:
+    """A google.protobuf.Struct of `fields`, packed in an Any."""
+    s = struct_pb2.Struct()
+    s.update(fields)
+    value = any_pb2.Any()
+    value.Pack(s)
+    return value
+
+
+def running_op(server: Server, name: str, percent: float = 10.0, **labels: str) -> None:
+    """An operation of type export with `labels`, at `percent`, not done."""
+    ingest(
+        server,
+        [
+            make_event(Kind.CREATED, name, data={"operation_type": "export", "labels": labels}),
+            make_event(Kind.PROGRESS, name, data={"percent": percent, "message": "working"}),
+        ],
+    )
+
+
+def succeed(server: Server, name: str, **fields: object) -> None:
+    """End `name` successfully with a Struct response of `fields`."""
+    ingest(server, [make_event(Kind.SUCCEEDED, name, data={"response": packed_struct(**fields)})])
+
+
+def later(delay: float, action: Callable[[], None]) -> threading.Thread:
+    """Run `action` on another thread after `delay` (the one deliberate delay: wake tests)."""
+
+    def run() -> None:
+        time.sleep(delay)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from google.api_core import exceptions, operation, operations_v1
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.helpers import ingest, make_event
+from tests.helpers import ingest, later, make_event, running_op, succeed
 from tracker import service
 from tracker.config import Config
 from tracker.events import Kind
@@ -59,26 +58,6 @@ def struct(**fields: object) -> struct_pb2.Struct:
     return s
 
 
-def packed(message: struct_pb2.Struct) -> any_pb2.Any:
-    value = any_pb2.Any()
-    value.Pack(message)
-    return value
-
-
-def running_op(server: Server, name: str, percent: float = 10.0, **labels: str) -> None:
-    ingest(
-        server,
-        [
-            make_event(Kind.CREATED, name, data={"operation_type": "export", "labels": labels}),
-            make_event(Kind.PROGRESS, name, data={"percent": percent, "message": "working"}),
-        ],
-    )
-
-
-def succeed(server: Server, name: str, **fields: object) -> None:
-    ingest(server, [make_event(Kind.SUCCEEDED, name, data={"response": packed(struct(**fields))})])
-
-
 def fail(server: Server, name: str, code: int, message: str = "it broke") -> None:
     error = status_pb2.Status(code=code, message=message)
     ingest(server, [make_event(Kind.FAILED, name, data={"error": error})])
@@ -102,18 +81,6 @@ def wait(
         request = operations_pb2.WaitOperationRequest(name=name, timeout=duration)
     result: operations_pb2.Operation = stub.WaitOperation(request, timeout=deadline)
     return result
-
-
-def later(delay: float, action: Callable[[], None]) -> threading.Thread:
-    """Run `action` on another thread after `delay` (the one deliberate delay: wake tests)."""
-
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 # ---- get, list -------------------------------------------------------------------------

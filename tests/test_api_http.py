@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,10 +16,10 @@ from google.api_core.operations_v1 import AbstractOperationsClient
 from google.api_core.operations_v1.transports.rest import OperationsRestTransport
 from google.auth.credentials import AnonymousCredentials
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, struct_pb2
+from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ingest, make_event
+from tests.helpers import ingest, later, make_event, running_op, succeed
 from tracker.api import http as api_http
 from tracker.api import status
 from tracker.config import Config
@@ -49,30 +48,8 @@ def prefix() -> str:
     return f"operations/t{uuid.uuid4().hex[:12]}"
 
 
-def packed_struct(**fields: object) -> any_pb2.Any:
-    s = struct_pb2.Struct()
-    s.update(fields)
-    value = any_pb2.Any()
-    value.Pack(s)
-    return value
-
-
-def running_op(server: Server, name: str, percent: float = 10.0, **labels: str) -> None:
-    ingest(
-        server,
-        [
-            make_event(Kind.CREATED, name, data={"operation_type": "export", "labels": labels}),
-            make_event(Kind.PROGRESS, name, data={"percent": percent, "message": "working"}),
-        ],
-    )
-
-
 def progress(server: Server, name: str, percent: float) -> None:
     ingest(server, [make_event(Kind.PROGRESS, name, data={"percent": percent})])
-
-
-def succeed(server: Server, name: str, **fields: object) -> None:
-    ingest(server, [make_event(Kind.SUCCEEDED, name, data={"response": packed_struct(**fields)})])
 
 
 def url(name: str, verb: str = "") -> str:
@@ -91,18 +68,6 @@ def expect_error(response: httpx.Response, http_status: int, rpc_status: str) ->
     assert isinstance(message, str) and message
     assert "Traceback" not in response.text
     return message
-
-
-def later(delay: float, action: Callable[[], None]) -> threading.Thread:
-    """Run `action` on another thread after `delay` (the one deliberate delay: wake tests)."""
-
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 # ---- get -------------------------------------------------------------------------------

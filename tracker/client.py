@@ -13,6 +13,7 @@ is safe: the tracker applies an event id once.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import builtins
@@ -451,7 +452,7 @@ def _watch_item(kind: str, data: str) -> operations_pb2.Operation:
 # ---- the clients --------------------------------------------------------------------
 
 
-class _Producers(Generic[R]):
+class _Producers(abc.ABC, Generic[R]):
     """The producer verbs, shared by the sync and async clients.
 
     Each builds one event (fresh uuid id unless `event_id` is given, the client's
@@ -461,8 +462,9 @@ class _Producers(Generic[R]):
 
     source: str
 
+    @abc.abstractmethod
     def _emit(self, event: Event) -> R:
-        raise NotImplementedError
+        """Publish one event through this client's transport."""
 
     def event(
         self,
