@@ -1,0 +1,62 @@
+"""Spanner store throughput, one event per transaction vs batches. Prints figures only.
+
+    .venv/bin/python bench/spanner.py [--server handy-spanner|cloud-spanner-emulator]
+
+Emulators are not Cloud Spanner: the absolute numbers say little about production, the
+ratio between single events and batches (round trips per event) is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ingest import rate, stream
+from tests.emulators import harness
+from tracker.stores import spanner_schema
+from tracker.stores.spanner import SpannerStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", default="handy-spanner", choices=harness.SPANNER_SERVERS)
+    parser.add_argument("--operations", type=int, default=50)
+    parser.add_argument("--events", type=int, default=10)
+    args = parser.parse_args()
+    os.environ.update(harness.SPANNER_CLIENT_ENV)
+    with harness.running_server(args.server) as host:
+        os.environ["SPANNER_EMULATOR_HOST"] = host
+        from google.cloud import spanner
+
+        client = spanner.Client(project="bench")
+        instance = client.instance(
+            "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
+        )
+        if args.server == "cloud-spanner-emulator":
+            instance.create().result(60)
+        database = instance.database("bench")
+        database.create().result(60)
+        variant = "emulator" if args.server != "cloud-spanner-emulator" else "canonical"
+        spanner_schema.apply(database, variant)
+        store = SpannerStore(database, explicit_begin=args.server == "handy-spanner")
+        print(f"Spanner store on {args.server}")
+        events = stream(args.operations, args.events, "single")
+        start = time.perf_counter()
+        for event in events:
+            store.apply([event])
+        print("  1 event/transaction   ", rate(len(events), time.perf_counter() - start))
+        events = stream(args.operations, args.events, "batch")
+        start = time.perf_counter()
+        for i in range(0, len(events), 100):
+            store.apply(events[i : i + 100])
+        print("  100 events/batch      ", rate(len(events), time.perf_counter() - start))
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
