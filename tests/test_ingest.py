@@ -7,6 +7,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,46 @@ def test_metrics_endpoint_exposes_counters(server: Server, http: httpx.Client) -
     text = http.get("/metrics").text
     assert 'tracker_events_rejected_total{reason="bad_content_type",route="http"}' in text
     assert http.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_quiet_operation_expires_and_its_waiter_wakes(tmp_path: Path) -> None:
+    import asyncio
+
+    from google.protobuf import duration_pb2
+    from google.rpc import code_pb2
+
+    config = Config(db=str(tmp_path / "e.db"), http_port=0, grpc_port=-1, sweep_seconds=0.05)
+    with running(config) as server:
+        timeout = duration_pb2.Duration(nanos=200_000_000)  # 0.2 s without an event
+        name = "operations/goes-quiet"
+        from tests.helpers import ingest
+
+        now = datetime.now(UTC)  # a real clock: the sweeper compares with wall time
+        ingest(
+            server, [make_event(Kind.CREATED, name, time=now, data={"heartbeat_timeout": timeout})]
+        )
+        assert not server.store.get(name).operation.done  # type: ignore[union-attr]
+        operation = asyncio.run_coroutine_threadsafe(
+            server.tracker.wait(name, 30),
+            server.loop,  # type: ignore[attr-defined]
+        ).result(40)
+        assert operation.done and operation.error.code == code_pb2.DEADLINE_EXCEEDED
+
+
+def test_retention_deletes_done_operations_after_the_ttl(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from tests.helpers import T0
+
+    store = SqliteStore(tmp_path / "r.db", done_ttl=timedelta(days=1))
+    store.apply(
+        [
+            make_event(Kind.SUCCEEDED, "operations/old", time=T0),
+            make_event(Kind.PROGRESS, "operations/running", time=T0),
+        ]
+    )
+    assert store.purge_expired(T0 + timedelta(hours=23)) == 0
+    assert store.purge_expired(T0 + timedelta(hours=25)) == 1
+    assert store.get("operations/old") is None
+    assert store.get("operations/running") is not None  # not done: kept
+    store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import T0, make_event
@@ -258,3 +258,42 @@ def _any_struct(value: dict[str, object]):  # type: ignore[no-untyped-def]
     a = any_pb2.Any()
     a.Pack(s)
     return a
+
+
+def test_heartbeat_timeout_expires_an_operation_that_goes_quiet(store: Store) -> None:
+    created = make_event(
+        Kind.CREATED,
+        OP,
+        seq=1,
+        time=T0,
+        data={"heartbeat_timeout": duration_pb2.Duration(seconds=10)},
+    )
+    store.apply([created])
+    assert store.expire_due(T0 + timedelta(seconds=9)) == []
+    store.apply([make_event(Kind.HEARTBEAT, OP, seq=2, time=T0 + timedelta(seconds=8))])
+    assert store.expire_due(T0 + timedelta(seconds=17)) == []  # the heartbeat moved it
+    (expired,) = store.expire_due(T0 + timedelta(seconds=19))
+    assert expired.operation.done and expired.operation.error.code == code_pb2.DEADLINE_EXCEEDED
+    assert "heartbeat" in expired.operation.error.message
+    assert [p.operation.name for p in store.outbox_pending()] == [OP]
+    late = make_event(Kind.SUCCEEDED, OP, seq=3, time=T0 + timedelta(seconds=30))
+    assert outcomes(store.apply([late])) == [Outcome.LATE]
+    assert store.expire_due(T0 + timedelta(days=1)) == []  # done: never again
+
+
+def test_deadline_expires_and_done_operations_do_not(store: Store) -> None:
+    deadline = timestamp_pb2.Timestamp()
+    deadline.FromDatetime(T0 + timedelta(minutes=5))
+    store.apply([make_event(Kind.CREATED, OP, time=T0, data={"deadline": deadline})])
+    store.apply(
+        [
+            make_event(Kind.CREATED, "operations/quick", time=T0, data={"deadline": deadline}),
+            make_event(Kind.SUCCEEDED, "operations/quick", time=T0),
+        ]
+    )
+    store.apply([make_event(Kind.CREATED, "operations/no-deadline", time=T0)])
+    assert store.expire_due(T0 + timedelta(minutes=4)) == []
+    (expired,) = store.expire_due(T0 + timedelta(minutes=6))
+    assert expired.state.name == OP and "deadline" in expired.operation.error.message
+    assert store.get("operations/quick").operation.HasField("response")  # type: ignore[union-attr]
+    assert not store.get("operations/no-deadline").operation.done  # type: ignore[union-attr]

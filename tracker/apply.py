@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
@@ -206,6 +206,17 @@ def _metadata(state: OperationState, metadata: any_pb2.Any | None, key: EventKey
     return True
 
 
+def _end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Status) -> None:
+    """End a not-done operation from the tracker's side (cancel, expiry)."""
+    state.done = True
+    # A synthetic key newer than any event: the worker's later events are late.
+    key = EventKey(time=_ts(now), has_sequence=True, sequence=2**63 - 1, event_id="\U0010ffff")
+    state.terminal_key.CopyFrom(key)
+    state.end_time.CopyFrom(_ts(now))
+    state.update_time.CopyFrom(_ts(now))
+    state.error.CopyFrom(error)
+
+
 def request_cancel(state: OperationState, now: datetime) -> OperationState:
     """CancelOperation: the operation ends as CANCELLED at once (AIP-151), if not done.
 
@@ -216,17 +227,45 @@ def request_cancel(state: OperationState, now: datetime) -> OperationState:
     state.cancel_requested = True
     state.update_time.CopyFrom(_ts(now))
     if not state.done:
-        state.done = True
-        key = EventKey(time=_ts(now), event_id="")
-        # A synthetic key newer than any event so far: events after it are late.
-        key.has_sequence = True
-        key.sequence = 2**63 - 1
-        key.event_id = "\U0010ffff"
-        state.terminal_key.CopyFrom(key)
-        state.end_time.CopyFrom(_ts(now))
-        state.error.CopyFrom(
-            status_pb2.Status(code=code_pb2.CANCELLED, message="cancelled by CancelOperation")
+        _end_by_tracker(
+            state,
+            now,
+            status_pb2.Status(code=code_pb2.CANCELLED, message="cancelled by CancelOperation"),
         )
+    return state
+
+
+def due_time(state: OperationState) -> datetime | None:
+    """When a not-done operation expires if nothing else happens: its deadline, or its
+    last event plus the heartbeat timeout, whichever is first. None if never."""
+    if state.done:
+        return None
+    candidates = []
+    if state.HasField("deadline"):
+        candidates.append(state.deadline.ToDatetime(UTC))
+    if state.HasField("heartbeat_timeout") and state.heartbeat_timeout.ToTimedelta():
+        last = (
+            state.last_heartbeat_time
+            if state.HasField("last_heartbeat_time")
+            else state.create_time
+        )
+        candidates.append(last.ToDatetime(UTC) + state.heartbeat_timeout.ToTimedelta())
+    return min(candidates) if candidates else None
+
+
+def expire(state: OperationState, now: datetime) -> OperationState | None:
+    """The operation failed with DEADLINE_EXCEEDED, if it is due by `now`; else None."""
+    due = due_time(state)
+    if due is None or due > now:
+        return None
+    state = _copy(state)
+    deadline_passed = state.HasField("deadline") and state.deadline.ToDatetime(UTC) <= now
+    if deadline_passed:
+        message = f"deadline {state.deadline.ToJsonString()} passed"
+    else:
+        seconds = state.heartbeat_timeout.ToTimedelta().total_seconds()
+        message = f"no event for {seconds:g} s (heartbeat timeout)"
+    _end_by_tracker(state, now, status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=message))
     return state
 
 

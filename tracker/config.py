@@ -93,6 +93,13 @@ class Config:
         default="https://www.googleapis.com/oauth2/v1/certs",
         metadata={"help": "Where the token signing certificates are published."},
     )
+    sweep_seconds: float = field(
+        default=1.0,
+        metadata={"help": "How often deadlines, heartbeat timeouts and retention are checked."},
+    )
+    done_ttl_days: float = field(
+        default=30.0, metadata={"help": "Done operations are deleted this long after they end."}
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Config:
@@ -110,6 +117,10 @@ class Config:
             raise ConfigError(f"--name-pattern: not a regular expression: {exc}") from None
         if self.max_event_bytes < 1024:
             raise ConfigError("--max-event-bytes: must be at least 1024")
+        if self.sweep_seconds <= 0:
+            raise ConfigError("--sweep-seconds: must be positive")
+        if self.done_ttl_days <= 0:
+            raise ConfigError("--done-ttl-days: must be positive")
         if self.max_wait_seconds <= 0:
             raise ConfigError("--max-wait-seconds: must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

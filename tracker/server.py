@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import grpc
@@ -41,6 +42,7 @@ log = logging.getLogger("tracker")
 
 
 def open_store(config: Config) -> Store:
+    ttl = timedelta(days=config.done_ttl_days)
     if config.store == "spanner":
         from tracker.stores.spanner import SpannerStore
 
@@ -48,8 +50,9 @@ def open_store(config: Config) -> Store:
             config.spanner_database,
             strict=config.strict,
             explicit_begin=config.spanner_explicit_begin,
+            done_ttl=ttl,
         )
-    return SqliteStore(config.db, strict=config.strict)
+    return SqliteStore(config.db, strict=config.strict, done_ttl=ttl)
 
 
 def config_sinks(config: Config) -> list[Sink]:
@@ -166,6 +169,9 @@ class Server:
             if self._tasks[0].done():
                 self._tasks[0].result()  # raises the start-up error
             await asyncio.sleep(0.01)
+        self._tasks.append(
+            asyncio.create_task(self.tracker.sweep_forever(self.config.sweep_seconds), name="sweep")
+        )
         if self.config.subscription:
             from tracker.sources.pubsub_pull import PullSubscriber
 
@@ -195,7 +201,7 @@ class Server:
                 await self._health.enter_graceful_shutdown()  # NOT_SERVING from now on
             await self._grpc.stop(grace=1.0)
         for task in self._tasks:
-            if task.get_name() == "pull":
+            if task.get_name() in ("pull", "sweep"):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -8,6 +8,7 @@ decides state.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import base64
 import binascii
 import hashlib
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.errors import InvalidArgument, InvalidEvent, NotFound
+from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable
 from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
 from tracker.metrics import METRICS, Metrics
 from tracker.notify.outbox import Dispatcher, Sink
@@ -193,6 +194,27 @@ class Tracker:
                 except TimeoutError:
                     return
                 yield operation
+
+    # ---- deadlines and retention ---------------------------------------------------------
+
+    async def sweep(self) -> builtins.list[operations_pb2.Operation]:
+        """Expire operations past their deadline or heartbeat timeout; apply retention."""
+        expired = await asyncio.to_thread(self.store.expire_due)
+        operations = [e.operation for e in expired]
+        if operations:
+            log.info("expired %d operations (DEADLINE_EXCEEDED)", len(operations))
+            self.after_commit(operations, True)
+        await asyncio.to_thread(self.store.purge_expired)
+        return operations
+
+    async def sweep_forever(self, every: float) -> None:
+        """A timer, not a poll for waiters: deadlines pass without any event to wake on."""
+        while True:
+            try:
+                await self.sweep()
+            except StoreUnavailable as exc:
+                log.warning("sweep: store unavailable: %s", exc)
+            await asyncio.sleep(every)
 
     # ---- lifecycle ---------------------------------------------------------------------
 

@@ -21,11 +21,15 @@ CREATE TABLE Operations (
   CreateTime TIMESTAMP NOT NULL,
   UpdateTime TIMESTAMP NOT NULL OPTIONS (allow_commit_timestamp = true),
   EndTime TIMESTAMP,
+  DueTime TIMESTAMP,
   ExpireTime TIMESTAMP,
 ) PRIMARY KEY (key),
   ROW DELETION POLICY (OLDER_THAN(ExpireTime, INTERVAL 0 DAY));
 
 CREATE INDEX OperationsByDone ON Operations (Done, key);
+
+-- Not-done operations by when their deadline or heartbeat timeout expires them.
+CREATE NULL_FILTERED INDEX OperationsDue ON Operations (DueTime);
 
 -- Identities of applied events (rule 1). Not interleaved: they outlive a deleted
 -- operation so that a redelivered old event cannot bring it back.

@@ -12,11 +12,14 @@ CREATE TABLE operations (
   create_time TEXT NOT NULL,
   update_time TEXT NOT NULL,
   end_time TEXT,
-  expire_time TEXT
+  due_time TEXT,                  -- not done: when the deadline or heartbeat timeout expires it
+  expire_time TEXT                -- done: when retention deletes it
 );
 CREATE INDEX operations_done ON operations (done, name);
 CREATE INDEX operations_type ON operations (operation_type, name);
 CREATE INDEX operations_parent ON operations (parent, name);
+CREATE INDEX operations_due ON operations (due_time) WHERE due_time IS NOT NULL;
+CREATE INDEX operations_expire ON operations (expire_time) WHERE expire_time IS NOT NULL;
 CREATE TABLE applied_events (
   operation TEXT NOT NULL,
   source TEXT NOT NULL,

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome, apply_event, render, request_cancel
+from tracker.apply import OperationState, Outcome, apply_event, expire, render, request_cancel
 from tracker.errors import NotFound
 from tracker.events import Event, Kind
 from tracker.v1 import events_pb2
@@ -111,6 +111,9 @@ class Tx(Protocol):
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None: ...
 
     def add_outbox(self, item: OutboxItem) -> None: ...
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Names of not-done operations whose due time is at or before `now`."""
 
 
 def apply_batch(
@@ -232,6 +235,29 @@ class Store(abc.ABC):
             return Stored(state, operation, None), became_done
 
         return self.run_in_transaction(work)
+
+    def expire_due(self, now: datetime | None = None, limit: int = 100) -> list[Stored]:
+        """End operations past their deadline or heartbeat timeout (DEADLINE_EXCEEDED)."""
+        when = now or datetime.now(UTC)
+
+        def work(tx: Tx) -> list[Stored]:
+            names = tx.due(when, limit)
+            expired = []
+            for state in tx.load(names).values():
+                ended = expire(state, when)
+                if ended is None:  # an event moved its due time meanwhile
+                    continue
+                operation = render(ended)
+                tx.save(ended, operation, None, insert=False, now=when)
+                tx.add_outbox(new_outbox_item(ended, operation, when))
+                expired.append(Stored(ended, operation, None))
+            return expired
+
+        return self.run_in_transaction(work)
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete done operations past retention; stores whose server does it return 0."""
+        return 0
 
     def checkpoint(self, name: str) -> bytes | None:
         stored = self.get(name)

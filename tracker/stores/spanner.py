@@ -27,7 +27,7 @@ from google.cloud.spanner_v1.keyset import KeySet
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome
+from tracker.apply import OperationState, Outcome, due_time
 from tracker.errors import ConfigError, StoreUnavailable
 from tracker.stores import spanner_schema
 from tracker.stores.base import (
@@ -95,6 +95,14 @@ class _SpannerTx:
         self.layout = layout
         self.done_ttl = done_ttl
 
+    def due(self, now: datetime, limit: int) -> list[str]:
+        rows = self.t.execute_sql(
+            "SELECT key FROM Operations WHERE DueTime <= @now ORDER BY DueTime LIMIT @limit",
+            params={"now": now, "limit": limit},
+            param_types={"now": spanner.param_types.TIMESTAMP, "limit": spanner.param_types.INT64},
+        )
+        return [str(r[0]) for r in rows]
+
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         if not names:
             return {}
@@ -130,6 +138,7 @@ class _SpannerTx:
             "CreateTime": state.create_time.ToDatetime(UTC),
             "UpdateTime": spanner.COMMIT_TIMESTAMP,
             "EndTime": end,
+            "DueTime": due_time(state),
             "ExpireTime": end + self.done_ttl if end else None,
         }
         if insert or checkpoint is not None:

@@ -12,14 +12,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome
+from tracker.apply import OperationState, Outcome, due_time
 from tracker.errors import StoreUnavailable
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
@@ -65,8 +65,17 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
 
 
 class _SqliteTx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, done_ttl: timedelta) -> None:
         self.conn = conn
+        self.done_ttl = done_ttl
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT name FROM operations WHERE due_time IS NOT NULL AND due_time <= ?"
+            " ORDER BY due_time LIMIT ?",
+            (ts(now), limit),
+        )
+        return [r[0] for r in rows]
 
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         out: dict[str, OperationState] = {}
@@ -109,6 +118,10 @@ class _SqliteTx:
             "create_time": ts(state.create_time.ToDatetime(UTC)),
             "update_time": ts(now),
             "end_time": ts(state.end_time.ToDatetime(UTC)) if state.done else None,
+            "due_time": ts(due) if (due := due_time(state)) else None,
+            "expire_time": (
+                ts(state.end_time.ToDatetime(UTC) + self.done_ttl) if state.done else None
+            ),
         }
         if insert:
             values["checkpoint"] = checkpoint
@@ -150,9 +163,17 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 class SqliteStore(Store):
     """Store on a SQLite file (`:memory:` works too, for one process)."""
 
-    def __init__(self, path: str | Path, *, strict: bool = False, busy_timeout_ms: int = 5000):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        strict: bool = False,
+        busy_timeout_ms: int = 5000,
+        done_ttl: timedelta = timedelta(days=30),
+    ):
         self.path = str(path)
         self.strict = strict
+        self.done_ttl = done_ttl
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
@@ -212,7 +233,7 @@ class SqliteStore(Store):
         with self._guard() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(_SqliteTx(conn))
+                result = fn(_SqliteTx(conn, self.done_ttl))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -246,6 +267,24 @@ class SqliteStore(Store):
         with self._guard() as conn:
             rows = conn.execute(sql, [query.after, *params, query.page_size + 1]).fetchall()
         return [self._row(*r) for r in rows]
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Retention, as Spanner's row deletion policies do it: done operations past
+        `done_ttl`, applied event ids older than `done_ttl`, notifications sent a week ago."""
+        current = now or datetime.now(UTC)
+        with self._guard() as conn:
+            cur = conn.execute(
+                "DELETE FROM operations WHERE expire_time IS NOT NULL AND expire_time <= ?",
+                (ts(current),),
+            )
+            conn.execute(
+                "DELETE FROM applied_events WHERE applied_at <= ?", (ts(current - self.done_ttl),)
+            )
+            conn.execute(
+                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= ?",
+                (ts(current - timedelta(days=7)),),
+            )
+        return cur.rowcount
 
     def delete(self, name: str) -> bool:
         # applied_events stay: a redelivered old event must not resurrect the operation.
