@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from tracker.stores.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 OPS_COLUMNS = ("key", "Operation", "State", "Checkpoint")
 _TRANSIENT = (
@@ -385,10 +388,29 @@ class SpannerStore(Store):
 
         return self._tx(work)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Release sessions, waiting at most `timeout` seconds.
+
+        With multiplexed sessions (the client's default) `Database.close()` can block for
+        minutes while a background thread winds down; shutdown must not wait for that
+        (Cloud Run allows 10 s after SIGTERM), so it runs on a daemon thread.
+        """
         close = getattr(self.database, "close", None)
-        if callable(close):
-            close()
+        if not callable(close):
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                close()
+            except Exception as exc:  # closing is best effort
+                log.warning("closing the Spanner database: %s", exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="spanner-close", daemon=True).start()
+        if not done.wait(timeout):
+            log.warning("Spanner sessions still closing after %.0f s; not waiting", timeout)
 
 
 def _json(value: Any) -> dict[str, str]:
