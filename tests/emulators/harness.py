@@ -32,6 +32,8 @@ Python API::
     server = start_server("handy-spanner"); ...; server.stop()
 
     os.environ.update(SPANNER_CLIENT_ENV)  # settings the Python Spanner client needs here
+    create_spanner_database(host, "db", ddl)  # instance (if the server has one) + database
+    client = spanner_client(host)             # a Client for host, env untouched
 
 CLI (run from the repository root)::
 
@@ -57,7 +59,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Any, Final, Literal
 
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent.parent
@@ -299,6 +301,10 @@ class RunningServer:
     def started_here(self) -> bool:
         return self.process is not None
 
+    def alive(self) -> bool:
+        """False once a server started here has exited (True for one found in the env)."""
+        return self.process is None or self.process.poll() is None
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; a no-op for servers not started here."""
         proc = self.process
@@ -401,16 +407,20 @@ def _start_cloud_spanner_emulator(timeout_s: float) -> RunningServer:
     raise HarnessError(f"cloud-spanner-emulator did not start: {last_error}")
 
 
-def start_server(kind: str, *, timeout_s: float = START_TIMEOUT_S) -> RunningServer:
+def start_server(
+    kind: str, *, timeout_s: float = START_TIMEOUT_S, reuse_env: bool = True
+) -> RunningServer:
     """Start one server on a free loopback port and wait until it accepts gRPC.
 
     ``kind`` is ``pstest`` or one of SPANNER_SERVERS. If the matching ``*_EMULATOR_HOST``
-    variable is set, nothing is started and that host is returned instead.
+    variable is set (and ``reuse_env``), nothing is started and that host is returned.
+    Careful: code that itself sets ``SPANNER_EMULATOR_HOST`` to a server it started and
+    then asks for another kind gets the first one back unless it passes reuse_env=False.
     """
     env_var = PUBSUB_ENV if kind == "pstest" else SPANNER_ENV
     if kind != "pstest" and kind not in SPANNER_SERVERS:
         raise ValueError(f"unknown server {kind!r}")
-    existing = os.environ.get(env_var)
+    existing = os.environ.get(env_var) if reuse_env else None
     if existing:
         return RunningServer(kind, existing)
     if kind == "cloud-spanner-emulator":
@@ -419,9 +429,11 @@ def start_server(kind: str, *, timeout_s: float = START_TIMEOUT_S) -> RunningSer
 
 
 @contextlib.contextmanager
-def running_server(kind: str, *, timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
+def running_server(
+    kind: str, *, timeout_s: float = START_TIMEOUT_S, reuse_env: bool = True
+) -> Iterator[str]:
     """``with running_server("pstest") as host:`` -- started, then stopped on exit."""
-    server = start_server(kind, timeout_s=timeout_s)
+    server = start_server(kind, timeout_s=timeout_s, reuse_env=reuse_env)
     try:
         yield server.host
     finally:
@@ -454,11 +466,66 @@ def running_emulators(
     """Start (or reuse, per ``*_EMULATOR_HOST``) Pub/Sub and Spanner; stop both on exit."""
     kind = spanner_server or spanner_server_from_env()
     with contextlib.ExitStack() as stack:
-        servers: list[RunningServer] = []
-        stack.callback(lambda: [s.stop() for s in reversed(servers)])
-        servers.append(start_server("pstest", timeout_s=timeout_s))
-        servers.append(start_server(kind, timeout_s=timeout_s))
-        yield EmulatorHosts(servers[0].host, servers[1].host, kind)
+        pubsub = start_server("pstest", timeout_s=timeout_s)
+        stack.callback(pubsub.stop)
+        spanner = start_server(kind, timeout_s=timeout_s)
+        stack.callback(spanner.stop)
+        label = kind if spanner.started_here else f"external ({SPANNER_ENV})"
+        yield EmulatorHosts(pubsub.host, spanner.host, label)
+
+
+# --------------------------------------------------------------------------- Spanner setup
+
+
+def spanner_client(host: str, project: str = "test-project") -> object:
+    """A ``google.cloud.spanner.Client`` for ``host``, without touching ``os.environ``.
+
+    AnonymousCredentials + ``api_endpoint`` make the 3.x client use a plaintext channel,
+    exactly as ``SPANNER_EMULATOR_HOST`` would. Session settings still come from the
+    environment: apply SPANNER_CLIENT_ENV (e.g. with pytest's monkeypatch) as well.
+    """
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import spanner
+
+    return spanner.Client(
+        project=project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": host},
+        disable_builtin_metrics=True,
+    )
+
+
+def create_spanner_database(
+    host: str,
+    database_id: str,
+    ddl: Sequence[str],
+    *,
+    project: str = "test-project",
+    instance_id: str = "test-instance",
+    proto_descriptors: bytes | None = None,
+    timeout_s: float = 120.0,
+) -> None:
+    """Create instance (where the server has an instance admin) and database with ``ddl``.
+
+    Works on every server here: the Cloud Spanner Emulator needs the instance first;
+    handy-spanner has no instance admin (UNIMPLEMENTED is ignored) but implements
+    CreateDatabase. spannertest crashes on CreateDatabase and is not supported here.
+    """
+    from google.api_core import exceptions as gexc
+
+    client: Any = spanner_client(host, project)
+    instance = client.instance(
+        instance_id,
+        configuration_name=f"projects/{project}/instanceConfigs/emulator-config",
+        display_name=instance_id,
+        node_count=1,
+    )
+    with contextlib.suppress(gexc.AlreadyExists, gexc.MethodNotImplemented):
+        instance.create().result(timeout=timeout_s)
+    database = instance.database(
+        database_id, ddl_statements=list(ddl), proto_descriptors=proto_descriptors
+    )
+    database.create().result(timeout=timeout_s)
 
 
 # --------------------------------------------------------------------------- CLI

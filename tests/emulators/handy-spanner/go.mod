@@ -1,6 +1,6 @@
 module tracker.local/emulators/handy-spanner
 
-go 1.26
+go 1.26.0
 
 require github.com/gcpug/handy-spanner v0.4.0
 

@@ -1,6 +1,6 @@
 module tracker.local/emulators/spannertest
 
-go 1.26.8
+go 1.26.0
 
 require cloud.google.com/go/spanner v1.96.1
 
