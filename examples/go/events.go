@@ -1,0 +1,113 @@
+package main
+
+// The part to copy: Event, Encode and publish, plus the data messages you send.
+// The contract is schemas/README.md; docs/publishing.md explains each attribute.
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+)
+
+// Event is one tracker event, a CloudEvent 1.0.
+type Event struct {
+	Type       string            // created, progress, checkpoint, heartbeat, succeeded, failed, cancelled
+	Source     string            // this producer, a URI-reference such as /workers/export
+	ID         string            // unique per Source and operation; a retry of the same event reuses it
+	Subject    string            // the operation name, operations/...
+	Time       time.Time         // when it happened; the zero time sends none
+	Sequence   int64             // per-operation counter 1, 2, 3, ...; 0 sends none
+	Data       any               // the kind's message (Progress{...}, ...); nil sends no data
+	Extensions map[string]string // optional further attributes, e.g. traceparent
+}
+
+// Encode returns the attributes and data of e in CloudEvents binary content mode.
+// The attribute names are the same as Pub/Sub attributes and as HTTP headers.
+func Encode(e Event) (map[string]string, []byte, error) {
+	attrs := map[string]string{
+		"ce-specversion": "1.0",
+		"ce-type":        "tracker.operation.v1." + e.Type,
+		"ce-source":      e.Source,
+		"ce-id":          e.ID,
+		"ce-subject":     e.Subject,
+	}
+	if !e.Time.IsZero() {
+		attrs["ce-time"] = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if e.Sequence > 0 {
+		attrs["ce-sequence"] = strconv.FormatInt(e.Sequence, 10)
+	}
+	for name, value := range e.Extensions {
+		attrs["ce-"+name] = value
+	}
+	if e.Data == nil {
+		return attrs, nil, nil
+	}
+	body, err := json.Marshal(e.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	attrs["content-type"] = "application/json"
+	return attrs, body, nil
+}
+
+// publish sends e and waits until Pub/Sub has it. The operation name is the ordering
+// key: create the Publisher with EnableMessageOrdering = true.
+func publish(ctx context.Context, pub *pubsub.Publisher, e Event) error {
+	attrs, body, err := Encode(e)
+	if err != nil {
+		return err
+	}
+	msg := &pubsub.Message{Data: body, Attributes: attrs, OrderingKey: e.Subject}
+	_, err = pub.Publish(ctx, msg).Get(ctx)
+	return err
+}
+
+// The data message of each kind (schemas/proto/tracker/v1/events.proto) with its
+// proto3 JSON field names. metadata and response are any JSON object: one without
+// "@type" is stored as google.protobuf.Struct.
+
+type Created struct {
+	OperationType    string            `json:"operationType,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	Parent           string            `json:"parent,omitempty"`
+	Metadata         any               `json:"metadata,omitempty"`
+	Deadline         time.Time         `json:"deadline,omitzero"`
+	HeartbeatTimeout string            `json:"heartbeatTimeout,omitempty"` // a Duration: "300s"
+}
+
+type Progress struct {
+	Percent  float64 `json:"percent,omitempty"` // 0 to 100
+	Message  string  `json:"message,omitempty"`
+	Metadata any     `json:"metadata,omitempty"`
+}
+
+type Checkpoint struct {
+	Data []byte `json:"data,omitempty"` // base64 in JSON, as proto3 JSON wants
+}
+
+type Heartbeat struct {
+	Message string `json:"message,omitempty"`
+}
+
+type Succeeded struct {
+	Response any `json:"response,omitempty"`
+}
+
+type Failed struct {
+	Error Status `json:"error"`
+}
+
+// Status is a google.rpc.Status; Code is a google.rpc.Code from 1 to 16 (never 0, OK).
+type Status struct {
+	Code    int32  `json:"code"`
+	Message string `json:"message,omitempty"`
+	Details []any  `json:"details,omitempty"` // each with "@type", e.g. google.rpc.ErrorInfo
+}
+
+type Cancelled struct {
+	Reason string `json:"reason,omitempty"`
+}
