@@ -8,9 +8,9 @@ decides state.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import base64
 import binascii
+import builtins
 import hashlib
 import json
 import logging
