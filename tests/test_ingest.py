@@ -354,12 +354,11 @@ def test_retention_deletes_done_operations_after_the_ttl(tmp_path: Path) -> None
     from tests.helpers import T0
 
     store = SqliteStore(tmp_path / "r.db", done_ttl=timedelta(days=1))
-    store.apply(
-        [
-            make_event(Kind.SUCCEEDED, "operations/old", time=T0),
-            make_event(Kind.PROGRESS, "operations/running", time=T0),
-        ]
-    )
+    old_events = [
+        make_event(Kind.SUCCEEDED, "operations/old", time=T0 - timedelta(days=365)),
+        make_event(Kind.PROGRESS, "operations/running", time=T0),
+    ]
+    store.apply(old_events, now=T0)  # recorded at T0: the event's own old time does not count
     assert store.purge_expired(T0 + timedelta(hours=23)) == 0
     assert store.purge_expired(T0 + timedelta(hours=25)) == 1
     assert store.get("operations/old") is None

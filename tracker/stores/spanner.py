@@ -142,7 +142,9 @@ class _SpannerTx:
             "UpdateTime": spanner.COMMIT_TIMESTAMP,
             "EndTime": end,
             "DueTime": due_time(state),
-            "ExpireTime": end + self.done_ttl if end else None,
+            # Retention counts from when the tracker recorded the end (its clock, not the
+            # producer's): old, replayed or skewed events must not expire at once.
+            "ExpireTime": now + self.done_ttl if state.done else None,
         }
         if insert or checkpoint is not None:
             values["Checkpoint"] = _w(checkpoint)

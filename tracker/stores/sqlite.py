@@ -119,9 +119,9 @@ class _SqliteTx:
             "update_time": ts(now),
             "end_time": ts(state.end_time.ToDatetime(UTC)) if state.done else None,
             "due_time": ts(due) if (due := due_time(state)) else None,
-            "expire_time": (
-                ts(state.end_time.ToDatetime(UTC) + self.done_ttl) if state.done else None
-            ),
+            # Retention counts on the tracker's clock from when it recorded the end, not
+            # the producer's event time (old, replayed or skewed events would vanish).
+            "expire_time": ts(now + self.done_ttl) if state.done else None,
         }
         if insert:
             values["checkpoint"] = checkpoint
