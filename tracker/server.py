@@ -185,10 +185,16 @@ class Server:
         self.started.set()
         log.info("%s", self.describe())
 
+    @property
+    def store_name(self) -> str:
+        if self.config.store == "spanner":
+            return f"spanner {self.config.spanner_database}"
+        return f"sqlite {self.config.db}"
+
     def describe(self) -> str:
         return (
             f"tracker {__version__}: HTTP on {self.http_url},"
-            f" gRPC on {self.grpc_target if self._grpc else 'off'}, store {self.config.db}"
+            f" gRPC on {self.grpc_target if self._grpc else 'off'}, store {self.store_name}"
         )
 
     async def stop(self) -> None:
