@@ -1,0 +1,38 @@
+# A complete deployment: `tofu apply` (or `terraform apply`) with the two variables below.
+# docs/deploy.md walks through it.
+
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 7.42.0, < 9.0.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+module "tracker" {
+  source = "../modules/tracker"
+
+  project_id = var.project_id
+  region     = var.region
+  image      = var.image
+
+  # push: Pub/Sub posts each event to the service (OIDC-authenticated by Cloud Run).
+  # pull: the tracker streams the subscription (batches, flow control).
+  delivery = "push"
+
+  api_invokers = var.api_invokers
+
+  # A completion subscription the API callers may read; add filters such as
+  # attributes.result = "failed" (docs/gcp.md lists the attributes).
+  done_subscriptions = {
+    all = { members = var.api_invokers }
+  }
+}

@@ -1,0 +1,21 @@
+variable "project_id" {
+  description = "Project to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run service and the Spanner instance."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "image" {
+  description = "The tracker image by digest, e.g. us-central1-docker.pkg.dev/P/tracker/tracker@sha256:..."
+  type        = string
+}
+
+variable "api_invokers" {
+  description = "Who may call the Operations API, e.g. [\"user:you@example.com\"]."
+  type        = list(string)
+  default     = []
+}
