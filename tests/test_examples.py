@@ -22,7 +22,6 @@ these tests; nothing is skipped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -116,26 +115,6 @@ def _digest(files: Sequence[Path], *extra: str) -> str:
     return h.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def _lock(name: str) -> Iterator[None]:
-    """Serialise builds across processes (parallel pytest workers, scripts/test)."""
-    harness.TOOLS_BIN.mkdir(parents=True, exist_ok=True)
-    with open(harness.TOOLS_BIN / f".{name}.lock", "w") as fh:
-        deadline = time.monotonic() + BUILD_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {BUILD_TIMEOUT_S:.0f}s for {name}") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def build_go() -> Path:
     """The Go example's binary in .tools/bin, built when its sources or Go changed."""
     go = harness.go_binary()
@@ -146,7 +125,7 @@ def build_go() -> Path:
     target = harness.TOOLS_BIN / f"example-go-producer-{_digest(sources, version)}"
     if target.is_file():
         return target
-    with _lock("example-go"):
+    with harness.build_lock(BUILD_TIMEOUT_S, "example-go"):
         if target.is_file():
             return target
         env = dict(os.environ)
@@ -175,7 +154,7 @@ def install_node() -> str:
     stamp = NODE_DIR / "node_modules" / ".tracker-installed"
     if stamp.is_file() and stamp.read_text() == key:
         return node
-    with _lock("example-node"):
+    with harness.build_lock(BUILD_TIMEOUT_S, "example-node"):
         if stamp.is_file() and stamp.read_text() == key:
             return node
         # Exactly the lock file; no install scripts run (none is needed).

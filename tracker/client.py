@@ -462,6 +462,26 @@ class _Producers(abc.ABC, Generic[R]):
 
     source: str
 
+    url: str
+    mode: Mode
+    content_type: str
+    _timeout: httpx.Timeout
+
+    def _configure(
+        self,
+        url: str,
+        timeout: float | httpx.Timeout | None,
+        source: str | None,
+        mode: Mode,
+        content_type: str,
+    ) -> None:
+        """What the sync and async clients set alike."""
+        self.url = url.rstrip("/")
+        self.source = source or default_source()
+        self.mode = mode
+        self.content_type = content_type
+        self._timeout = _timeout(timeout)
+
     @abc.abstractmethod
     def _emit(self, event: Event) -> R:
         """Publish one event through this client's transport."""
@@ -596,11 +616,7 @@ class TrackerClient(_Producers[PublishResult]):
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.source = source or default_source()
-        self.mode: Mode = mode
-        self.content_type = content_type
-        self._timeout = _timeout(timeout)
+        self._configure(url, timeout, source, mode, content_type)
         self._http = httpx.Client(
             base_url=self.url, timeout=self._timeout, transport=transport, headers=headers
         )
@@ -797,11 +813,7 @@ class AsyncTrackerClient(_Producers[Coroutine[Any, Any, PublishResult]]):
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.source = source or default_source()
-        self.mode: Mode = mode
-        self.content_type = content_type
-        self._timeout = _timeout(timeout)
+        self._configure(url, timeout, source, mode, content_type)
         self._http = httpx.AsyncClient(
             base_url=self.url, timeout=self._timeout, transport=transport, headers=headers
         )

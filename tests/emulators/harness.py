@@ -158,10 +158,10 @@ def _cache_key(server: GoServer, go_version: str) -> str:
 
 
 @contextlib.contextmanager
-def _build_lock(timeout_s: float) -> Iterator[None]:
-    """Serialise builds across processes (e.g. pytest-xdist workers)."""
+def build_lock(timeout_s: float, name: str = "build") -> Iterator[None]:
+    """Serialise builds of one kind across processes (pytest workers, scripts/test)."""
     TOOLS_BIN.mkdir(parents=True, exist_ok=True)
-    with open(TOOLS_BIN / ".build.lock", "w") as fh:
+    with open(TOOLS_BIN / f".{name}.lock", "w") as fh:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -169,7 +169,9 @@ def _build_lock(timeout_s: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise HarnessError("timed out waiting for another build to finish") from None
+                    raise HarnessError(
+                        f"waited {timeout_s:.0f}s for another {name} build"
+                    ) from None
                 time.sleep(0.2)
         try:
             yield
@@ -184,7 +186,7 @@ def build_go_server(key: str, *, timeout_s: float = BUILD_TIMEOUT_S, verbose: bo
     target = TOOLS_BIN / f"{server.name}-{_cache_key(server, _go_version(go))}"
     if target.is_file():
         return target
-    with _build_lock(timeout_s):
+    with build_lock(timeout_s):
         if target.is_file():  # built by another process meanwhile
             return target
         env = dict(os.environ)
