@@ -305,3 +305,37 @@ def test_subscribe_done_drops_redelivered_notifications(pubsub: PubSub) -> None:
     finally:
         future.cancel()
     assert sorted(seen) == [("note-1", "operations/twice"), ("note-2", "operations/other")]
+
+
+def test_serve_stops_with_one_line_when_the_subscription_does_not_exist(pubsub_env: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracker.cli",
+            "serve",
+            "--db",
+            ":memory:",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "-1",
+            "--log-level",
+            "warning",
+            "--subscription",
+            f"projects/{PROJECT}/subscriptions/missing",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tracker: error:")]
+    assert len(errors) == 1 and "subscriptions/missing" in errors[0]
+    assert "Traceback" not in result.stderr

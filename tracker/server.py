@@ -210,7 +210,8 @@ class Server:
             if task.get_name() in ("pull", "sweep"):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                if not (task.done() and not task.cancelled() and task.exception()):
+                    await task  # a failed task's error was taken by serve_forever
         await self.tracker.stop(self._dispatcher)
         self.store.close()
 
@@ -224,9 +225,20 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+        # A part that ended on its own (the pull stream, the HTTP server) ends the process.
+        failure = next(
+            (
+                t.exception()
+                for t in done
+                if t is not waiter and not t.cancelled() and t.exception()
+            ),
+            None,
+        )
         await self.stop()
+        if failure is not None:
+            raise failure
 
 
 def serve(config: Config) -> None:

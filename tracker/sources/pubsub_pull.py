@@ -23,12 +23,19 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 
-from tracker.errors import InvalidEvent, StoreUnavailable
+from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable
 from tracker.events import Event, parse_pubsub
 from tracker.service import Tracker
 
 log = logging.getLogger(__name__)
 ROUTE = "pull"
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """The streaming pull stopped for good."""
+
+    error: BaseException
 
 
 @dataclass
@@ -62,7 +69,7 @@ class PullSubscriber:
         self.max_batch = max_batch
         self.subscriber = subscriber or pubsub_v1.SubscriberClient()
         self._publisher = publisher
-        self._queue: asyncio.Queue[Incoming] | None = None
+        self._queue: asyncio.Queue[Incoming | _Ended] | None = None
         self._future: Any = None
 
     @property
@@ -150,7 +157,11 @@ class PullSubscriber:
     # ---- streaming pull ----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Streaming pull until stop(); callbacks hand messages to this loop in batches."""
+        """Streaming pull until stop(); callbacks hand messages to this loop in batches.
+
+        The client retries transient errors itself; when its stream ends for good (no
+        such subscription, no permission) this raises ConfigError with the reason.
+        """
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         queue = self._queue
@@ -158,18 +169,27 @@ class PullSubscriber:
         def callback(message: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, _from_streaming(message))
 
+        def ended(future: Any) -> None:
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                loop.call_soon_threadsafe(queue.put_nowait, _Ended(error))
+
         self._future = self.subscriber.subscribe(
             self.subscription,
             callback,
             flow_control=pubsub_v1.types.FlowControl(max_messages=self.max_outstanding),
         )
+        self._future.add_done_callback(ended)
         log.info("pulling from %s", self.subscription)
         try:
             while True:
                 batch = [await queue.get()]
                 while not queue.empty() and len(batch) < self.max_batch:
                     batch.append(queue.get_nowait())
-                await self.handle(batch)
+                for item in batch:
+                    if isinstance(item, _Ended):
+                        raise ConfigError(f"--subscription {self.subscription}: {item.error}")
+                await self.handle([i for i in batch if isinstance(i, Incoming)])
         finally:
             self.stop()
 
