@@ -560,3 +560,44 @@ def test_checkpoint_of_an_operation_without_one_exits_1(
 
     assert result.exit_code == 1
     assert "no checkpoint" in assert_one_error_line(result.output)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--store", "spanner", "--spanner-database", "projects/p/instances/i/databases/d"],
+        ["serve", "--db", ":memory:", "--done-topic", "projects/p/topics/t"],
+        ["serve", "--db", ":memory:", "--subscription", "projects/p/subscriptions/s"],
+        [
+            "schema",
+            "apply",
+            "--store",
+            "spanner",
+            "--spanner-database",
+            "projects/p/instances/i/databases/d",
+        ],
+    ],
+    ids=["spanner", "done-topic", "subscription", "schema-apply"],
+)
+def test_missing_google_credentials_is_one_line(args: list[str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    # A credentials file that does not exist fails at once, before any metadata-server
+    # probe (no traffic beyond loopback); NO_GCE_CHECK turns that probe off as well.
+    env.update(GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "none.json"), NO_GCE_CHECK="True")
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker.cli", *args, "--http-port", "0", "--grpc-port", "-1"]
+        if args[0] == "serve"
+        else [sys.executable, "-m", "tracker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("tracker: error:")]
+    assert "credentials" in line

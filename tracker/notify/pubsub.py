@@ -27,6 +27,7 @@ from google.api_core import exceptions as gexc
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2
 
+from tracker import gcp
 from tracker.v1 import operation_pb2
 
 DONE_TYPE: Final = "tracker.operation.v1.done"
@@ -73,8 +74,11 @@ class PubSubSink:
     ) -> None:
         self.topic = topic
         self.timeout = timeout
-        self.publisher = publisher or pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        self.publisher = publisher or gcp.client(
+            f"--done-topic {topic}",
+            lambda: pubsub_v1.PublisherClient(
+                publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+            ),
         )
 
     async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:

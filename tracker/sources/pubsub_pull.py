@@ -23,6 +23,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 
+from tracker import gcp
 from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable
 from tracker.events import Event, parse_pubsub
 from tracker.service import Tracker
@@ -67,7 +68,9 @@ class PullSubscriber:
         self.dead_letter_topic = dead_letter_topic
         self.max_outstanding = max_outstanding
         self.max_batch = max_batch
-        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
+        self.subscriber = subscriber or gcp.client(
+            f"--subscription {subscription}", pubsub_v1.SubscriberClient
+        )
         self._publisher = publisher
         self._queue: asyncio.Queue[Incoming | _Ended] | None = None
         self._future: Any = None
@@ -75,7 +78,9 @@ class PullSubscriber:
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
         if self._publisher is None:
-            self._publisher = pubsub_v1.PublisherClient()
+            self._publisher = gcp.client(
+                f"--dead-letter-topic {self.dead_letter_topic}", pubsub_v1.PublisherClient
+            )
         return self._publisher
 
     # ---- handling ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
+from tracker import gcp
 from tracker.schemas import schemas_dir
 
 Variant = Literal["canonical", "emulator"]
@@ -90,7 +91,7 @@ def open_database(path: str, client: Any = None) -> Database:
     parts = path.split("/")
     if len(parts) != 6 or parts[0::2] != ["projects", "instances", "databases"]:
         raise ConfigError(f"--spanner-database: {path!r} is not projects/P/instances/I/databases/D")
-    client = client or spanner.Client(project=parts[1])
+    client = client or gcp.client(path, lambda: spanner.Client(project=parts[1]))
     database: Database = client.instance(parts[3]).database(parts[5])
     return database
 
