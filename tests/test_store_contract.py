@@ -297,3 +297,56 @@ def test_deadline_expires_and_done_operations_do_not(store: Store) -> None:
     assert expired.state.name == OP and "deadline" in expired.operation.error.message
     assert store.get("operations/quick").operation.HasField("response")  # type: ignore[union-attr]
     assert not store.get("operations/no-deadline").operation.done  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "done = false",
+        'done = true AND operation_type = "a"',
+        'operation_type = "b" AND parent = "p1"',
+        'parent = "p2" AND labels.env = "prod" AND done = false',
+        'done != true AND operation_type = "a*"',
+        'NOT done = true AND parent = "p1"',
+    ],
+)
+def test_list_agrees_with_the_reference_filter(store: Store, text: str) -> None:
+    from datetime import UTC
+
+    for i in range(12):
+        name = f"operations/mix-{i:02d}"
+        events = [
+            make_event(
+                Kind.CREATED,
+                name,
+                data={
+                    "operation_type": "ab"[i % 2],
+                    "parent": f"p{i % 3}",
+                    "labels": {"env": "prod" if i % 4 else "dev"},
+                },
+            )
+        ]
+        if i % 5 == 0:
+            events.append(make_event(Kind.SUCCEEDED, name))
+        store.apply(events)
+    everything = store.list_operations(ListQuery(page_size=100))
+    expr = filtering.parse(text)
+    expected = [
+        s.state.name
+        for s in everything
+        if filtering.matches(
+            expr,
+            filtering.Row(
+                name=s.state.name,
+                done=s.state.done,
+                operation_type=s.state.operation_type,
+                parent=s.state.parent,
+                labels=dict(s.state.labels),
+                create_time=s.state.create_time.ToDatetime(UTC),
+                update_time=s.state.update_time.ToDatetime(UTC),
+            ),
+        )
+    ]
+    assert expected, "the fixture must match something"
+    got = [s.state.name for s in store.list_operations(ListQuery(filter=expr, page_size=100))]
+    assert got == expected
