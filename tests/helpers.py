@@ -103,3 +103,25 @@ def later(delay: float, action: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+def google_error(response: Any) -> tuple[str, str, dict[str, str]]:
+    """(status, ErrorInfo reason, ErrorInfo metadata) of a Google-style JSON error answer.
+
+    Asserts the shape every HTTP error has: exactly code, message, status and details,
+    `code` equal to the HTTP status, and one ErrorInfo in the tracker's domain.
+    """
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "status", "details"}, error
+    assert error["code"] == response.status_code, error
+    assert isinstance(error["message"], str) and error["message"], error
+    infos = [d for d in error["details"] if d.get("@type") == ERROR_INFO]
+    assert len(infos) == 1, error
+    info = infos[0]
+    assert info["domain"] == "tracker" and info["reason"] == info["reason"].upper(), info
+    return str(error["status"]), str(info["reason"]), dict(info.get("metadata") or {})

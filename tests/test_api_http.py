@@ -19,7 +19,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ingest, later, make_event, running_op, succeed
+from tests.helpers import ERROR_INFO, google_error, ingest, later, make_event, running_op, succeed
 from tracker.api import http as api_http
 from tracker.api import status
 from tracker.config import Config
@@ -60,12 +60,8 @@ def expect_error(response: httpx.Response, http_status: int, rpc_status: str) ->
     """Assert the Google JSON error shape; return the message."""
     assert response.status_code == http_status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == http_status
-    assert body["error"]["status"] == rpc_status
-    message = body["error"]["message"]
-    assert isinstance(message, str) and message
+    assert google_error(response)[0] == rpc_status
+    message = str(response.json()["error"]["message"])
     assert "Traceback" not in response.text
     return message
 
@@ -316,7 +312,8 @@ def test_body_too_large_is_413(server: Server, http: httpx.Client, prefix: str) 
     content = b'{"name": "' + b"x" * (api_http.MAX_BODY_BYTES + 1) + b'"}'
     response = http.post(url(name, "wait"), content=content)
     assert response.status_code == 413
-    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    # 413 carries the code gRPC uses for a message over its limit.
+    assert google_error(response)[:2] == ("RESOURCE_EXHAUSTED", "TOO_LARGE")
 
 
 # ---- wait ------------------------------------------------------------------------------
@@ -569,7 +566,10 @@ def test_unexpected_error_is_500_without_details(
 def test_status_mapping(code: int, http_status: int, name: str) -> None:
     error = status.ApiError(code, "m")
     assert error.http_status == http_status
-    assert error.body() == {"error": {"code": http_status, "message": "m", "status": name}}
+    info = {"@type": ERROR_INFO, "reason": name, "domain": "tracker", "metadata": {}}
+    assert error.body() == {
+        "error": {"code": http_status, "message": "m", "status": name, "details": [info]}
+    }
     if code != 99:
         assert error.grpc_code.name == name
         assert error.grpc_code.value[0] == code

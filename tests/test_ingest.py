@@ -15,7 +15,7 @@ import httpx
 import pytest
 from google.longrunning import operations_pb2
 
-from tests.helpers import make_event
+from tests.helpers import google_error, make_event
 from tracker.config import Config
 from tracker.events import Kind, to_batch, to_binary, to_structured
 from tracker.metrics import METRICS
@@ -154,8 +154,9 @@ def test_http_bad_input_is_4xx_counted_and_stores_nothing(
     before = rejected("http", reason)
     response = http.post("/v1/events", headers=headers, content=body)
     assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["reason"] == reason and error["status"] == "INVALID_ARGUMENT" and error["message"]
+    code, info_reason, _ = google_error(response)
+    expected = "RESOURCE_EXHAUSTED" if status == 413 else "INVALID_ARGUMENT"
+    assert info_reason == reason.upper() and code == expected
     assert counts(server) == (0, 0)
     assert rejected("http", reason) == before + 1
 
@@ -164,7 +165,7 @@ def test_http_strict_unknown_operation_is_400(strict_server: Server) -> None:
     headers, body = to_binary(make_event(Kind.PROGRESS, OP))
     response = httpx.post(f"{strict_server.http_url}/v1/events", headers=headers, content=body)
     assert response.status_code == 400
-    assert response.json()["error"]["reason"] == "unknown_operation"
+    assert google_error(response)[1] == "UNKNOWN_OPERATION"
     assert counts(strict_server) == (0, 0)
 
 

@@ -25,7 +25,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tracker.errors import InvalidEvent
+from tracker.errors import InvalidEvent, echo
 from tracker.events import Event, Kind
 from tracker.v1 import events_pb2, operation_pb2
 
@@ -92,7 +92,7 @@ def apply_event(
         if strict and event.kind is not Kind.CREATED:
             raise InvalidEvent(
                 "unknown_operation",
-                f"operation {event.operation!r} does not exist and the tracker is strict:"
+                f"operation {echo(event.operation)} does not exist and the tracker is strict:"
                 f" send {Kind.CREATED.type} first",
                 event_id=event.id,
             )

@@ -164,9 +164,12 @@ def _created_data(
 _ERRORS: Final[dict[str, type[errors.TrackerError]]] = {
     "INVALID_ARGUMENT": errors.InvalidArgument,
     "NOT_FOUND": errors.NotFound,
+    "ALREADY_EXISTS": errors.AlreadyExists,
     "FAILED_PRECONDITION": errors.FailedPrecondition,
     "UNAUTHENTICATED": errors.Unauthenticated,
     "PERMISSION_DENIED": errors.PermissionDenied,
+    "RESOURCE_EXHAUSTED": errors.ResourceExhausted,
+    "UNIMPLEMENTED": errors.Unimplemented,
     "UNAVAILABLE": errors.TrackerUnavailable,
 }
 _CODE_NAMES: Final = frozenset(code_pb2.Code.keys())
@@ -175,9 +178,10 @@ _HTTP_STATUS: Final[dict[int, str]] = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
     409: "ABORTED",
     412: "FAILED_PRECONDITION",
-    413: "INVALID_ARGUMENT",
+    413: "RESOURCE_EXHAUSTED",
     415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
@@ -185,30 +189,52 @@ _HTTP_STATUS: Final[dict[int, str]] = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+_ERROR_INFO: Final = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
-def error_from_answer(status_code: int, body: bytes) -> errors.TrackerError:
-    """The project error for an HTTP error answer `{"error": {"code", "message", "status"}}`."""
+def _error_info(info: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """(reason, metadata) of the first google.rpc.ErrorInfo in an error body's details."""
+    details = info.get("details")
+    for detail in details if isinstance(details, builtins.list) else ():
+        if isinstance(detail, dict) and detail.get("@type") == _ERROR_INFO:
+            meta = detail.get("metadata")
+            metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+            return str(detail.get("reason") or ""), metadata
+    return "", {}
+
+
+def error_from_answer(status_code: int, body: bytes, *, event: bool = False) -> errors.TrackerError:
+    """The project error for a Google-style HTTP error answer
+    `{"error": {"code", "message", "status", "details": [ErrorInfo]}}`.
+
+    `event`: the answer to POST /v1/events, where a rejection is an `InvalidEvent`
+    whose reason keyword is the ErrorInfo reason in lower_snake case.
+    """
     info: dict[str, Any] = {}
     try:
         parsed = json.loads(body) if body else {}
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
             info = parsed["error"]
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     status = str(info.get("status") or _HTTP_STATUS.get(status_code, "UNKNOWN"))
     message = str(info.get("message") or body.decode("utf-8", "replace").strip()[:500])
     message = message or f"HTTP {status_code}"
-    if status == "INVALID_ARGUMENT" and info.get("reason"):
-        event_id = info.get("eventId")
-        return errors.InvalidEvent(
-            str(info["reason"]), message, event_id=str(event_id) if event_id else None
+    reason, metadata = _error_info(info)
+    if event and status in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED") and reason:
+        error: errors.TrackerError = errors.InvalidEvent(
+            reason.lower(), message, event_id=metadata.get("eventId")
         )
+        error.code = code_pb2.Code.Value(status)
+        return error
     cls = _ERRORS.get(status)
     if cls is not None:
-        return cls(message)
-    error = errors.TrackerError(f"{status}: {message}")
-    error.code = code_pb2.Code.Value(status) if status in _CODE_NAMES else code_pb2.UNKNOWN
+        error = cls(message, reason=reason or None, metadata=metadata)
+    else:
+        error = errors.TrackerError(
+            f"{status}: {message}", reason=reason or None, metadata=metadata
+        )
+        error.code = code_pb2.Code.Value(status) if status in _CODE_NAMES else code_pb2.UNKNOWN
     return error
 
 
@@ -225,7 +251,8 @@ def _unavailable(url: str, exc: httpx.HTTPError) -> errors.TrackerUnavailable:
 
 def _check(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
-        raise error_from_answer(response.status_code, response.content)
+        event = response.request.url.path.endswith("/v1/events")
+        raise error_from_answer(response.status_code, response.content, event=event)
     return response
 
 

@@ -25,7 +25,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2  # noqa: F401  (standard Status details in JSON)
 
-from tracker.errors import InvalidEvent
+from tracker.errors import InvalidEvent, echo
 from tracker.v1 import events_pb2
 
 TYPE_PREFIX: Final = "tracker.operation.v1."
@@ -70,7 +70,7 @@ class Kind(enum.Enum):
             except ValueError:
                 pass
         known = ", ".join(k.type for k in cls)
-        raise InvalidEvent("unknown_type", f"unknown event type {ce_type!r}; known: {known}")
+        raise InvalidEvent("unknown_type", f"unknown event type {echo(ce_type)}; known: {known}")
 
 
 _TERMINAL = frozenset({Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED})
@@ -123,7 +123,7 @@ class EventRules:
         if len(name) > MAX_NAME_LENGTH or not name_re.fullmatch(name):
             raise InvalidEvent(
                 "bad_name",
-                f"operation name {name[:100]!r} does not match {self.name_pattern!r}"
+                f"operation name {echo(name)} does not match {echo(self.name_pattern)}"
                 f" (at most {MAX_NAME_LENGTH} characters)",
             )
 
@@ -193,7 +193,8 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
     else:
         raise InvalidEvent(
             "bad_content_type",
-            f"unsupported datacontenttype {media!r}; use application/json or application/protobuf",
+            f"unsupported datacontenttype {echo(media)};"
+            " use application/json or application/protobuf",
         )
     _check_data(kind, message)
     return message
@@ -221,7 +222,7 @@ def _parse_sequence(value: Any) -> int | None:
     text = str(value)
     if not text.isdigit() or not text.isascii() or int(text) > MAX_SEQUENCE:
         raise InvalidEvent(
-            "bad_sequence", f"sequence {text[:40]!r} is not a decimal integer in 0..2^63-1"
+            "bad_sequence", f"sequence {echo(text)} is not a decimal integer in 0..2^63-1"
         )
     return int(text)
 
@@ -301,7 +302,7 @@ def _validation_error(exc: Exception) -> InvalidEvent:
 def _require(present: bool, attr: str) -> None:
     # The CloudEvents SDK would invent a missing id or time; an event must bring its id.
     if not present:
-        raise InvalidEvent(f"missing_{attr}", f"CloudEvent attribute {attr!r} is required")
+        raise InvalidEvent(f"missing_{attr}", f"CloudEvent attribute {echo(attr)} is required")
 
 
 def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event:
@@ -322,7 +323,7 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event
         try:
             attrs["time"] = datetime.fromisoformat(str(attrs["time"]).replace("Z", "+00:00"))
         except ValueError:
-            raise InvalidEvent("bad_time", f"time {attrs['time']!r} is not RFC 3339") from None
+            raise InvalidEvent("bad_time", f"time {echo(attrs['time'])} is not RFC 3339") from None
     if SEQUENCE_ATTR in attrs:
         attrs[SEQUENCE_ATTR] = str(_parse_sequence(attrs[SEQUENCE_ATTR]))
     try:

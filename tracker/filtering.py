@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from tracker.errors import InvalidArgument
+from tracker.errors import InvalidArgument, echo
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -70,7 +70,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise InvalidArgument(
-                f"filter: unexpected character at {pos}: {text[pos : pos + 20]!r}"
+                f"filter: unexpected character at {pos}: {echo(text[pos : pos + 20])}"
             )
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
@@ -99,7 +99,7 @@ class _Parser:
     def parse(self) -> Expr:
         expr = self.conjunction()
         if self.peek() is not None:
-            raise InvalidArgument(f"filter: unexpected {self.peek()[1]!r}")  # type: ignore[index]
+            raise InvalidArgument(f"filter: unexpected {echo(self.peek()[1])}")  # type: ignore[index]
         return expr
 
     def conjunction(self) -> Expr:
@@ -144,10 +144,12 @@ class _Parser:
     def comparison(self) -> Cmp:
         kind, field = self.take()
         if kind != "word":
-            raise InvalidArgument(f"filter: expected a field name, got {field!r}")
+            raise InvalidArgument(f"filter: expected a field name, got {echo(field)}")
         kind, op = self.take()
         if kind != "op":
-            raise InvalidArgument(f"filter: expected an operator after {field!r}, got {op!r}")
+            raise InvalidArgument(
+                f"filter: expected an operator after {echo(field)}, got {echo(op)}"
+            )
         kind, raw = self.take()
         if kind not in ("word", "string"):
             raise InvalidArgument(f"filter: expected a value after {field} {op}")
@@ -189,11 +191,11 @@ def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidArgument(
-                f"filter: {field} needs an RFC 3339 time, got {value!r}"
+                f"filter: {field} needs an RFC 3339 time, got {echo(value)}"
             ) from None
         return Cmp(field, op, when if when.tzinfo else when.replace(tzinfo=UTC))
     known = ", ".join(("done", *STRING_FIELDS, *TIME_FIELDS, "labels.<key>"))
-    raise InvalidArgument(f"filter: unknown field {field!r}; known: {known}")
+    raise InvalidArgument(f"filter: unknown field {echo(field)}; known: {known}")
 
 
 def _check_wildcard(value: str) -> str:

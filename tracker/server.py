@@ -22,12 +22,16 @@ import uvicorn
 from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker import __version__
+from tracker.api import status
+from tracker.api.web import error_response
 from tracker.config import Config
+from tracker.errors import MethodNotAllowed, clip
 from tracker.metrics import METRICS
 from tracker.notify.outbox import Sink
 from tracker.service import Tracker
@@ -93,7 +97,27 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
         *push.routes(tracker, push_auth(config)),
         *api_http.routes(tracker),
     ]
-    return Starlette(routes=routes)
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (unknown route, wrong method) as Google-style JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = tuple(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m)
+        return error_response(MethodNotAllowed(request.method, allowed))
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {clip(request.url.path)}"
+    else:
+        message = str(exc.detail)
+    return error_response(status.for_http_status(exc.status_code, message))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
 
 
 class _Uvicorn(uvicorn.Server):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable
+from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
 from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
 from tracker.metrics import METRICS, Metrics
 from tracker.notify.outbox import Dispatcher, Sink
@@ -114,7 +114,7 @@ class Tracker:
         letters = await asyncio.to_thread(self.store.dead_letters, 100000)
         letter = next((d for d in letters if d.id == letter_id), None)
         if letter is None:
-            raise NotFound(f"dead letter {letter_id!r} not found")
+            raise NotFound(f"dead letter {echo(letter_id)} not found")
         event = parse_pubsub(letter.attributes, letter.body, self.rules)
         result = await self.ingest([event], route="replay")
         await asyncio.to_thread(self.store.remove_dead_letter, letter_id)
@@ -125,7 +125,7 @@ class Tracker:
     async def get_stored(self, name: str) -> Stored:
         stored = await asyncio.to_thread(self.store.get, name)
         if stored is None:
-            raise NotFound(f"operation {name!r} not found")
+            raise NotFound(f"operation {echo(name)} not found")
         return stored
 
     async def get(self, name: str) -> operations_pb2.Operation:
@@ -147,7 +147,7 @@ class Tracker:
 
     async def delete(self, name: str) -> None:
         if not await asyncio.to_thread(self.store.delete, name):
-            raise NotFound(f"operation {name!r} not found")
+            raise NotFound(f"operation {echo(name)} not found")
 
     async def cancel(self, name: str) -> operations_pb2.Operation:
         stored, became_done = await asyncio.to_thread(self.store.cancel, name)

@@ -18,7 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from tracker.api import status
-from tracker.errors import InvalidArgument
+from tracker.errors import InvalidArgument, echo
 from tracker.service import Tracker
 
 T = TypeVar("T")
@@ -44,7 +44,7 @@ async def _answer(context: Context, work: Awaitable[T]) -> T:
         return await work
     except Exception as exc:
         error = status.from_exception(exc)
-    await context.abort(error.grpc_code, error.message)
+    await status.abort(context, error)
 
 
 def _require_name(name: str) -> str:
@@ -77,7 +77,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
     ) -> operations_pb2.ListOperationsResponse:
         if request.name not in COLLECTIONS:
             raise InvalidArgument(
-                f"name {request.name!r} is not a collection here; use '' or 'operations'"
+                f"name {echo(request.name)} is not a collection here; use '' or 'operations'"
             )
         page = await self.tracker.list(request.filter, request.page_size, request.page_token)
         return operations_pb2.ListOperationsResponse(

@@ -21,24 +21,24 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format
 from google.protobuf.message import Message
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
-from tracker.errors import InvalidArgument, NotFound
+from tracker.api.web import guarded, read_body
+from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, echo
 from tracker.service import Page, Tracker
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
-Handler = Callable[[Request], Awaitable[Response]]
 
 VERBS: Final = ("cancel", "wait", "watch", "checkpoint")
 # Allowed methods per custom verb ("" is the resource itself).
@@ -58,15 +58,6 @@ ROUTE_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTION
 MAX_BODY_BYTES: Final = 64 * 1024
 # A comment line on an idle watch stream, so proxies do not cut it; read at request time.
 SSE_KEEPALIVE_SECONDS: float = 15.0
-
-
-class HttpError(Exception):
-    """An HTTP-only failure (wrong method, body too large) with its own status."""
-
-    def __init__(self, error: status.ApiError, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.headers = dict(headers or {})
 
 
 # ---- JSON ------------------------------------------------------------------------------
@@ -119,10 +110,6 @@ def page_to_dict(page: Page) -> dict[str, Any]:
     return out
 
 
-def error_response(error: status.ApiError, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse(error.body(), status_code=error.http_status, headers=dict(headers or {}))
-
-
 # ---- request parsing -------------------------------------------------------------------
 
 
@@ -139,10 +126,10 @@ def query(request: Request, aliases: Mapping[str, str]) -> dict[str, str]:
             continue
         if key not in aliases:
             known = ", ".join(sorted(aliases)) or "none"
-            raise InvalidArgument(f"unknown query parameter {key!r}; known: {known}")
+            raise InvalidArgument(f"unknown query parameter {echo(key)}; known: {known}")
         canonical = aliases[key]
         if len(values) > 1 or (canonical in out and out[canonical] != values[0]):
-            raise InvalidArgument(f"query parameter {canonical!r} given more than once")
+            raise InvalidArgument(f"query parameter {echo(canonical)} given more than once")
         out[canonical] = values[0]
     return out
 
@@ -153,7 +140,7 @@ def parse_page_size(text: str | None) -> int:
     try:
         size = int(text)
     except ValueError:
-        raise InvalidArgument(f"pageSize must be an integer, got {text[:40]!r}") from None
+        raise InvalidArgument(f"pageSize must be an integer, got {echo(text)}") from None
     if size < 0:
         raise InvalidArgument("pageSize must not be negative")
     return size
@@ -166,7 +153,7 @@ def parse_timeout(text: str) -> float:
         duration.FromJsonString(text)
     except ValueError:
         raise InvalidArgument(
-            f"timeout must be a duration in seconds like '5s' or '0.5s', got {text[:40]!r}"
+            f"timeout must be a duration in seconds like '5s' or '0.5s', got {echo(text)}"
         ) from None
     return _seconds(duration)
 
@@ -178,33 +165,9 @@ def _seconds(duration: duration_pb2.Duration) -> float:
     return seconds
 
 
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large() -> HttpError:
-    return HttpError(
-        status.ApiError(
-            code_pb2.INVALID_ARGUMENT,
-            f"request body larger than {MAX_BODY_BYTES} bytes",
-            http_status_override=413,
-        )
-    )
-
-
 async def parse_body(request: Request, message: M, name: str) -> M:
     """Merge a JSON body (may be empty) into a request message; its name must match the path."""
-    body = await read_body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     if body.strip():
         try:
             data = json.loads(body)
@@ -220,7 +183,9 @@ async def parse_body(request: Request, message: M, name: str) -> M:
             raise InvalidArgument(f"request body: {exc}") from None
     body_name = getattr(message, "name", "")
     if body_name and body_name != name:
-        raise InvalidArgument(f"name in the body ({body_name!r}) differs from the URL ({name!r})")
+        raise InvalidArgument(
+            f"name in the body ({echo(body_name)}) differs from the URL ({echo(name)})"
+        )
     return message
 
 
@@ -279,7 +244,7 @@ class OperationsHttp:
 
     async def collection(self, request: Request) -> Response:
         if _method(request) != "GET":
-            raise _not_allowed(request.method, ("GET",))
+            raise MethodNotAllowed(request.method, ("GET",))
         params = query(
             request,
             {
@@ -309,7 +274,7 @@ class OperationsHttp:
         allowed = METHODS[verb]
         method = _method(request) if verb in ("", "checkpoint") else request.method
         if method not in allowed:
-            raise _not_allowed(request.method, allowed)
+            raise MethodNotAllowed(request.method, allowed)
         if verb == "cancel":
             return await self.cancel(request, name)
         if verb == "wait":
@@ -352,7 +317,7 @@ class OperationsHttp:
         query(request, {})
         stored = await self.tracker.get_stored(name)
         if stored.checkpoint is None:
-            raise NotFound(f"operation {name!r} has no checkpoint")
+            raise NotFound(f"operation {echo(name)} has no checkpoint")
         return Response(stored.checkpoint, media_type="application/octet-stream")
 
     async def watch(self, request: Request, name: str) -> Response:
@@ -423,38 +388,13 @@ def _method(request: Request) -> str:
     return "GET" if request.method == "HEAD" else request.method
 
 
-def _not_allowed(method: str, allowed: tuple[str, ...]) -> HttpError:
-    return HttpError(
-        status.ApiError(
-            code_pb2.UNIMPLEMENTED,
-            f"method {method} is not allowed here; use {', '.join(allowed)}",
-            http_status_override=405,
-        ),
-        headers={"Allow": ", ".join(allowed)},
-    )
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Every failure becomes a JSON error body; unexpected ones are INTERNAL (and logged)."""
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except HttpError as exc:
-            return error_response(exc.error, exc.headers)
-        except Exception as exc:
-            return error_response(status.from_exception(exc))
-
-    return endpoint
-
-
 def routes(tracker: Tracker) -> list[BaseRoute]:
     """Starlette routes of the Operations HTTP/JSON API (methods are checked inside,
     so a wrong method gets a JSON 405 rather than Starlette's plain-text one)."""
     api = OperationsHttp(tracker)
     return [
-        Route("/v1/operations", _guarded(api.collection), methods=ROUTE_METHODS),
-        Route("/v1/operations/{rest:path}", _guarded(api.resource), methods=ROUTE_METHODS),
+        Route("/v1/operations", guarded(api.collection), methods=ROUTE_METHODS),
+        Route("/v1/operations/{rest:path}", guarded(api.resource), methods=ROUTE_METHODS),
     ]
 
 

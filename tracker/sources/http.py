@@ -8,25 +8,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.rpc import code_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.errors import InvalidEvent, StoreUnavailable
+from tracker.api.web import error_response, read_body
+from tracker.errors import InvalidEvent, Unavailable
 from tracker.events import parse_message
 from tracker.service import Tracker
-from tracker.sources.common import error_response, invalid_event_response, read_body
 
 ROUTE = "http"
 BATCH_FACTOR = 16  # a batch may be this many times the single-event limit
+
+
+def _too_large(limit: int) -> InvalidEvent:
+    return InvalidEvent("too_large", f"request body exceeds the limit of {limit} bytes")
 
 
 def routes(tracker: Tracker) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
         limit = tracker.rules.max_event_bytes * BATCH_FACTOR
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, limit, _too_large)
             events = parse_message(
                 dict(request.headers), body, tracker.rules, received=datetime.now(UTC)
             )
@@ -35,12 +38,12 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
             result = await tracker.ingest(events, route=ROUTE)
         except InvalidEvent as exc:
             tracker.rejected(ROUTE, exc)
-            return invalid_event_response(exc)
-        except StoreUnavailable as exc:
+            return error_response(exc)
+        except Unavailable as exc:
             tracker.metrics.transient.labels(route=ROUTE).inc()
-            response = error_response(503, code_pb2.UNAVAILABLE, exc.message)
-            response.headers["retry-after"] = "1"
-            return response
+            return error_response(exc)
+        except Exception as exc:
+            return error_response(exc)
         return JSONResponse(
             {
                 "results": [

@@ -22,7 +22,7 @@ import httpx
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
-from tracker.errors import PermissionDenied, StoreUnavailable, Unauthenticated
+from tracker.errors import PermissionDenied, StoreUnavailable, Unauthenticated, echo
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,10 @@ class PushAuth:
         except (auth_exceptions.GoogleAuthError, ValueError) as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
         if claims.get("iss") not in self.issuers:
-            raise Unauthenticated(f"token issuer {claims.get('iss')!r} is not Google")
+            raise Unauthenticated(f"token issuer {echo(claims.get('iss'))} is not Google")
         email_ok = claims.get("email") == self.service_account and claims.get("email_verified")
         if self.service_account and not email_ok:
             raise PermissionDenied(
-                f"token is for {claims.get('email')!r}, not {self.service_account!r}"
+                f"token is for {echo(claims.get('email'))}, not {echo(self.service_account)}"
             )
         return claims

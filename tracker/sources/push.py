@@ -22,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.errors import InvalidEvent, PermissionDenied, StoreUnavailable, Unauthenticated
+from tracker.api import status
+from tracker.api.web import error_response, read_body
+from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable
 from tracker.events import parse_pubsub
 from tracker.service import Tracker
-from tracker.sources.common import BodyTooLarge, error_response, read_body
 from tracker.sources.oidc import PushAuth
 
 ROUTE = "push"
@@ -67,6 +68,10 @@ def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime |
     return attributes, data, message_id, publish_time
 
 
+def _too_large(limit: int) -> InvalidEvent:
+    return InvalidEvent("too_large", f"push body exceeds the limit of {limit} bytes")
+
+
 def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
     async def push(request: Request) -> Response:
         if auth is not None:
@@ -75,10 +80,9 @@ def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
             except (Unauthenticated, PermissionDenied) as exc:
                 # Not acked: a misconfigured subscription should not lose messages.
                 tracker.metrics.rejected.labels(route=ROUTE, reason="auth").inc()
-                status = 401 if isinstance(exc, Unauthenticated) else 403
-                return error_response(status, exc.code, exc.message)
-            except StoreUnavailable as exc:
-                return error_response(503, code_pb2.UNAVAILABLE, exc.message)
+                return error_response(exc)
+            except Exception as exc:
+                return error_response(exc)
         body = b""
         data: bytes | None = None  # the message data once the envelope decoded
         attributes: dict[str, str] = {}
@@ -86,14 +90,21 @@ def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
         try:
             try:
                 body = await read_body(
-                    request, tracker.rules.max_event_bytes * 2 + ENVELOPE_OVERHEAD
+                    request, tracker.rules.max_event_bytes * 2 + ENVELOPE_OVERHEAD, _too_large
                 )
                 attributes, data, message_id, published = decode_envelope(body)
                 # Without a CloudEvents time, the publish time is the best event time.
                 event = parse_pubsub(attributes, data, tracker.rules, received=published)
                 await tracker.ingest([event], route=ROUTE)
-            except InvalidEvent as exc:
-                if isinstance(exc, BodyTooLarge):
+            except Unavailable:
+                raise
+            except Exception as exc:
+                # Poison, or a failure nobody named: either way a redelivery would fail
+                # the same way forever. Record it (an operator can replay it) and ack.
+                if not isinstance(exc, InvalidEvent):
+                    ref = status.from_exception(exc).metadata.get("ref", "")
+                    exc = InvalidEvent("internal", f"could not apply (log ref {ref})")
+                if exc.reason == "too_large":
                     body = body[:1024]
                 letter = await tracker.dead_letter(
                     route=ROUTE,
@@ -106,9 +117,16 @@ def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
                     {"deadLetter": letter.id, "reason": exc.reason, "message": exc.message},
                     status_code=200,
                 )
-        except StoreUnavailable as exc:
+        except Exception as exc:  # the store is unavailable, even for the dead letter
             tracker.metrics.transient.labels(route=ROUTE).inc()
-            return error_response(503, code_pb2.UNAVAILABLE, exc.message)
+            error = status.from_exception(exc)
+            if error.code != code_pb2.UNAVAILABLE:  # a 5xx other than 503 is never sent
+                error = status.ApiError(
+                    code_pb2.UNAVAILABLE,
+                    "could not record the message; retry",
+                    headers={"Retry-After": "1"},
+                )
+            return error_response(error)
         return Response(status_code=204)
 
     return [Route("/v1/pubsub/push", push, methods=["POST"])]

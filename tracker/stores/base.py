@@ -19,7 +19,7 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering
 from tracker.apply import OperationState, Outcome, apply_event, expire, render, request_cancel
-from tracker.errors import NotFound
+from tracker.errors import NotFound, echo
 from tracker.events import Event, Kind
 from tracker.v1 import events_pb2
 
@@ -224,7 +224,7 @@ class Store(abc.ABC):
         def work(tx: Tx) -> tuple[Stored, bool]:
             states = tx.load([name])
             if name not in states:
-                raise NotFound(f"operation {name!r} not found")
+                raise NotFound(f"operation {echo(name)} not found")
             before = states[name]
             state = request_cancel(before, when)
             operation = render(state)
@@ -262,5 +262,5 @@ class Store(abc.ABC):
     def checkpoint(self, name: str) -> bytes | None:
         stored = self.get(name)
         if stored is None:
-            raise NotFound(f"operation {name!r} not found")
+            raise NotFound(f"operation {echo(name)} not found")
         return stored.checkpoint

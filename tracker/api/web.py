@@ -1,0 +1,58 @@
+"""What every HTTP route shares: bounded body reads, the JSON error answer, a guard.
+
+Each route raises the project's errors; `guarded` turns any exception into the one
+Google-style error body (`tracker.api.status`), so no route writes its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tracker.api import status
+from tracker.errors import PayloadTooLarge
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(error: status.ApiError | BaseException) -> JSONResponse:
+    """The JSON error answer for an ApiError or any exception."""
+    if not isinstance(error, status.ApiError):
+        error = status.from_exception(error)
+    return JSONResponse(error.body(), status_code=error.http_status, headers=error.headers)
+
+
+async def read_body(
+    request: Request,
+    limit: int,
+    too_large: Callable[[int], BaseException] = PayloadTooLarge,
+) -> bytes:
+    """The request body, refusing to buffer more than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def guarded(handler: Handler) -> Handler:
+    """Every failure becomes a JSON error body; unexpected ones are INTERNAL (and logged)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return error_response(exc)
+
+    return endpoint
+
+
+__all__ = ["error_response", "guarded", "read_body"]
