@@ -339,3 +339,26 @@ def test_serve_stops_with_one_line_when_the_subscription_does_not_exist(pubsub_e
     errors = [line for line in result.stderr.splitlines() if line.startswith("tracker: error:")]
     assert len(errors) == 1 and "subscriptions/missing" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_one_message_that_fails_in_the_store_is_dead_lettered_alone(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    """Pulled together, the messages apply together; the one the store cannot take is
+    found and dead-lettered, every other one applies."""
+    from tests.faulty_serve import FaultyStore
+
+    store = FaultyStore(str(tmp_path / "f.db"))
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic, ordered=False)
+    names = [f"operations/batch-{i}" for i in range(7)] + ["operations/explode-in-batch"]
+    for name in names:
+        pubsub.publish(topic, make_event(Kind.SUCCEEDED, name))
+    with running(Config(db=str(tmp_path / "f.db"), http_port=0, grpc_port=-1), store=store) as s:
+        assert drain(s, sub) == len(names)
+        (letter,) = store.dead_letters()
+        assert letter.reason == "internal" and "explode" in letter.attributes["ce-subject"]
+        for name in names[:-1]:
+            stored = store.get(name)
+            assert stored is not None and stored.operation.done, name
+        assert drain(s, sub) == 0  # all acked

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import open_backend
+from tests.helpers import make_event
+from tracker.errors import InvalidEvent
+from tracker.events import Kind
 
 
 def test_close_does_not_wait_for_a_hanging_session_shutdown(
@@ -26,3 +29,28 @@ def test_close_does_not_wait_for_a_hanging_session_shutdown(
     store.close(timeout=0.2)  # type: ignore[call-arg]
     assert not release.is_set()  # returned while the vendor close was still blocked
     release.set()
+
+
+def test_a_write_spanner_can_never_take_is_store_rejected_poison(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google's emulator enforces column sizes (EventId STRING(256)) and the 8 KiB key;
+    the adapter turns its FailedPrecondition / InvalidArgument into the project's poison.
+    (The parser's limits keep such events out; this is the store's own line of defence.)"""
+    hosts = request.getfixturevalue("spanner_hosts")
+    store = open_backend("spanner-google", tmp_path, hosts=hosts, monkeypatch=monkeypatch)
+    try:
+        for event in (
+            make_event(Kind.PROGRESS, "operations/too-long-id", id="e" * 300),
+            make_event(Kind.PROGRESS, "operations/too-long-key", source="s" * 9000),
+        ):
+            with pytest.raises(InvalidEvent) as info:
+                store.apply([event])
+            assert info.value.reason == "store_rejected"
+            assert "Spanner rejected" in info.value.message
+            assert store.get(event.operation) is None
+        # The store still works for everything else.
+        store.apply([make_event(Kind.PROGRESS, "operations/fine")])
+        assert store.get("operations/fine") is not None
+    finally:
+        store.close()

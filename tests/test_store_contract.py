@@ -190,6 +190,54 @@ def test_cancel_ends_operation_once(store: Store) -> None:
         store.cancel("operations/none")
 
 
+def test_after_cancel_every_event_is_late_sequence_or_not(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP, seq=1, data={"percent": 10, "message": "a"})])
+    store.cancel(OP, T0 + timedelta(minutes=1))
+    # Before or after the cancel by the producer's clock, with or without a sequence.
+    events = [
+        make_event(Kind.PROGRESS, OP, seq=2, data={"percent": 50, "message": "b"}),
+        make_event(Kind.PROGRESS, OP, seq=3, time=T0 + timedelta(hours=1), data={"percent": 60}),
+        make_event(Kind.PROGRESS, OP, data={"percent": 70}),
+        make_event(Kind.CHECKPOINT, OP, seq=4, data={"data": b"x"}),
+        make_event(Kind.SUCCEEDED, OP, seq=5),
+    ]
+    assert outcomes(store.apply(events)) == [Outcome.LATE] * len(events)
+    m = meta(store)
+    assert (m.percent, m.message) == (10, "a")
+    stored = store.get(OP)
+    assert stored is not None and stored.checkpoint is None
+    assert stored.operation.error.code == code_pb2.CANCELLED
+
+
+def test_after_expiry_every_event_is_late(store: Store) -> None:
+    created = make_event(
+        Kind.CREATED, OP, seq=1, data={"heartbeat_timeout": duration_pb2.Duration(seconds=10)}
+    )
+    store.apply([created])
+    (expired,) = store.expire_due(T0 + timedelta(minutes=5))
+    late = make_event(Kind.PROGRESS, OP, seq=2, data={"percent": 90})
+    assert outcomes(store.apply([late])) == [Outcome.LATE]
+    assert meta(store).percent == 0
+    assert expired.operation.error.code == code_pb2.DEADLINE_EXCEEDED
+
+
+def test_a_new_event_for_a_deleted_operation_does_not_bring_it_back(store: Store) -> None:
+    store.apply([make_event(Kind.CREATED, OP), make_event(Kind.PROGRESS, OP, seq=1)])
+    assert store.delete(OP)
+    # Events never seen before: a worker still running, a late `created`.
+    late = [
+        make_event(Kind.HEARTBEAT, OP, seq=2),
+        make_event(Kind.CREATED, OP),
+        make_event(Kind.SUCCEEDED, OP, seq=3),
+    ]
+    assert outcomes(store.apply(late)) == [Outcome.LATE] * 3
+    assert store.get(OP) is None
+    assert store.outbox_pending() == []
+    # An operation that never existed is still created by its first event.
+    other = "operations/never-seen"
+    assert outcomes(store.apply([make_event(Kind.PROGRESS, other)])) == [Outcome.APPLIED]
+
+
 def test_delete_keeps_dedup_so_redelivery_does_not_resurrect(store: Store) -> None:
     event = make_event(Kind.SUCCEEDED, OP)
     store.apply([event])

@@ -31,6 +31,9 @@ from tracker.v1 import events_pb2, operation_pb2
 
 OperationState = operation_pb2.OperationState
 EventKey = operation_pb2.EventKey
+# The event id of the terminal key the tracker writes itself (cancel, expiry); it sorts
+# after every id a producer can send.
+TRACKER_END_ID = "\U0010ffff"
 
 
 class Outcome(enum.Enum):
@@ -102,7 +105,7 @@ def apply_event(
     key = event_key(event)
     if event.kind.terminal:
         outcome = _terminal(state, event, key)
-    elif state.done and newer(key, state.terminal_key):
+    elif state.done and (ended_by_tracker(state) or newer(key, state.terminal_key)):
         outcome = Outcome.LATE
     else:
         outcome = _non_terminal(state, event, key)
@@ -116,6 +119,11 @@ def apply_event(
         became_done=outcome is Outcome.APPLIED and event.kind.terminal,
         created=created,
     )
+
+
+def ended_by_tracker(state: OperationState) -> bool:
+    """Whether the tracker ended the operation itself (CancelOperation, a deadline)."""
+    return state.done and state.terminal_key.event_id == TRACKER_END_ID
 
 
 def _liveness(state: OperationState, key: EventKey) -> None:
@@ -207,10 +215,15 @@ def _metadata(state: OperationState, metadata: any_pb2.Any | None, key: EventKey
 
 
 def _end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Status) -> None:
-    """End a not-done operation from the tracker's side (cancel, expiry)."""
+    """End a not-done operation from the tracker's side (cancel, expiry).
+
+    Every event that arrives after such an end is late, whatever its sequence or time:
+    the end happened at a point in arrival order, not in the producer's numbering, and
+    a producer's clock may lag the tracker's. (A producer's own terminal event is
+    different: older events delivered after it still fill their facets, rule 2.)
+    """
     state.done = True
-    # A synthetic key newer than any event: the worker's later events are late.
-    key = EventKey(time=_ts(now), has_sequence=True, sequence=2**63 - 1, event_id="\U0010ffff")
+    key = EventKey(time=_ts(now), has_sequence=False, event_id=TRACKER_END_ID)
     state.terminal_key.CopyFrom(key)
     state.end_time.CopyFrom(_ts(now))
     state.update_time.CopyFrom(_ts(now))

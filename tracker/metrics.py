@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 @dataclass
@@ -37,7 +37,13 @@ class Metrics:
             registry=self.registry,
         )
 
-    def value(self, counter: Counter, **labels: str) -> float:
+        self.writes_in_flight = Gauge(
+            "tracker_store_writes_in_flight",
+            "Event batches handed to the store and not yet committed or failed.",
+            registry=self.registry,
+        )
+
+    def value(self, counter: Counter | Gauge, **labels: str) -> float:
         """Current value of a labelled counter (for tests and the CLI)."""
         metric = counter.labels(**labels) if labels else counter
         return float(metric._value.get())

@@ -28,7 +28,7 @@ from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
 from tracker.metrics import METRICS, Metrics
 from tracker.notify.outbox import Dispatcher, Sink
 from tracker.notify.waiters import ChangeHub, WaiterSink
-from tracker.stores.base import BatchResult, DeadLetter, ListQuery, Store, Stored
+from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store, Stored
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,58 @@ class Tracker:
     # ---- ingest ------------------------------------------------------------------------
 
     async def ingest(self, events: Sequence[Event], *, route: str) -> BatchResult:
-        """Apply events in one transaction, then wake waiters and the dispatcher."""
-        # An InvalidEvent raised here (strict mode) rolled everything back; the route
-        # that called decides how to answer and counts it.
-        result = await asyncio.to_thread(self.store.apply, events)
+        """Apply events in one transaction, then wake waiters and the dispatcher.
+
+        All or nothing: an `InvalidEvent` (strict mode's unknown operation, or a write
+        the store can never take) rolls the whole batch back; the route decides how to
+        answer and counts it.
+        """
+        self.metrics.writes_in_flight.inc()
+        try:
+            result = await asyncio.to_thread(self.store.apply, events)
+        finally:
+            self.metrics.writes_in_flight.dec()
         for r in result.results:
             self.metrics.events.labels(route=route, outcome=r.outcome.value).inc()
         self.after_commit(result.changed.values(), any(r.became_done for r in result.results))
         return result
+
+    async def ingest_each(
+        self, events: Sequence[Event], *, route: str
+    ) -> builtins.list[ApplyResult | InvalidEvent]:
+        """Apply independent events (one per Pub/Sub message) with as few transactions
+        as possible: one for all, and when one of them can never apply, halves again
+        until each poison event stands alone. Returns each event's result or the error
+        that rejects it; StoreUnavailable (retry all) propagates."""
+        if not events:
+            return []
+        try:
+            return builtins.list((await self.ingest(events, route=route)).results)
+        except InvalidEvent as exc:
+            if len(events) == 1:
+                if exc.event_id is None:
+                    exc.event_id = events[0].id
+                return [exc]
+        half = len(events) // 2
+        first = await self.ingest_each(events[:half], route=route)
+        return first + await self.ingest_each(events[half:], route=route)
 
     def after_commit(self, changed: object, done: bool) -> None:
         for operation in changed:  # type: ignore[attr-defined]
             self.hub.publish(operation)
         if done:
             self.dispatcher.kick()
+
+    def as_poison(self, route: str, exc: BaseException) -> InvalidEvent:
+        """A failure nobody named while applying one message, taken as poison: the same
+        message would fail the same way on every redelivery, so it is dead-lettered
+        (replayable after a fix) instead of stopping or looping the subscriber. Logged
+        with its traceback under a reference the dead letter carries."""
+        if isinstance(exc, InvalidEvent):
+            return exc
+        ref = uuid.uuid4().hex[:12]
+        log.error("unexpected error applying a message on %s (ref %s)", route, ref, exc_info=exc)
+        return InvalidEvent("internal", f"could not apply: internal error (log ref {ref})")
 
     def rejected(self, route: str, exc: InvalidEvent) -> None:
         self.metrics.rejected.labels(route=route, reason=exc.reason).inc()

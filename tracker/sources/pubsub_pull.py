@@ -24,7 +24,7 @@ import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 
 from tracker import gcp
-from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable
+from tracker.errors import ConfigError, InvalidEvent, Unavailable
 from tracker.events import Event, parse_pubsub
 from tracker.service import Tracker
 
@@ -86,7 +86,12 @@ class PullSubscriber:
     # ---- handling ----------------------------------------------------------------------
 
     async def handle(self, messages: Sequence[Incoming]) -> None:
-        """Apply a batch of messages and ack or nack each; never raises for bad input."""
+        """Apply a batch of messages and ack or nack each; never raises.
+
+        Poison (a message that can never apply, whatever the reason) is dead-lettered
+        and acked, alone: the others of the batch still apply together. Only a store
+        that is unavailable nacks, for a redelivery.
+        """
         good: list[tuple[Incoming, Event]] = []
         for message in messages:
             try:
@@ -96,32 +101,35 @@ class PullSubscriber:
                     self.tracker.rules,
                     received=message.publish_time,
                 )
-            except InvalidEvent as exc:
-                await self._poison(message, exc)
+            except Exception as exc:
+                await self._poison(message, self.tracker.as_poison(ROUTE, exc))
                 continue
             good.append((message, event))
         if not good:
             return
         try:
-            await self.tracker.ingest([e for _, e in good], route=ROUTE)
-        except InvalidEvent:
-            # One event rolled the batch back (strict mode): apply one by one to find it.
+            results = await self.tracker.ingest_each([e for _, e in good], route=ROUTE)
+        except Unavailable as exc:
+            self._transient(good, exc)
+            return
+        except Exception:
+            # Not one of ours: find which message it is by applying each alone.
             for message, event in good:
                 await self._one(message, event)
             return
-        except StoreUnavailable as exc:
-            self._transient(good, exc)
-            return
-        for message, _ in good:
-            message.ack()
+        for (message, _), result in zip(good, results, strict=True):
+            if isinstance(result, InvalidEvent):
+                await self._poison(message, result)
+            else:
+                message.ack()
 
     async def _one(self, message: Incoming, event: Event) -> None:
         try:
             await self.tracker.ingest([event], route=ROUTE)
-        except InvalidEvent as exc:
-            await self._poison(message, exc)
-        except StoreUnavailable as exc:
+        except Unavailable as exc:
             self._transient([(message, event)], exc)
+        except Exception as exc:
+            await self._poison(message, self.tracker.as_poison(ROUTE, exc))
         else:
             message.ack()
 
@@ -132,6 +140,7 @@ class PullSubscriber:
             message.nack()
 
     async def _poison(self, message: Incoming, exc: InvalidEvent) -> None:
+        """Record and ack; if even recording fails, nack so that nothing is lost."""
         try:
             if self.dead_letter_topic:
                 self.tracker.rejected(ROUTE, exc)
@@ -153,7 +162,7 @@ class PullSubscriber:
                     body=message.data,
                     message_id=message.message_id,
                 )
-        except (StoreUnavailable, gexc.GoogleAPICallError, TimeoutError) as failure:
+        except Exception as failure:
             log.warning("could not record poison message %s: %s", message.message_id, failure)
             message.nack()  # never lose it: try again on redelivery
             return
@@ -194,7 +203,13 @@ class PullSubscriber:
                 for item in batch:
                     if isinstance(item, _Ended):
                         raise ConfigError(f"--subscription {self.subscription}: {item.error}")
-                await self.handle([i for i in batch if isinstance(i, Incoming)])
+                incoming = [i for i in batch if isinstance(i, Incoming)]
+                try:
+                    await self.handle(incoming)
+                except Exception:  # handle() catches per message; this is the last net
+                    log.exception("pull: unexpected error; %d messages nacked", len(incoming))
+                    for message in incoming:
+                        message.nack()
         finally:
             self.stop()
 

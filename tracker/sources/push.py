@@ -101,9 +101,7 @@ def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
             except Exception as exc:
                 # Poison, or a failure nobody named: either way a redelivery would fail
                 # the same way forever. Record it (an operator can replay it) and ack.
-                if not isinstance(exc, InvalidEvent):
-                    ref = status.from_exception(exc).metadata.get("ref", "")
-                    exc = InvalidEvent("internal", f"could not apply (log ref {ref})")
+                exc = tracker.as_poison(ROUTE, exc)
                 if exc.reason == "too_large":
                     body = body[:1024]
                 letter = await tracker.dead_letter(

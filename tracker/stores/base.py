@@ -25,6 +25,10 @@ from tracker.v1 import events_pb2
 
 T = TypeVar("T")
 Identity = tuple[str, str, str]  # (operation, source, event id)
+# The identity of a tombstone record: no event can have an empty source.
+TOMBSTONE_SOURCE = ""
+TOMBSTONE_ID = "removed"
+TOMBSTONE_OUTCOME = "removed"
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,18 @@ class Tx(Protocol):
     def due(self, now: datetime, limit: int) -> list[str]:
         """Names of not-done operations whose due time is at or before `now`."""
 
+    def removed(self, names: Sequence[str]) -> set[str]:
+        """Of `names` (none of which has a row), those with de-duplication records: the
+        operation existed and was deleted or expired. Its records are its tombstone."""
+
+    def delete(self, name: str) -> bool:
+        """Delete the operation row; False if there is none."""
+
+    def tombstone(self, name: str, now: datetime) -> None:
+        """Record that `name` was removed at `now` (a de-duplication record of its own,
+        with the empty source no producer can send), so the tombstone lasts as long as
+        de-duplication records do, counted from the removal."""
+
 
 def apply_batch(
     tx: Tx, events: Sequence[Event], now: datetime, *, strict: bool = False
@@ -123,6 +139,8 @@ def apply_batch(
     names = list(dict.fromkeys(e.operation for e in events))
     states = tx.load(names)
     existing = set(states)
+    missing = [n for n in names if n not in states]
+    gone = tx.removed(missing) if missing else set()
     seen = tx.seen([e.identity for e in events])
     checkpoints: dict[str, bytes] = {}
     dirty: set[str] = set()
@@ -132,6 +150,11 @@ def apply_batch(
     for event in events:
         if event.identity in seen:
             outcome, became_done = Outcome.DUPLICATE, False
+        elif event.operation in gone:
+            # Deleted or expired: a late event must not bring it back as a new operation.
+            seen.add(event.identity)
+            outcome, became_done = Outcome.LATE, False
+            recorded.append((event.identity, outcome))
         else:
             seen.add(event.identity)
             transition = apply_event(states.get(event.operation), event, now, strict=strict)
@@ -184,9 +207,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows ordered by name (the extra row says there is more)."""
-
-    @abc.abstractmethod
-    def delete(self, name: str) -> bool: ...
 
     @abc.abstractmethod
     def outbox_pending(self, limit: int = 100) -> list[OutboxItem]: ...
@@ -252,6 +272,18 @@ class Store(abc.ABC):
                 tx.add_outbox(new_outbox_item(ended, operation, when))
                 expired.append(Stored(ended, operation, None))
             return expired
+
+        return self.run_in_transaction(work)
+
+    def delete(self, name: str, now: datetime | None = None) -> bool:
+        """DeleteOperation: remove the row and leave a tombstone (see `Tx.tombstone`)."""
+        when = now or datetime.now(UTC)
+
+        def work(tx: Tx) -> bool:
+            if not tx.delete(name):
+                return False
+            tx.tombstone(name, when)
+            return True
 
         return self.run_in_transaction(work)
 

@@ -30,9 +30,12 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering
 from tracker.apply import OperationState, Outcome, due_time
-from tracker.errors import ConfigError, StoreUnavailable
+from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable, clip
 from tracker.stores import spanner_schema
 from tracker.stores.base import (
+    TOMBSTONE_ID,
+    TOMBSTONE_OUTCOME,
+    TOMBSTONE_SOURCE,
     DeadLetter,
     Identity,
     ListQuery,
@@ -54,6 +57,8 @@ _TRANSIENT = (
     gexc.Aborted,
     gexc.Unknown,
 )
+# Errors that mean "this can never apply": the same write fails the same way again.
+_REJECTED = (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.OutOfRange)
 DEFAULT_DONE_TTL = timedelta(days=30)
 
 
@@ -105,6 +110,29 @@ class _SpannerTx:
             param_types={"now": spanner.param_types.TIMESTAMP, "limit": spanner.param_types.INT64},
         )
         return [str(r[0]) for r in rows]
+
+    def removed(self, names: Sequence[str]) -> set[str]:
+        # A query, not a read: handy-spanner cannot read a key prefix as a range.
+        rows = self.t.execute_sql(
+            "SELECT DISTINCT OperationKey FROM AppliedEvents WHERE OperationKey IN UNNEST(@names)",
+            params={"names": list(names)},
+            param_types={"names": spanner.param_types.Array(spanner.param_types.STRING)},
+        )
+        return {str(r[0]) for r in rows}
+
+    def delete(self, name: str) -> bool:
+        keys = KeySet(keys=[[name]])
+        found = list(self.t.read("Operations", ("key",), keys))
+        if found:
+            self.t.delete("Operations", keys)
+        return bool(found)
+
+    def tombstone(self, name: str, now: datetime) -> None:
+        self.t.insert_or_update(
+            "AppliedEvents",
+            ("OperationKey", "Source", "EventId", "Outcome", "AppliedAt"),
+            [(name, TOMBSTONE_SOURCE, TOMBSTONE_ID, TOMBSTONE_OUTCOME, spanner.COMMIT_TIMESTAMP)],
+        )
 
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         if not names:
@@ -211,11 +239,21 @@ class SpannerStore(Store):
         self.layout = _Layout(variant=next(iter(versions.values())))
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, *, writing: bool = False) -> Iterator[None]:
+        """Spanner's errors in the project's words: transient ones as StoreUnavailable
+        (retry); in a write, the ones that say it can never succeed as an InvalidEvent
+        (`store_rejected`: poison, dead-lettered or answered 400). A read failing that
+        way is a bug of ours and stays as it is (INTERNAL, logged)."""
         try:
             yield
         except _TRANSIENT as exc:
-            raise StoreUnavailable(f"Spanner unavailable: {exc}") from exc
+            raise StoreUnavailable(f"Spanner unavailable: {clip(exc.message, 300)}") from exc
+        except _REJECTED as exc:
+            if not writing:
+                raise
+            raise InvalidEvent(
+                "store_rejected", f"Spanner rejected the write: {clip(exc.message, 300)}"
+            ) from exc
 
     def _tx(self, fn: Callable[[Any], T]) -> T:
         def work(transaction: Any) -> T:
@@ -223,7 +261,7 @@ class SpannerStore(Store):
                 transaction.begin()
             return fn(transaction)
 
-        with self._guard():
+        with self._guard(writing=True):
             result: T = self.database.run_in_transaction(work)
             return result
 
@@ -287,15 +325,6 @@ class SpannerStore(Store):
         with self._guard(), self.database.snapshot() as snapshot:
             rows = list(snapshot.execute_sql(sql, params=all_params, param_types=all_types))
         return [self._stored(r) for r in rows]
-
-    def delete(self, name: str) -> bool:
-        def work(transaction: Any) -> bool:
-            found = list(transaction.read("Operations", ("key",), KeySet(keys=[[name]])))
-            if found:
-                transaction.delete("Operations", KeySet(keys=[[name]]))
-            return bool(found)
-
-        return self._tx(work)
 
     # ---- outbox ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
 
@@ -23,6 +23,9 @@ from tracker.apply import OperationState, Outcome, due_time
 from tracker.errors import StoreUnavailable
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
+    TOMBSTONE_ID,
+    TOMBSTONE_OUTCOME,
+    TOMBSTONE_SOURCE,
     DeadLetter,
     Identity,
     ListQuery,
@@ -33,6 +36,10 @@ from tracker.stores.base import (
 )
 
 T = TypeVar("T")
+# Rows the retention sweep deletes per table and round, each round its own short
+# transaction, so that it never holds the writer for long.
+PURGE_BATCH = 1000
+SENT_RETENTION = timedelta(days=7)
 
 
 def ts(when: datetime) -> str:
@@ -65,9 +72,12 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
 
 
 class _SqliteTx:
-    def __init__(self, conn: sqlite3.Connection, done_ttl: timedelta) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, done_ttl: timedelta, purge_batch: int = 1000
+    ) -> None:
         self.conn = conn
         self.done_ttl = done_ttl
+        self.purge_batch = purge_batch
 
     def due(self, now: datetime, limit: int) -> list[str]:
         rows = self.conn.execute(
@@ -76,6 +86,28 @@ class _SqliteTx:
             (ts(now), limit),
         )
         return [r[0] for r in rows]
+
+    def removed(self, names: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(list(names), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT DISTINCT operation FROM applied_events WHERE operation IN ({marks})",
+                chunk,
+            )
+            out.update(r[0] for r in rows)
+        return out
+
+    def delete(self, name: str) -> bool:
+        cur = self.conn.execute("DELETE FROM operations WHERE name = ?", (name,))
+        return cur.rowcount > 0
+
+    def tombstone(self, name: str, now: datetime) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO applied_events (operation, source, event_id, outcome,"
+            " applied_at) VALUES (?, ?, ?, ?, ?)",
+            (name, TOMBSTONE_SOURCE, TOMBSTONE_ID, TOMBSTONE_OUTCOME, ts(now)),
+        )
 
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         out: dict[str, OperationState] = {}
@@ -155,13 +187,62 @@ class _SqliteTx:
         )
 
 
+PURGE_STATEMENTS: Final = {
+    "operations": (
+        "SELECT name FROM operations WHERE expire_time IS NOT NULL AND expire_time <= ?"
+        " ORDER BY expire_time LIMIT ?"
+    ),
+    "applied_events": (
+        "DELETE FROM applied_events WHERE (operation, source, event_id) IN"
+        " (SELECT operation, source, event_id FROM applied_events WHERE applied_at <= ?"
+        " ORDER BY applied_at LIMIT ?)"
+    ),
+    "outbox": (
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NOT NULL"
+        " AND sent_at <= ? ORDER BY sent_at LIMIT ?)"
+    ),
+}
+
+
+def _purge_round(tx: Tx, now: datetime) -> tuple[int, bool]:
+    """One bounded retention round: (operations removed, whether any table had more)."""
+    assert isinstance(tx, _SqliteTx)
+    conn, limit = tx.conn, tx.purge_batch
+    names = [r[0] for r in conn.execute(PURGE_STATEMENTS["operations"], (ts(now), limit))]
+    for name in names:
+        tx.delete(name)
+        tx.tombstone(name, now)
+    events = conn.execute(
+        PURGE_STATEMENTS["applied_events"], (ts(now - tx.done_ttl), limit)
+    ).rowcount
+    sent = conn.execute(PURGE_STATEMENTS["outbox"], (ts(now - SENT_RETENTION), limit)).rowcount
+    return len(names), limit in (len(names), events, sent)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """SQLite's transient failures as StoreUnavailable; anything else is a bug."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not _transient(exc):
+            raise
+        raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
 class SqliteStore(Store):
-    """Store on a SQLite file (`:memory:` works too, for one process)."""
+    """Store on a SQLite file (`:memory:` works too, for one process).
+
+    Writes go through one connection, one transaction at a time. Reads use a
+    connection of their own per thread: in WAL mode a reader sees the last commit and
+    never waits for a writer, so Get, List, Wait and Watch answer while a write (of this
+    or another process) holds the lock. `:memory:` has one connection for everything.
+    """
 
     def __init__(
         self,
@@ -170,26 +251,37 @@ class SqliteStore(Store):
         strict: bool = False,
         busy_timeout_ms: int = 5000,
         done_ttl: timedelta = timedelta(days=30),
+        purge_batch: int = PURGE_BATCH,
     ):
         self.path = str(path)
         self.strict = strict
         self.done_ttl = done_ttl
+        self.purge_batch = purge_batch
+        self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
+        self._memory = self.path == ":memory:"
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(
-                self.path,
-                check_same_thread=False,
-                isolation_level=None,
-                timeout=busy_timeout_ms / 1000,
-            )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            if self.path != ":memory:":
+            self._conn = self._connect()
+            if not self._memory:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self.migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=self._busy_timeout_ms / 1000,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
 
     # ---- schema ------------------------------------------------------------------------
 
@@ -221,19 +313,32 @@ class SqliteStore(Store):
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.OperationalError as exc:
-                if not _transient(exc):
-                    raise
-                raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+        """The writer connection, one caller at a time."""
+        with self._lock, _translated():
+            yield self._conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """This thread's read connection (the writer's for `:memory:`)."""
+        if self._memory:
+            with self._guard() as writer:
+                yield writer
+            return
+        reader: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        with _translated():
+            if reader is None:
+                reader = self._connect()
+                reader.execute("PRAGMA query_only = 1")
+                self._readers.conn = reader
+                with self._readers_lock:
+                    self._reader_conns.append(reader)
+            yield reader
 
     def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
         with self._guard() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(_SqliteTx(conn, self.done_ttl))
+                result = fn(_SqliteTx(conn, self.done_ttl, self.purge_batch))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -252,7 +357,7 @@ class SqliteStore(Store):
         )
 
     def get(self, name: str) -> Stored | None:
-        with self._guard() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 "SELECT state, operation, checkpoint FROM operations WHERE name = ?", (name,)
             ).fetchone()
@@ -264,38 +369,37 @@ class SqliteStore(Store):
             "SELECT state, operation, checkpoint FROM operations"
             f" WHERE name > ? AND ({where}) ORDER BY name LIMIT ?"
         )
-        with self._guard() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sql, [query.after, *params, query.page_size + 1]).fetchall()
         return [self._row(*r) for r in rows]
 
-    def purge_expired(self, now: datetime | None = None) -> int:
+    def purge_expired(self, now: datetime | None = None, *, max_rounds: int = 10) -> int:
         """Retention, as Spanner's row deletion policies do it: done operations past
-        `done_ttl`, applied event ids older than `done_ttl`, notifications sent a week ago."""
-        current = now or datetime.now(UTC)
-        with self._guard() as conn:
-            cur = conn.execute(
-                "DELETE FROM operations WHERE expire_time IS NOT NULL AND expire_time <= ?",
-                (ts(current),),
-            )
-            conn.execute(
-                "DELETE FROM applied_events WHERE applied_at <= ?", (ts(current - self.done_ttl),)
-            )
-            conn.execute(
-                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at <= ?",
-                (ts(current - timedelta(days=7)),),
-            )
-        return cur.rowcount
+        `done_ttl` (each leaving a tombstone), de-duplication records older than
+        `done_ttl`, notifications sent a week ago. Returns how many operations went.
 
-    def delete(self, name: str) -> bool:
-        # applied_events stay: a redelivered old event must not resurrect the operation.
-        with self._guard() as conn:
-            cur = conn.execute("DELETE FROM operations WHERE name = ?", (name,))
-        return cur.rowcount > 0
+        Work is done in rounds of at most `purge_batch` rows per table, each round its
+        own short write transaction found by an index, so a large backlog never holds
+        the writer for long; what is left waits for the next sweep.
+        """
+        current = now or datetime.now(UTC)
+        removed = 0
+        for _ in range(max_rounds):
+            count, more = self.run_in_transaction(lambda tx: _purge_round(tx, current))
+            removed += count
+            if not more:
+                break
+        return removed
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
+        """EXPLAIN QUERY PLAN of a statement (operators and tests: which index it uses)."""
+        with self._reading() as conn:
+            return [str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     # ---- outbox ------------------------------------------------------------------------
 
     def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
-        with self._guard() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT id, payload, state, created_at, attempts FROM outbox"
                 " WHERE sent_at IS NULL ORDER BY created_at, id LIMIT ?",
@@ -342,7 +446,7 @@ class SqliteStore(Store):
             )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        with self._guard() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT id, received_at, route, reason, detail, message_id, attributes, body"
                 " FROM dead_letters ORDER BY received_at, id LIMIT ?",
@@ -371,9 +475,13 @@ class SqliteStore(Store):
         """Rows in a table (operators and tests)."""
         if table not in {"operations", "applied_events", "outbox", "dead_letters"}:
             raise ValueError(table)
-        with self._guard() as conn:
+        with self._reading() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._reader_conns = self._reader_conns, []
+        for conn in readers:
+            conn.close()
         with self._lock:
             self._conn.close()

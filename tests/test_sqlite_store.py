@@ -1,0 +1,136 @@
+"""SQLite-only behaviour, beyond the shared contract suite: retention and concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.helpers import T0, make_event
+from tracker.apply import Outcome
+from tracker.config import Config
+from tracker.events import Kind, to_binary
+from tracker.metrics import Metrics
+from tracker.server import running
+from tracker.stores.sqlite import PURGE_STATEMENTS, SqliteStore, ts
+
+OP = "operations/job-1"
+
+
+def test_retention_leaves_a_tombstone(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db", done_ttl=timedelta(days=1))
+    store.apply([make_event(Kind.SUCCEEDED, OP)], now=T0)
+    assert store.purge_expired(T0 + timedelta(days=2)) == 1
+    assert store.get(OP) is None
+    # The operation's own records went with the TTL; the tombstone lives a TTL from now.
+    late = make_event(Kind.PROGRESS, OP, seq=9)
+    result = store.apply([late], now=T0 + timedelta(days=2, hours=1))
+    assert [r.outcome for r in result.results] == [Outcome.LATE]
+    assert store.get(OP) is None
+    # Once the tombstone's own TTL passed, the name is free again.
+    store.purge_expired(T0 + timedelta(days=4))
+    again = make_event(Kind.PROGRESS, OP, seq=10)
+    assert [r.outcome for r in store.apply([again]).results] == [Outcome.APPLIED]
+    store.close()
+
+
+def _fill_applied_events(path: Path, rows: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
+            " VALUES (?, 's', ?, 'applied', ?)",
+            (
+                (f"operations/op-{i % 1000}", f"e{i}", ts(T0 + timedelta(seconds=i)))
+                for i in range(rows)
+            ),
+        )
+
+
+def test_retention_uses_indexes_and_is_bounded_per_round(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SqliteStore(path, done_ttl=timedelta(days=1), purge_batch=5000)
+    _fill_applied_events(path, 100_000)
+    for statement in PURGE_STATEMENTS.values():
+        plan = " | ".join(store.explain(statement, (ts(T0), 10)))
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+        assert "SCAN applied_events" not in plan and "SCAN operations" not in plan, plan
+    assert "applied_events_applied_at" in " ".join(
+        store.explain(PURGE_STATEMENTS["applied_events"], (ts(T0), 10))
+    )
+    # All rows are past retention; one sweep of two rounds removes two batches only.
+    store.purge_expired(T0 + timedelta(days=30), max_rounds=2)
+    assert store.count("applied_events") == 100_000 - 2 * 5000
+    # Later sweeps finish the job.
+    while store.count("applied_events"):
+        store.purge_expired(T0 + timedelta(days=30))
+    store.close()
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """A write of this process waits for another process's lock (busy timeout 60 s);
+    Get, List, Wait and Watch answer meanwhile, from their own read connections."""
+    db = tmp_path / "t.db"
+    store = SqliteStore(db, busy_timeout_ms=60_000)
+    store.apply([make_event(Kind.PROGRESS, OP, data={"percent": 40, "message": "half"})])
+    config = Config(db=str(db), http_port=0, grpc_port=-1)
+    with (
+        running(config, store=store) as server,
+        httpx.Client(base_url=server.http_url, timeout=20) as http,
+    ):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            _reads_while_a_write_waits(server.tracker.metrics, http, holder.stdin)
+        finally:
+            holder.stdin.close()  # releases the lock whatever happened
+            holder.wait(10)
+            holder.stdout.close()
+        assert http.get(f"/v1/{OP}").json()["done"] is True
+
+
+def _reads_while_a_write_waits(metrics: Metrics, http: httpx.Client, release: IO[str]) -> None:
+    before = metrics.value(metrics.writes_in_flight)
+    headers, body = to_binary(make_event(Kind.SUCCEEDED, OP))
+    with ThreadPoolExecutor(1) as pool:
+        write = pool.submit(http.post, "/v1/events", headers=headers, content=body)
+        # The write is in the store, waiting for the other process's lock.
+        deadline = time.monotonic() + 20
+        while metrics.value(metrics.writes_in_flight) <= before:
+            assert time.monotonic() < deadline and not write.done()
+            time.sleep(0.01)
+        got = http.get(f"/v1/{OP}")
+        assert got.status_code == 200 and "done" not in got.json()
+        listed = http.get("/v1/operations", params={"filter": "done = false"})
+        assert [o["name"] for o in listed.json()["operations"]] == [OP]
+        waited = http.post(f"/v1/{OP}:wait", json={"timeout": "0.2s"})
+        assert waited.status_code == 200 and waited.json()["name"] == OP
+        with http.stream("GET", f"/v1/{OP}:watch", params={"timeout": "0.2s"}) as stream:
+            assert stream.status_code == 200
+            assert '"percent":40' in stream.read().decode()
+        assert not write.done()  # all of that while the write still waited
+        release.write("release\n")
+        release.flush()
+        assert write.result(30).status_code == 200
