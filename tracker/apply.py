@@ -209,8 +209,10 @@ def _metadata(state: OperationState, metadata: any_pb2.Any | None, key: EventKey
 def _end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Status) -> None:
     """End a not-done operation from the tracker's side (cancel, expiry)."""
     state.done = True
-    # A synthetic key newer than any event: the worker's later events are late.
-    key = EventKey(time=_ts(now), has_sequence=True, sequence=2**63 - 1, event_id="\U0010ffff")
+    # A key at `now` without a sequence, so the producer's sequence numbers cannot
+    # outrank it: its events from after the end are late, those from before it still
+    # fill in their facets (rule 2). The id wins ties at the same instant.
+    key = EventKey(time=_ts(now), event_id="\U0010ffff")
     state.terminal_key.CopyFrom(key)
     state.end_time.CopyFrom(_ts(now))
     state.update_time.CopyFrom(_ts(now))
