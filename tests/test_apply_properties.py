@@ -92,15 +92,20 @@ def test_any_permutation_and_duplication_converges(
 def test_events_after_the_tracker_ended_an_operation_are_late() -> None:
     """CancelOperation (and expiry) end an operation at a time, not at a sequence: a
     sequenced producer's later events are late, its earlier ones still fill in."""
-    from tracker.apply import Outcome, apply_event, request_cancel
+    from tracker.apply import Outcome, apply_event, expire, request_cancel
 
-    created = make_event(Kind.CREATED, OP, seq=1, time=T0)
-    ended = request_cancel(apply_event(None, created, T0).state, T0 + timedelta(seconds=10))
-    after = make_event(Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=11))
-    before = make_event(
-        Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=5), data={"percent": 40}
+    created = make_event(
+        Kind.CREATED, OP, seq=1, time=T0, data={"heartbeat_timeout": timedelta(seconds=10)}
     )
-    now = T0 + timedelta(seconds=12)
-    assert apply_event(ended, after, now).outcome is Outcome.LATE
-    filled = apply_event(ended, before, now)
-    assert filled.outcome is Outcome.APPLIED and filled.state.percent == 40
+    state = apply_event(None, created, T0).state
+    expired = expire(state, T0 + timedelta(seconds=10))
+    assert expired is not None
+    for ended in (request_cancel(state, T0 + timedelta(seconds=10)), expired):
+        after = make_event(Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=11))
+        before = make_event(
+            Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=5), data={"percent": 40}
+        )
+        now = T0 + timedelta(seconds=12)
+        assert apply_event(ended, after, now).outcome is Outcome.LATE
+        filled = apply_event(ended, before, now)
+        assert filled.outcome is Outcome.APPLIED and filled.state.percent == 40
