@@ -87,3 +87,26 @@ def test_any_permutation_and_duplication_converges(
     delivered = list(events) + [events[i % len(events)] for i in dup_indexes]
     order.shuffle(delivered)  # type: ignore[attr-defined]
     assert final_state(delivered, batches) == expected
+
+
+def test_events_after_the_tracker_ended_an_operation_are_late() -> None:
+    """CancelOperation (and expiry) end an operation at a point in arrival order: every
+    event that arrives afterwards is late, sequenced or not, whatever its event time
+    (a producer's clock may lag the tracker's)."""
+    from tracker.apply import Outcome, apply_event, expire, request_cancel
+
+    created = make_event(
+        Kind.CREATED, OP, seq=1, time=T0, data={"heartbeat_timeout": timedelta(seconds=10)}
+    )
+    state = apply_event(None, created, T0).state
+    expired = expire(state, T0 + timedelta(seconds=10))
+    assert expired is not None
+    for ended in (request_cancel(state, T0 + timedelta(seconds=10)), expired):
+        after = make_event(Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=11))
+        before = make_event(
+            Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=5), data={"percent": 40}
+        )
+        now = T0 + timedelta(seconds=12)
+        assert apply_event(ended, after, now).outcome is Outcome.LATE
+        stale = apply_event(ended, before, now)
+        assert stale.outcome is Outcome.LATE and stale.state.percent == 0

@@ -362,3 +362,121 @@ def test_one_message_that_fails_in_the_store_is_dead_lettered_alone(
             stored = store.get(name)
             assert stored is not None and stored.operation.done, name
         assert drain(s, sub) == 0  # all acked
+
+
+def test_subscribe_done_runs_a_failed_callback_again_on_redelivery(pubsub: PubSub) -> None:
+    import threading
+
+    from tracker.done import subscribe_done
+    from tracker.notify.pubsub import PubSubSink
+
+    done = pubsub.topic()
+    sub = pubsub.subscription(done)
+    sink = PubSubSink(done)
+    for note_id, name in (("note-a", "operations/flaky"), ("note-b", "operations/fine")):
+        asyncio.run(sink.deliver(note_id, operations_pb2.Operation(name=name, done=True)))
+    asyncio.run(  # and a duplicate, as after a dispatcher crash
+        sink.deliver("note-a", operations_pb2.Operation(name="operations/flaky", done=True))
+    )
+    attempts: list[str] = []
+    effects: list[str] = []
+    lock = threading.Lock()
+    both = threading.Event()
+
+    def on_done(note: Any) -> None:
+        with lock:
+            attempts.append(note.id)
+            if note.id == "note-a" and attempts.count("note-a") == 1:
+                raise RuntimeError("the consumer's database is down, this once")
+            effects.append(note.id)
+            if {"note-a", "note-b"} <= set(effects):
+                both.set()
+
+    future = subscribe_done(sub, on_done)
+    try:
+        assert both.wait(60), f"lost a notification: attempts {attempts}, effects {effects}"
+    finally:
+        future.cancel()
+    assert attempts.count("note-a") >= 2  # the failure was retried, not dropped as seen
+    assert sorted(effects) == ["note-a", "note-b"]  # each effect exactly once
+
+
+class _Delivery:
+    """A Pub/Sub message as subscribe_done's callback receives it, recording the answer."""
+
+    def __init__(self, note_id: str) -> None:
+        self.attributes = {"ce-type": DONE_TYPE, "ce-id": note_id}
+        self.data = operations_pb2.Operation(name="operations/dup", done=True).SerializeToString()
+        self.answers: list[str] = []
+
+    def ack(self) -> None:
+        self.answers.append("ack")
+
+    def nack(self) -> None:
+        self.answers.append("nack")
+
+    def drop(self) -> None:
+        self.answers.append("drop")
+
+
+class _OneCallbackSubscriber:
+    """Stands in for SubscriberClient: keeps the callback so a test can deliver two
+    copies of one message at the same moment, which pstest cannot be made to do."""
+
+    callback: Any = None
+
+    def subscribe(self, subscription: str, callback: Any) -> None:
+        self.callback = callback
+
+
+def test_subscribe_done_never_runs_one_id_twice_at_once() -> None:
+    import threading
+
+    from tracker.done import subscribe_done
+
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def on_done(note: Any) -> None:
+        calls.append(note.id)
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+        elif len(calls) == 2:
+            raise RuntimeError("fails once")
+
+    subscriber = _OneCallbackSubscriber()
+    subscribe_done("projects/p/subscriptions/s", on_done, subscriber=subscriber)  # type: ignore[arg-type]
+    first, duplicate = _Delivery("n1"), _Delivery("n1")
+    running = threading.Thread(target=subscriber.callback, args=(first,))
+    running.start()
+    assert entered.wait(30)
+    subscriber.callback(duplicate)  # arrives while the first copy's callback runs
+    assert calls == ["n1"] and duplicate.answers == ["drop"]  # left for redelivery
+    release.set()
+    running.join(30)
+    assert first.answers == ["ack"]
+    again = _Delivery("n1")
+    subscriber.callback(again)  # the dropped copy, redelivered: handled already
+    assert calls == ["n1"] and again.answers == ["ack"]
+    # A callback that raises: nacked, not remembered, so the redelivery runs it again.
+    failing, retried = _Delivery("n2"), _Delivery("n2")
+    subscriber.callback(failing)
+    subscriber.callback(retried)
+    assert calls == ["n1", "n2", "n2"]
+    assert (failing.answers, retried.answers) == (["nack"], ["ack"])
+
+
+def test_wait_done_returns_the_operation_it_waits_for(pubsub: PubSub) -> None:
+    from tracker.done import wait_done
+    from tracker.notify.pubsub import PubSubSink
+
+    done = pubsub.topic()
+    sub = pubsub.subscription(done)
+    sink = PubSubSink(done)
+    asyncio.run(sink.deliver("w-1", operations_pb2.Operation(name="operations/other", done=True)))
+    target = operations_pb2.Operation(name="operations/mine", done=True)
+    target.error.code = code_pb2.NOT_FOUND
+    asyncio.run(sink.deliver("w-2", target))
+    operation = wait_done(sub, "operations/mine", timeout=60)
+    assert operation.name == "operations/mine" and operation.error.code == code_pb2.NOT_FOUND

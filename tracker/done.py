@@ -8,11 +8,17 @@
 Create the subscription with a filter to receive only your operations, e.g.
 `attributes.operation_type = "export"` or `attributes.label_team = "data"`
 (tracker/notify/pubsub.py lists the attributes). Notifications can be redelivered;
-each carries a stable id (`ce-id`), and `subscribe_done` drops ids it has already seen.
+each carries a stable id (`ce-id`). `subscribe_done` runs the callback until it returns
+once per id: an id counts as handled only after its callback returned (then the message
+is acked and redeliveries are dropped); a callback that raises gets the message nacked
+and its redelivery runs the callback again. Nothing is lost, and the callback never runs
+twice at once for one id.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,8 +28,10 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.longrunning import operations_pb2
 
-from tracker.errors import InvalidArgument
+from tracker.errors import InvalidArgument, clip
 from tracker.notify.pubsub import DONE_TYPE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,22 +51,44 @@ def parse_done(attributes: dict[str, str], data: bytes) -> DoneNotification:
     )
 
 
+class _Claim(enum.Enum):
+    """What to do with one delivery."""
+
+    MINE = "mine"  # run the callback
+    SEEN = "seen"  # handled before: ack, drop
+    BUSY = "busy"  # another delivery of it is running the callback right now
+
+
 class _Seen:
-    """The last few thousand notification ids, to drop redeliveries."""
+    """The last few thousand handled notification ids, and those being handled now.
+
+    An id is marked handled only after its callback returned, so a failed callback's
+    redelivery runs it again; `claim` keeps two deliveries of one id from running the
+    callback at the same time.
+    """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self.ids: OrderedDict[str, None] = OrderedDict()
+        self.in_flight: set[str] = set()
         self.lock = threading.Lock()
 
-    def first_time(self, item_id: str) -> bool:
+    def claim(self, item_id: str) -> _Claim:
         with self.lock:
             if item_id in self.ids:
-                return False
-            self.ids[item_id] = None
-            if len(self.ids) > self.size:
-                self.ids.popitem(last=False)
-            return True
+                return _Claim.SEEN
+            if item_id in self.in_flight:
+                return _Claim.BUSY
+            self.in_flight.add(item_id)
+            return _Claim.MINE
+
+    def release(self, item_id: str, *, handled: bool) -> None:
+        with self.lock:
+            self.in_flight.discard(item_id)
+            if handled:
+                self.ids[item_id] = None
+                if len(self.ids) > self.size:
+                    self.ids.popitem(last=False)
 
 
 def subscribe_done(
@@ -67,10 +97,15 @@ def subscribe_done(
     *,
     subscriber: pubsub_v1.SubscriberClient | None = None,
 ) -> Any:
-    """Streaming pull; `callback` runs once per notification, then it is acked.
+    """Streaming pull; `callback` runs until it returns once per notification id.
 
-    Returns the StreamingPullFuture: `.cancel()` to stop. A callback that raises gets
-    the message redelivered.
+    Returns the StreamingPullFuture: `.cancel()` to stop. After the callback returns the
+    id is remembered and the message acked. A callback that raises is logged, the id is
+    not remembered and the message is nacked: its redelivery runs the callback again. A
+    delivery of an id whose callback is running at that moment (Pub/Sub may deliver a
+    duplicate concurrently) is released untouched (`drop()`): Pub/Sub redelivers it
+    after its lease expires, when it is either handled (then acked) or retried.
+    Notifications without an id are not deduplicated.
     """
     client = subscriber or pubsub_v1.SubscriberClient()
     seen = _Seen()
@@ -81,11 +116,41 @@ def subscribe_done(
         except (InvalidArgument, ValueError):
             message.ack()  # not ours to handle
             return
-        if seen.first_time(note.id):
-            callback(note)
-        message.ack()
+        if not note.id:
+            _answer(message, _call(callback, note))
+            return
+        claim = seen.claim(note.id)
+        if claim is _Claim.SEEN:
+            message.ack()
+            return
+        if claim is _Claim.BUSY:
+            message.drop()
+            return
+        handled = False
+        try:
+            handled = _call(callback, note)
+        finally:
+            seen.release(note.id, handled=handled)
+        _answer(message, handled)
 
     return client.subscribe(subscription, on_message)
+
+
+def _call(callback: Callable[[DoneNotification], None], note: DoneNotification) -> bool:
+    """True when the callback returned; False (logged) when it raised."""
+    try:
+        callback(note)
+    except Exception:
+        log.exception("done-notification callback failed for %s; redelivery retries", clip(note.id))
+        return False
+    return True
+
+
+def _answer(message: Any, handled: bool) -> None:
+    if handled:
+        message.ack()
+    else:
+        message.nack()
 
 
 def wait_done(
