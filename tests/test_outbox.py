@@ -23,7 +23,7 @@ from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.notify.outbox import Dispatcher, RetryPolicy
 from tracker.server import Server
-from tracker.stores.base import Store
+from tracker.stores.base import OutboxItem, Store
 from tracker.stores.sqlite import SqliteStore
 
 
@@ -249,6 +249,81 @@ def test_a_hanging_sink_costs_the_pass_one_timeout_and_the_others_go_out(tmp_pat
     assert sorted(sink.delivered) == ["operations/a", "operations/b"]
     (item,) = store.outbox_pending()
     assert item.operation.name == "operations/hang" and "TimeoutError" in item.last_error
+    store.close()
+
+
+class OnceSink:
+    """Refuses each operation's first delivery; signals when `name` got through."""
+
+    name = "once"
+
+    def __init__(self, name: str) -> None:
+        self.wanted = name
+        self.seen: set[str] = set()
+        self.through = asyncio.Event()
+
+    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+        if operation.name not in self.seen:
+            self.seen.add(operation.name)
+            raise RuntimeError("first time")
+        if operation.name == self.wanted:
+            self.through.set()
+
+
+class BrokenOnceStore(SqliteStore):
+    """A store whose next outbox read, once armed, fails with an unexpected error."""
+
+    armed = broke = False
+
+    def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
+        if self.armed and not self.broke:
+            self.broke = True
+            raise RuntimeError("unexpected")
+        return super().outbox_pending(limit, now)
+
+
+def _run_until(dispatcher: Dispatcher, event: asyncio.Event) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await asyncio.wait_for(event.wait(), 60)
+        finally:
+            dispatcher.stop()
+            await task
+
+    asyncio.run(main())
+
+
+def test_run_wakes_for_a_retry_without_a_kick_or_a_sweep(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    done(store, "operations/r")
+    sink = OnceSink("operations/r")
+    policy = RetryPolicy(initial_seconds=0.01, max_seconds=0.01)
+    dispatcher = Dispatcher(store, [sink], sweep_seconds=3600, retry=policy, metrics=Metrics())
+    _run_until(dispatcher, sink.through)  # a sweep an hour away would time this out
+    assert store.outbox_pending() == []
+    store.close()
+
+
+def test_run_keeps_going_after_an_unexpected_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BrokenOnceStore(tmp_path / "t.db")
+    done(store, "operations/e")
+    store.armed = True
+    sink = FlakySink()
+    delivered = asyncio.Event()
+
+    class Signal:
+        name = "signal"
+
+        async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+            delivered.set()
+
+    dispatcher = Dispatcher(store, [sink, Signal()], sweep_seconds=3600, metrics=Metrics())
+    _run_until(dispatcher, delivered)
+    assert sink.delivered and store.broke
+    assert any("delivery pass failed" in r.getMessage() for r in caplog.records)
     store.close()
 
 

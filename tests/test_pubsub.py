@@ -22,7 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from tests.helpers import ingest, make_event
 from tracker.config import Config
 from tracker.events import Event, Kind, to_binary, to_structured
-from tracker.notify.pubsub import DONE_TYPE, done_attributes
+from tracker.notify.pubsub import DONE_TYPE, done_attributes, ordering_key
 from tracker.server import Server, running
 from tracker.sources.pubsub_pull import PullSubscriber
 from tracker.stores.sqlite import SqliteStore
@@ -403,6 +403,8 @@ def test_done_attributes_follow_one_deterministic_rule_within_pubsub_limits() ->
     long_type.metadata.Pack(meta)
     cut = done_attributes("note-5", long_type)
     assert "operation_type" not in cut and cut["attributes_truncated"] == "true"  # never cut
+    assert ordering_key(long_type) == "operations/many-labels"
+    assert ordering_key(operations_pb2.Operation(name="operations/" + "\u00e9" * 600)) == ""
 
 
 def test_notification_with_200_long_labels_is_published_within_the_limits(pubsub: PubSub) -> None:

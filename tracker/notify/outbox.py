@@ -108,6 +108,7 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng or random.Random()
         self._retries: list[datetime] = []  # next attempts this process scheduled (a heap)
+        self._passed = datetime.min.replace(tzinfo=UTC)  # the time the last pass ran for
         self._wake = asyncio.Event()
         self._stopping = False
         self._draining = asyncio.Lock()  # one delivery pass at a time: no double sends
@@ -121,7 +122,7 @@ class Dispatcher:
             return await self._drain()
 
     async def _drain(self) -> int:
-        now = self.clock()
+        now = self._passed = self.clock()
         delivered = 0
         tried: set[str] = set()  # each item at most once per pass
         while True:
@@ -183,13 +184,16 @@ class Dispatcher:
         )
 
     def _next_wait(self) -> float:
-        """Seconds until the earliest retry this process scheduled, at most a sweep."""
-        now = self.clock()
-        while self._retries and self._retries[0] <= now:
+        """Seconds until the earliest retry this process scheduled, at most a sweep.
+
+        Only retries the last pass covered are forgotten: one due a moment after it ran
+        (a timer that fired early) still needs a pass."""
+        while self._retries and self._retries[0] <= self._passed:
             heapq.heappop(self._retries)
         if not self._retries:
             return self.sweep_seconds
-        return min(self.sweep_seconds, (self._retries[0] - now).total_seconds())
+        wait = (self._retries[0] - self.clock()).total_seconds()
+        return min(self.sweep_seconds, max(wait, 0.0))
 
     async def run(self) -> None:
         """Deliver on every kick, when a retry is due, and on a sweep now and then (rows
