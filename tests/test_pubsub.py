@@ -22,10 +22,11 @@ from google.rpc import code_pb2, status_pb2
 from tests.helpers import ingest, make_event
 from tracker.config import Config
 from tracker.events import Event, Kind, to_binary, to_structured
-from tracker.notify.pubsub import DONE_TYPE
+from tracker.notify.pubsub import DONE_TYPE, done_attributes, ordering_key
 from tracker.server import Server, running
 from tracker.sources.pubsub_pull import PullSubscriber
 from tracker.stores.sqlite import SqliteStore
+from tracker.v1 import operation_pb2
 
 PROJECT = "tracker-test"
 _names = itertools.count()
@@ -305,6 +306,132 @@ def test_subscribe_done_drops_redelivered_notifications(pubsub: PubSub) -> None:
     finally:
         future.cancel()
     assert sorted(seen) == [("note-1", "operations/twice"), ("note-2", "operations/other")]
+
+
+def test_a_publish_that_fails_is_retried_by_the_dispatcher_with_the_same_id(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from tests.helpers import T0
+    from tracker.metrics import Metrics
+    from tracker.notify.outbox import Dispatcher
+    from tracker.notify.pubsub import PubSubSink
+
+    name = f"projects/{PROJECT}/topics/later{next(_names)}"  # not created yet
+    store = SqliteStore(tmp_path / "r.db")
+    store.apply([make_event(Kind.SUCCEEDED, "operations/retry")], now=T0)
+    (item,) = store.outbox_pending()
+    now = [T0 + timedelta(minutes=1)]
+    dispatcher = Dispatcher(
+        store, [PubSubSink(name, timeout=30)], metrics=Metrics(), clock=lambda: now[0]
+    )
+    assert asyncio.run(dispatcher.drain()) == 0
+    (failed,) = store.outbox_pending()
+    assert failed.attempts == 1 and failed.last_error.startswith("pubsub: NotFound")
+    pubsub.publisher.create_topic(name=name)
+    sub = pubsub.subscription(name)
+    now[0] += timedelta(hours=1)
+    # The failed publish paused the ordering key; the sink resumed it, so this goes out.
+    assert asyncio.run(dispatcher.drain()) == 1
+    (message,) = pubsub.pull_all(sub)
+    assert message.attributes["ce-id"] == item.id
+    assert store.outbox_pending() == []
+    store.close()
+
+
+# ---- attribute limits ---------------------------------------------------------------------
+
+
+def _labelled(labels: dict[str, str]) -> operations_pb2.Operation:
+    meta = operation_pb2.OperationMetadata(operation_type="export", labels=labels)
+    operation = operations_pb2.Operation(name="operations/many-labels", done=True)
+    operation.metadata.Pack(meta)
+    return operation
+
+
+def _many_labels() -> dict[str, str]:
+    """200 labels with long keys and values, some too long, two that collide."""
+    labels = {}
+    for i in range(200):
+        key = f"k{i:03d}-" + "k" * (60 if i % 40 != 7 else 300)  # every 40th: key too long
+        labels[key] = f"{i}:" + "v" * (900 if i % 40 != 9 else 1100)  # value too long
+    labels["a.same"] = "first"  # both become label_a_same: the first in key order counts
+    labels["a/same"] = "second"
+    labels["\u00e9t\u00e9"] = "\u00fc" * 600  # 1200 bytes: too long, though 600 characters
+    return labels
+
+
+def _expected_labels(labels: dict[str, str], room: int) -> dict[str, str]:
+    """The documented rule, written out: key order, too long or colliding left out."""
+    out: dict[str, str] = {}
+    for key in sorted(labels):
+        attribute = "label_" + "".join(
+            c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in key
+        )
+        if attribute in out or len(attribute.encode()) > 256 or len(labels[key].encode()) > 1024:
+            continue
+        out[attribute] = labels[key]
+    return dict(list(out.items())[:room])
+
+
+def test_done_attributes_follow_one_deterministic_rule_within_pubsub_limits() -> None:
+    labels = _many_labels()
+    first = done_attributes("note-1", _labelled(labels))
+    again = done_attributes("note-1", _labelled(dict(reversed(list(labels.items())))))
+    first.pop("ce-time"), again.pop("ce-time")
+    assert first == again  # whatever the map order
+    assert len(first) == 99 and first["attributes_truncated"] == "true"  # 100 with ce-time
+    fixed = {k: v for k, v in first.items() if not k.startswith("label_")}
+    assert fixed["operation_type"] == "export" and fixed["ce-id"] == "note-1"
+    room = 100 - len(fixed) - 1  # fixed ones, ce-time, then the labels
+    assert {k: v for k, v in first.items() if k.startswith("label_")} == _expected_labels(
+        labels, room
+    )
+    assert first["label_a_same"] == "first"
+
+    few = done_attributes("note-2", _labelled({"env": "prod", "team": "data"}))
+    assert few["label_env"] == "prod" and "attributes_truncated" not in few
+    just_full = {f"l{i:03d}": "v" for i in range(100 - len(few) + 2)}  # exactly the room left
+    full = done_attributes("note-3", _labelled(just_full))
+    assert len(full) == 100 and "attributes_truncated" not in full
+    over = done_attributes("note-4", _labelled({**just_full, "zz": "one more"}))
+    assert len(over) == 100 and over["attributes_truncated"] == "true"
+    assert "label_zz" not in over and "label_l000" in over
+    long_type = _labelled({})
+    meta = operation_pb2.OperationMetadata(operation_type="t" * 2000)
+    long_type.metadata.Pack(meta)
+    cut = done_attributes("note-5", long_type)
+    assert "operation_type" not in cut and cut["attributes_truncated"] == "true"  # never cut
+    assert ordering_key(long_type) == "operations/many-labels"
+    assert ordering_key(operations_pb2.Operation(name="operations/" + "\u00e9" * 600)) == ""
+
+
+def test_notification_with_200_long_labels_is_published_within_the_limits(pubsub: PubSub) -> None:
+    from tracker.notify.pubsub import PubSubSink
+
+    done = pubsub.topic()
+    everything = pubsub.subscription(done)
+    truncated = pubsub.subscription(done, 'attributes.attributes_truncated = "true"')
+    labels = _many_labels()
+    operation = _labelled(labels)
+    asyncio.run(PubSubSink(done).deliver("note-many", operation))
+    (message,) = pubsub.pull_all(everything)
+    assert [m.attributes["ce-id"] for m in pubsub.pull_all(truncated)] == ["note-many"]
+    attributes = dict(message.attributes)
+    assert len(attributes) == 100
+    assert all(len(k.encode()) <= 256 and len(v.encode()) <= 1024 for k, v in attributes.items())
+    assert attributes["attributes_truncated"] == "true"
+    assert attributes["operation"] == "operations/many-labels"
+    assert attributes["result"] == "succeeded" and attributes["operation_type"] == "export"
+    fixed = [k for k in attributes if not k.startswith("label_")]
+    got = {k: v for k, v in attributes.items() if k.startswith("label_")}
+    assert got == _expected_labels(labels, 100 - len(fixed))
+    assert message.ordering_key == "operations/many-labels"
+    # The data still carries every label.
+    meta = operation_pb2.OperationMetadata()
+    assert operations_pb2.Operation.FromString(message.data).metadata.Unpack(meta)
+    assert dict(meta.labels) == labels
 
 
 def test_serve_stops_with_one_line_when_the_subscription_does_not_exist(pubsub_env: str) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from google.longrunning import operations_pb2
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from tests.conftest import VARIANT, spanner_database
 from tests.helpers import T0, make_event
 from tracker import filtering
 from tracker.apply import Outcome
 from tracker.errors import InvalidEvent, NotFound
 from tracker.events import Kind
-from tracker.stores.base import DeadLetter, ListQuery, Store
+from tracker.stores.base import DeadLetter, ListQuery, OutboxItem, Store
+from tracker.stores.sqlite import SqliteStore, ts
 from tracker.v1 import operation_pb2
 
 OP = "operations/job-1"
@@ -169,11 +173,107 @@ def test_done_transition_writes_one_outbox_row(store: Store) -> None:
     pending = store.outbox_pending()
     assert [p.operation.name for p in pending] == [OP]
     assert pending[0].operation.done
-    store.outbox_failed(pending[0].id)
+    assert pending[0].next_attempt_at == pending[0].created_at  # due at once
+    store.outbox_reschedule(pending[0].id, T0, "pubsub: boom")
     again = store.outbox_pending()
     assert again[0].id == pending[0].id and again[0].attempts == 1
     store.outbox_mark_sent([pending[0].id], T0)
     assert store.outbox_pending() == []
+
+
+# ---- outbox retries ------------------------------------------------------------------------
+
+
+def _done_items(store: Store, *names: str) -> dict[str, OutboxItem]:
+    """One done notification per name, written at T0 + i seconds; by operation name."""
+    for i, name in enumerate(names):
+        store.apply([make_event(Kind.SUCCEEDED, name)], now=T0 + timedelta(seconds=i))
+    return {item.operation.name: item for item in store.outbox_pending()}
+
+
+def _names(items: list[OutboxItem]) -> list[str]:
+    return [i.operation.name for i in items]
+
+
+def test_outbox_gives_each_item_its_own_next_attempt(store: Store) -> None:
+    items = _done_items(store, "operations/a", "operations/b", "operations/c")
+    soon = T0 + timedelta(seconds=10)
+    assert _names(store.outbox_pending(now=soon)) == [
+        "operations/a",
+        "operations/b",
+        "operations/c",
+    ]
+    assert _names(store.outbox_pending(now=T0)) == ["operations/a"]  # b, c not due yet
+    a = items["operations/a"]
+    store.outbox_reschedule(a.id, T0 + timedelta(seconds=100), "pubsub: DeadlineExceeded")
+    # Only a moved: b and c are due, a comes back when its own time has come.
+    assert _names(store.outbox_pending(now=soon)) == ["operations/b", "operations/c"]
+    later = store.outbox_pending(now=T0 + timedelta(seconds=100))
+    assert _names(later) == ["operations/b", "operations/c", "operations/a"]
+    moved = later[-1]
+    assert moved.id == a.id and moved.attempts == 1
+    assert moved.last_error == "pubsub: DeadlineExceeded"
+    assert moved.next_attempt_at == T0 + timedelta(seconds=100)
+    assert _names(store.outbox_pending(limit=1, now=soon)) == ["operations/b"]
+    store.outbox_reschedule(a.id, T0 + timedelta(seconds=300), "pubsub: again")
+    (again,) = [i for i in store.outbox_pending() if i.id == a.id]
+    assert again.attempts == 2 and again.last_error == "pubsub: again"
+
+
+def test_a_late_failure_report_never_brings_a_sent_item_back(store: Store) -> None:
+    item = _done_items(store, "operations/a")["operations/a"]
+    store.outbox_mark_sent([item.id], T0)
+    store.outbox_reschedule(item.id, T0 + timedelta(seconds=1), "late")
+    store.outbox_give_up(item.id, T0, "late")
+    assert store.outbox_pending() == []
+    assert store.failed_notifications() == []
+    assert not store.requeue_failed(item.id, T0)
+
+
+def test_given_up_item_is_a_failed_notification_until_requeued(store: Store) -> None:
+    items = _done_items(store, "operations/a", "operations/b")
+    a, b = items["operations/a"], items["operations/b"]
+    store.outbox_reschedule(a.id, T0 + timedelta(seconds=1), "first")
+    gave_up = T0 + timedelta(seconds=5)
+    store.outbox_give_up(a.id, gave_up, "pubsub: NotFound: topic gone")
+    assert _names(store.outbox_pending()) == ["operations/b"]  # never retried
+    store.outbox_reschedule(a.id, T0, "late")  # no effect on a failed notification
+    assert _names(store.outbox_pending(now=T0 + timedelta(days=1))) == ["operations/b"]
+    (failed,) = store.failed_notifications()
+    assert (failed.id, failed.operation.name, failed.attempts) == (a.id, "operations/a", 2)
+    assert failed.last_error == "pubsub: NotFound: topic gone"
+    assert failed.gave_up_at == gave_up and failed.next_attempt_at is None
+    assert failed.operation.done
+
+    assert not store.requeue_failed(b.id, T0)  # pending, not failed
+    assert not store.requeue_failed("no-such-id", T0)
+    requeued_at = T0 + timedelta(seconds=50)
+    assert store.requeue_failed(a.id, requeued_at)
+    assert not store.requeue_failed(a.id, requeued_at)  # once
+    assert store.failed_notifications() == []
+    assert _names(store.outbox_pending(now=T0 + timedelta(seconds=49))) == ["operations/b"]
+    due = store.outbox_pending(now=requeued_at)
+    assert _names(due) == ["operations/b", "operations/a"]
+    assert due[1].id == a.id and due[1].attempts == 0 and due[1].gave_up_at is None
+
+
+def test_failed_notifications_page_oldest_first(store: Store) -> None:
+    items = _done_items(store, *(f"operations/f{i}" for i in range(5)))
+    when = [T0 + timedelta(seconds=s) for s in (3, 1, 2, 2, 9)]
+    for (name, item), t in zip(sorted(items.items()), when, strict=True):
+        store.outbox_give_up(item.id, t, f"failed {name}")
+    expected = sorted(store.failed_notifications(), key=lambda i: (i.gave_up_at, i.id))
+    assert len(expected) == 5 and store.failed_notifications() == expected
+    pages, after = [], None
+    while True:
+        page = store.failed_notifications(limit=2, after=after)
+        if not page:
+            break
+        assert len(page) <= 2
+        pages += page
+        after = (page[-1].gave_up_at, page[-1].id)  # type: ignore[assignment]
+    assert [p.id for p in pages] == [e.id for e in expected]
+    assert _names(expected)[0] == "operations/f1" and _names(expected)[-1] == "operations/f4"
 
 
 def test_cancel_ends_operation_once(store: Store) -> None:
@@ -398,3 +498,64 @@ def test_list_agrees_with_the_reference_filter(store: Store, text: str) -> None:
     assert expected, "the fixture must match something"
     got = [s.state.name for s in store.list_operations(ListQuery(filter=expr, page_size=100))]
     assert got == expected
+
+
+def test_rows_left_pending_by_schema_version_1_are_delivered_after_the_upgrade(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of version 1 with a pending and a sent outbox row, then migrated: the
+    pending one is due (same id), the sent one stays sent."""
+    import base64
+    import shutil
+    import sqlite3
+
+    from tracker.schemas import schemas_dir
+
+    v1 = tmp_path / "schemas-v1"
+    for kind in ("sqlite", "spanner"):
+        (v1 / kind).mkdir(parents=True)
+        shutil.copy(schemas_dir() / kind / "0001_init.sql", v1 / kind)
+    monkeypatch.setenv("TRACKER_SCHEMAS_DIR", str(v1))
+    payload = operations_pb2.Operation(name="operations/old", done=True).SerializeToString()
+    rows = [("pending-1", T0, None), ("sent-1", T0, T0 + timedelta(seconds=1))]
+    if backend == "sqlite":
+        SqliteStore(tmp_path / "old.db").close()  # version 1 only
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            conn.executemany(
+                "INSERT INTO outbox (id, operation, payload, state, created_at, attempts, sent_at)"
+                " VALUES (?, 'operations/old', ?, x'', ?, 3, ?)",
+                [(i, payload, ts(c), ts(s) if s else None) for i, c, s in rows],
+            )
+        monkeypatch.delenv("TRACKER_SCHEMAS_DIR")
+        store: Store = SqliteStore(tmp_path / "old.db")
+    else:
+        from tracker.stores import spanner_schema
+        from tracker.stores.spanner import SpannerStore
+
+        path = spanner_database(backend, request.getfixturevalue("spanner_hosts"), monkeypatch)
+        database = spanner_schema.open_database(path)
+        assert spanner_schema.applied_versions(database) == {1: VARIANT[backend]}
+        database.run_in_transaction(
+            lambda t: t.insert(
+                "Outbox",
+                ("Id", "OperationKey", "Payload", "State", "CreatedAt", "Attempts", "SentAt"),
+                [
+                    (i, "operations/old", base64.b64encode(payload), b"", c, 3, s)
+                    for i, c, s in rows
+                ],
+            )
+        )
+        monkeypatch.delenv("TRACKER_SCHEMAS_DIR")
+        assert 2 in spanner_schema.apply(database, VARIANT[backend])  # type: ignore[arg-type]
+        store = SpannerStore(path, explicit_begin=backend == "spanner-handy")
+    try:
+        (pending,) = store.outbox_pending(now=T0)
+        assert (pending.id, pending.operation.name, pending.attempts) == (
+            "pending-1",
+            "operations/old",
+            3,
+        )
+        store.outbox_mark_sent([pending.id], T0)
+        assert store.outbox_pending() == [] and store.failed_notifications() == []
+    finally:
+        store.close()

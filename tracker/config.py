@@ -13,6 +13,7 @@ from typing import Any
 
 from tracker.errors import ConfigError
 from tracker.events import DEFAULT_MAX_EVENT_BYTES, DEFAULT_NAME_PATTERN, EventRules
+from tracker.notify.outbox import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,24 @@ class Config:
         default=1.0,
         metadata={"help": "How often deadlines, heartbeat timeouts and retention are checked."},
     )
+    notify_retry_initial_seconds: float = field(
+        default=0.5,
+        metadata={
+            "help": "Longest wait before the first retry of a failed done-notification;"
+            " doubles per attempt (full jitter)."
+        },
+    )
+    notify_retry_max_seconds: float = field(
+        default=300.0,
+        metadata={"help": "Longest wait between two attempts of a done-notification."},
+    )
+    notify_max_attempts: int = field(
+        default=12,
+        metadata={
+            "help": "Attempts before a done-notification is given up and kept as a failed"
+            " notification."
+        },
+    )
     done_ttl_days: float = field(
         default=30.0, metadata={"help": "Done operations are deleted this long after they end."}
     )
@@ -121,6 +140,14 @@ class Config:
             raise ConfigError("--sweep-seconds: must be positive")
         if self.done_ttl_days <= 0:
             raise ConfigError("--done-ttl-days: must be positive")
+        if self.notify_retry_initial_seconds <= 0:
+            raise ConfigError("--notify-retry-initial-seconds: must be positive")
+        if self.notify_retry_max_seconds < self.notify_retry_initial_seconds:
+            raise ConfigError(
+                "--notify-retry-max-seconds: must be at least --notify-retry-initial-seconds"
+            )
+        if self.notify_max_attempts < 1:
+            raise ConfigError("--notify-max-attempts: must be at least 1")
         if self.max_wait_seconds <= 0:
             raise ConfigError("--max-wait-seconds: must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -154,6 +181,15 @@ class Config:
     @property
     def rules(self) -> EventRules:
         return EventRules(name_pattern=self.name_pattern, max_event_bytes=self.max_event_bytes)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How the outbox dispatcher retries done-notifications, and when it gives up."""
+        return RetryPolicy(
+            initial_seconds=self.notify_retry_initial_seconds,
+            max_seconds=self.notify_retry_max_seconds,
+            max_attempts=self.notify_max_attempts,
+        )
 
 
 _SPANNER_DB = re.compile(r"projects/[^/]+/instances/[^/]+/databases/[^/]+")

@@ -32,7 +32,8 @@ class Metrics:
         )
         self.notifications = Counter(
             "tracker_notifications",
-            "Done-notifications by result.",
+            "Done-notifications: sent (every sink took it), failed (one attempt; retried"
+            " unless it was the last), gave_up (no longer retried: a failed notification).",
             ["result"],
             registry=self.registry,
         )

@@ -141,6 +141,7 @@ class Server:
             rules=config.rules,
             max_wait_seconds=config.max_wait_seconds,
             sinks=[*config_sinks(config), *sinks],
+            retry=config.retry,
         )
         self.subscriber: PullSubscriber | None = None
         self.http_port = 0

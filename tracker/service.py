@@ -26,7 +26,7 @@ from tracker import filtering
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
 from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
 from tracker.metrics import METRICS, Metrics
-from tracker.notify.outbox import Dispatcher, Sink
+from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink
 from tracker.notify.waiters import ChangeHub, WaiterSink
 from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store, Stored
 
@@ -53,11 +53,14 @@ class Tracker:
         sinks: Sequence[Sink] = (),
         max_wait_seconds: float = 300.0,
         metrics: Metrics = METRICS,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.hub = ChangeHub()
-        self.dispatcher = Dispatcher(store, [WaiterSink(self.hub), *sinks])
+        self.dispatcher = Dispatcher(
+            store, [WaiterSink(self.hub), *sinks], retry=retry, metrics=metrics
+        )
         self.max_wait_seconds = max_wait_seconds
         self.metrics = metrics
 

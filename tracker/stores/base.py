@@ -64,13 +64,33 @@ class Stored:
 
 @dataclass(frozen=True)
 class OutboxItem:
-    """A done-notification waiting for delivery. `id` is stable across redeliveries."""
+    """A done-notification. `id` is stable across redeliveries.
+
+    Pending while `next_attempt_at` is set (the dispatcher tries it once that time has
+    come); a failed notification once `gave_up_at` is set (no longer retried until an
+    operator requeues it). `attempts` counts failed deliveries, `last_error` says why the
+    latest one failed.
+
+    Both stores keep this in two small tables beside the outbox (schema version 2):
+    `outbox_due` / `OutboxDue` holds one row per pending item with its next attempt time
+    and last error (the dispatcher's query reads only that, earliest first, by index), and
+    `failed_notifications` / `FailedNotifications` one row per given-up item with the
+    operation, when, the attempts and the last error, readable by an operator as it is.
+    Tables rather than columns on the outbox row: the due table stays as small as the
+    backlog whatever the outbox holds, the failed table is a plain list to look at, and
+    handy-spanner cannot add columns. The outbox row itself (payload, id) never moves, so
+    requeueing keeps the id, and retention (which only removes sent rows) keeps a failed
+    notification until an operator acts.
+    """
 
     id: str
     operation: operations_pb2.Operation
     state: OperationState
     created_at: datetime
     attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str = ""
+    gave_up_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +207,9 @@ def apply_batch(
 def new_outbox_item(
     state: OperationState, operation: operations_pb2.Operation, now: datetime
 ) -> OutboxItem:
-    return OutboxItem(id=uuid.uuid4().hex, operation=operation, state=state, created_at=now)
+    return OutboxItem(
+        id=uuid.uuid4().hex, operation=operation, state=state, created_at=now, next_attempt_at=now
+    )
 
 
 class Store(abc.ABC):
@@ -209,14 +231,45 @@ class Store(abc.ABC):
         """Up to page_size + 1 rows ordered by name (the extra row says there is more)."""
 
     @abc.abstractmethod
-    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]: ...
+    def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
+        """Pending items, earliest next attempt first (then by id).
+
+        With `now`, only those whose next attempt is at or before it: what the dispatcher
+        delivers. Without, every pending item (for tests and operators).
+        """
 
     @abc.abstractmethod
-    def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None: ...
+    def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None:
+        """Every sink took these: never deliver them again."""
 
     @abc.abstractmethod
-    def outbox_failed(self, item_id: str) -> None:
-        """Count a failed delivery attempt (the item stays pending)."""
+    def outbox_reschedule(self, item_id: str, retry_at: datetime, error: str) -> None:
+        """Count a failed attempt and try again at `retry_at`; only this item moves.
+
+        An item that is no longer pending (sent or given up by another process) is left
+        as it is, so a late failure report never brings a sent notification back.
+        """
+
+    @abc.abstractmethod
+    def outbox_give_up(self, item_id: str, now: datetime, error: str) -> None:
+        """Count a failed attempt and stop retrying: the item is a failed notification."""
+
+    @abc.abstractmethod
+    def failed_notifications(
+        self, limit: int = 100, after: tuple[datetime, str] | None = None
+    ) -> list[OutboxItem]:
+        """Given-up items, oldest `gave_up_at` first (then by id), at most `limit`.
+
+        `after` is the (gave_up_at, id) of the last item of the previous page.
+        """
+
+    @abc.abstractmethod
+    def requeue_failed(self, item_id: str, now: datetime) -> bool:
+        """Make a failed notification pending again, due at `now`, with attempts reset.
+
+        The id stays the same (consumers de-duplicate by it). False if there is no failed
+        notification with this id (unknown, pending or sent).
+        """
 
     @abc.abstractmethod
     def add_dead_letter(self, letter: DeadLetter) -> None: ...

@@ -205,6 +205,11 @@ class _SpannerTx:
                 )
             ],
         )
+        self.t.insert(
+            "OutboxDue",
+            ("Id", "NextAttemptAt"),
+            [(item.id, item.next_attempt_at or item.created_at)],
+        )
 
 
 class SpannerStore(Store):
@@ -328,17 +333,15 @@ class SpannerStore(Store):
 
     # ---- outbox ------------------------------------------------------------------------
 
-    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
-        sql = (
-            "SELECT Id, Payload, State, CreatedAt, Attempts FROM Outbox"
-            " WHERE SentAt IS NULL ORDER BY CreatedAt, Id LIMIT @limit"
-        )
+    _outbox_backfilled = False
+
+    def _outbox_query(
+        self, sql: str, params: dict[str, Any], types: dict[str, Any], *, failed: bool
+    ) -> list[OutboxItem]:
+        """Rows of (Id, Payload, State, CreatedAt, Attempts, LastError, when) as items;
+        `when` is GaveUpAt if `failed`, else NextAttemptAt."""
         with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(
-                snapshot.execute_sql(
-                    sql, params={"limit": limit}, param_types={"limit": spanner.param_types.INT64}
-                )
-            )
+            rows = list(snapshot.execute_sql(sql, params=params, param_types=types))
         return [
             OutboxItem(
                 id=str(r[0]),
@@ -346,27 +349,143 @@ class SpannerStore(Store):
                 state=OperationState.FromString(_r(r[2])),
                 created_at=r[3],
                 attempts=int(r[4]),
+                last_error=str(r[5] or ""),
+                next_attempt_at=None if failed else r[6],
+                gave_up_at=r[6] if failed else None,
             )
             for r in rows
         ]
 
+    def _backfill_outbox(self) -> None:
+        """Give rows a version-1 tracker left pending their OutboxDue row (once per store).
+
+        Schema version 2's data step, which DDL cannot do: the unsent ids come from
+        OutboxPending (a covered read of the few unsent rows); those neither scheduled nor
+        given up are due at their CreatedAt.
+        """
+        if self._outbox_backfilled:
+            return
+        with self._guard(), self.database.snapshot() as snapshot:
+            ids = [
+                str(r[0])
+                for r in snapshot.execute_sql("SELECT Id FROM Outbox WHERE SentAt IS NULL")
+            ]
+        for start in range(0, len(ids), 1000):
+            keys = KeySet(keys=[[i] for i in ids[start : start + 1000]])
+
+            def work(transaction: Any, keys: KeySet = keys) -> None:
+                known = {str(r[0]) for r in transaction.read("OutboxDue", ("Id",), keys)}
+                known |= {str(r[0]) for r in transaction.read("FailedNotifications", ("Id",), keys)}
+                rows = transaction.read("Outbox", ("Id", "CreatedAt", "SentAt"), keys)
+                legacy = [(r[0], r[1]) for r in rows if r[2] is None and str(r[0]) not in known]
+                if legacy:
+                    transaction.insert("OutboxDue", ("Id", "NextAttemptAt"), legacy)
+
+            self._tx(work)
+        self._outbox_backfilled = True
+
+    def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
+        self._backfill_outbox()
+        params: dict[str, Any] = {"limit": limit}
+        types: dict[str, Any] = {"limit": spanner.param_types.INT64}
+        due = ""
+        if now is not None:
+            due = " WHERE d.NextAttemptAt <= @now"
+            params["now"] = now
+            types["now"] = spanner.param_types.TIMESTAMP
+        return self._outbox_query(
+            "SELECT o.Id, o.Payload, o.State, o.CreatedAt, o.Attempts, d.LastError,"
+            f" d.NextAttemptAt FROM OutboxDue AS d JOIN Outbox AS o ON o.Id = d.Id{due}"
+            " ORDER BY d.NextAttemptAt, d.Id LIMIT @limit",
+            params,
+            types,
+            failed=False,
+        )
+
     def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None:
-        rows = [(i, now) for i in ids]
-        if not rows:
+        keys = list(ids)
+        if not keys:
             return
 
         def work(transaction: Any) -> None:
-            transaction.update("Outbox", ("Id", "SentAt"), rows)
+            transaction.update("Outbox", ("Id", "SentAt"), [(i, now) for i in keys])
+            keyset = KeySet(keys=[[i] for i in keys])
+            transaction.delete("OutboxDue", keyset)
+            transaction.delete("FailedNotifications", keyset)
 
         self._tx(work)
 
-    def outbox_failed(self, item_id: str) -> None:
+    @staticmethod
+    def _count_attempt(transaction: Any, item_id: str) -> tuple[str, int]:
+        """Attempts + 1 on the Outbox row; returns its operation name and the new count."""
+        (row,) = transaction.read("Outbox", ("OperationKey", "Attempts"), KeySet(keys=[[item_id]]))
+        attempts = int(row[1]) + 1
+        transaction.update("Outbox", ("Id", "Attempts"), [(item_id, attempts)])
+        return str(row[0]), attempts
+
+    def outbox_reschedule(self, item_id: str, retry_at: datetime, error: str) -> None:
         def work(transaction: Any) -> None:
-            found = list(transaction.read("Outbox", ("Id", "Attempts"), KeySet(keys=[[item_id]])))
-            if found:
-                transaction.update("Outbox", ("Id", "Attempts"), [(item_id, int(found[0][1]) + 1)])
+            if not list(transaction.read("OutboxDue", ("Id",), KeySet(keys=[[item_id]]))):
+                return  # not pending (any more): leave it
+            transaction.update(
+                "OutboxDue", ("Id", "NextAttemptAt", "LastError"), [(item_id, retry_at, error)]
+            )
+            self._count_attempt(transaction, item_id)
 
         self._tx(work)
+
+    def outbox_give_up(self, item_id: str, now: datetime, error: str) -> None:
+        def work(transaction: Any) -> None:
+            keys = KeySet(keys=[[item_id]])
+            if not list(transaction.read("OutboxDue", ("Id",), keys)):
+                return
+            transaction.delete("OutboxDue", keys)
+            operation, attempts = self._count_attempt(transaction, item_id)
+            transaction.insert_or_update(
+                "FailedNotifications",
+                ("Id", "OperationKey", "GaveUpAt", "Attempts", "LastError"),
+                [(item_id, operation, now, attempts, error)],
+            )
+
+        self._tx(work)
+
+    def failed_notifications(
+        self, limit: int = 100, after: tuple[datetime, str] | None = None
+    ) -> list[OutboxItem]:
+        params: dict[str, Any] = {"limit": limit}
+        types: dict[str, Any] = {"limit": spanner.param_types.INT64}
+        page = ""
+        if after is not None:
+            page = " WHERE f.GaveUpAt > @t OR (f.GaveUpAt = @t AND f.Id > @id)"
+            params.update(t=after[0], id=after[1])
+            types.update(t=spanner.param_types.TIMESTAMP, id=spanner.param_types.STRING)
+        return self._outbox_query(
+            "SELECT o.Id, o.Payload, o.State, o.CreatedAt, f.Attempts, f.LastError,"
+            " f.GaveUpAt FROM FailedNotifications AS f"
+            f" JOIN Outbox AS o ON o.Id = f.Id{page}"
+            " ORDER BY f.GaveUpAt, f.Id LIMIT @limit",
+            params,
+            types,
+            failed=True,
+        )
+
+    def requeue_failed(self, item_id: str, now: datetime) -> bool:
+        def work(transaction: Any) -> bool:
+            keys = KeySet(keys=[[item_id]])
+            failed = list(transaction.read("FailedNotifications", ("LastError",), keys))
+            sent = [r[0] for r in transaction.read("Outbox", ("SentAt",), keys)]
+            if not failed or sent != [None]:
+                return False
+            transaction.delete("FailedNotifications", keys)
+            transaction.insert_or_update(
+                "OutboxDue",
+                ("Id", "NextAttemptAt", "LastError"),
+                [(item_id, now, failed[0][0])],
+            )
+            transaction.update("Outbox", ("Id", "Attempts"), [(item_id, 0)])
+            return True
+
+        return self._tx(work)
 
     # ---- dead letters ------------------------------------------------------------------
 

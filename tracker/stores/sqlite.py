@@ -185,6 +185,10 @@ class _SqliteTx:
                 ts(item.created_at),
             ),
         )
+        self.conn.execute(
+            "INSERT INTO outbox_due (id, next_attempt_at) VALUES (?, ?)",
+            (item.id, ts(item.next_attempt_at or item.created_at)),
+        )
 
 
 PURGE_STATEMENTS: Final = {
@@ -398,33 +402,106 @@ class SqliteStore(Store):
 
     # ---- outbox ------------------------------------------------------------------------
 
-    def outbox_pending(self, limit: int = 100) -> list[OutboxItem]:
+    @contextmanager
+    def _atomic(self) -> Iterator[sqlite3.Connection]:
+        with self._guard() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _outbox_item(r: Sequence[Any]) -> OutboxItem:
+        return OutboxItem(
+            id=r[0],
+            operation=operations_pb2.Operation.FromString(r[1]),
+            state=OperationState.FromString(r[2]),
+            created_at=_from_ts(r[3]),
+            attempts=r[4],
+            next_attempt_at=_from_ts(r[5]) if r[5] else None,
+            last_error=r[6] or "",
+            gave_up_at=_from_ts(r[7]) if r[7] else None,
+        )
+
+    def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
+        due, params = ("", []) if now is None else (" WHERE d.next_attempt_at <= ?", [ts(now)])
         with self._reading() as conn:
             rows = conn.execute(
-                "SELECT id, payload, state, created_at, attempts FROM outbox"
-                " WHERE sent_at IS NULL ORDER BY created_at, id LIMIT ?",
-                (limit,),
+                "SELECT o.id, o.payload, o.state, o.created_at, o.attempts, d.next_attempt_at,"
+                " d.last_error, NULL FROM outbox_due d JOIN outbox o ON o.id = d.id"
+                f"{due} ORDER BY d.next_attempt_at, d.id LIMIT ?",
+                [*params, limit],
             ).fetchall()
-        return [
-            OutboxItem(
-                id=r[0],
-                operation=operations_pb2.Operation.FromString(r[1]),
-                state=OperationState.FromString(r[2]),
-                created_at=_from_ts(r[3]),
-                attempts=r[4],
-            )
-            for r in rows
-        ]
+        return [self._outbox_item(r) for r in rows]
 
     def outbox_mark_sent(self, ids: Iterable[str], now: datetime) -> None:
-        with self._guard() as conn:
+        keys = [(i,) for i in ids]
+        with self._atomic() as conn:
             conn.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(ts(now), i) for i in ids]
+                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(ts(now), k) for (k,) in keys]
+            )
+            conn.executemany("DELETE FROM outbox_due WHERE id = ?", keys)
+            conn.executemany("DELETE FROM failed_notifications WHERE id = ?", keys)
+
+    def outbox_reschedule(self, item_id: str, retry_at: datetime, error: str) -> None:
+        with self._atomic() as conn:
+            cur = conn.execute(
+                "UPDATE outbox_due SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (ts(retry_at), error, item_id),
+            )
+            if cur.rowcount:
+                conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+
+    def outbox_give_up(self, item_id: str, now: datetime, error: str) -> None:
+        with self._atomic() as conn:
+            cur = conn.execute("DELETE FROM outbox_due WHERE id = ?", (item_id,))
+            if not cur.rowcount:
+                return
+            conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+            conn.execute(
+                "INSERT OR REPLACE INTO failed_notifications"
+                " (id, operation, gave_up_at, attempts, last_error)"
+                " SELECT id, operation, ?, attempts, ? FROM outbox WHERE id = ?",
+                (ts(now), error, item_id),
             )
 
-    def outbox_failed(self, item_id: str) -> None:
+    def failed_notifications(
+        self, limit: int = 100, after: tuple[datetime, str] | None = None
+    ) -> list[OutboxItem]:
+        page, params = "", []
+        if after is not None:
+            page = " WHERE f.gave_up_at > ? OR (f.gave_up_at = ? AND f.id > ?)"
+            params = [ts(after[0]), ts(after[0]), after[1]]
         with self._guard() as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+            rows = conn.execute(
+                "SELECT o.id, o.payload, o.state, o.created_at, f.attempts, NULL, f.last_error,"
+                " f.gave_up_at FROM failed_notifications f JOIN outbox o ON o.id = f.id"
+                f"{page} ORDER BY f.gave_up_at, f.id LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [self._outbox_item(r) for r in rows]
+
+    def requeue_failed(self, item_id: str, now: datetime) -> bool:
+        with self._atomic() as conn:
+            row = conn.execute(
+                "SELECT f.last_error FROM failed_notifications f JOIN outbox o ON o.id = f.id"
+                " WHERE f.id = ? AND o.sent_at IS NULL",
+                (item_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM failed_notifications WHERE id = ?", (item_id,))
+            conn.execute(
+                "INSERT OR REPLACE INTO outbox_due (id, next_attempt_at, last_error)"
+                " VALUES (?, ?, ?)",
+                (item_id, ts(now), row[0]),
+            )
+            conn.execute("UPDATE outbox SET attempts = 0 WHERE id = ?", (item_id,))
+        return True
 
     # ---- dead letters ------------------------------------------------------------------
 
@@ -473,7 +550,14 @@ class SqliteStore(Store):
 
     def count(self, table: str) -> int:
         """Rows in a table (operators and tests)."""
-        if table not in {"operations", "applied_events", "outbox", "dead_letters"}:
+        if table not in {
+            "operations",
+            "applied_events",
+            "outbox",
+            "outbox_due",
+            "failed_notifications",
+            "dead_letters",
+        }:
             raise ValueError(table)
         with self._reading() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
