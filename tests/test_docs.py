@@ -18,6 +18,8 @@ def test_readme_config_table_lists_every_setting_with_its_env_and_default() -> N
         shown = default.strip().strip("`")
         if setting.type is bool:
             assert shown == ("on" if setting.default else "off")
+        elif setting.type is tuple:
+            assert shown == " ".join(setting.default), setting.flag
         else:
             assert shown == str(setting.default).removesuffix(".0"), setting.flag
 

@@ -46,6 +46,7 @@ import httpx
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
+from tracker.constants import GOOGLE_CERTS_URL
 from tracker.errors import (
     ConfigError,
     PermissionDenied,
@@ -57,7 +58,6 @@ from tracker.errors import (
 
 log = logging.getLogger(__name__)
 
-GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS: Final = ("https://accounts.google.com", "accounts.google.com")
 SERVICE_ACCOUNT_SUFFIX: Final = ".gserviceaccount.com"
 DEFAULT_MAX_AGE: Final = 3600.0

@@ -102,6 +102,8 @@ def setting_option(setting: Setting) -> Callable[[F], F]:
     if setting.type is bool:
         negative = "--no-" + setting.flag.removeprefix("--")
         return click.option(f"{setting.flag}/{negative}", setting.name, **common)
+    if setting.type is tuple:  # repeatable; the environment twin splits on whitespace
+        return click.option(setting.flag, setting.name, multiple=True, **common)
     return click.option(setting.flag, setting.name, type=_CLICK_TYPES[setting.type], **common)
 
 

@@ -6,11 +6,13 @@ table is checked against it by a test.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tracker.constants import GOOGLE_CERTS_URL
 from tracker.errors import ConfigError
 from tracker.events import DEFAULT_MAX_EVENT_BYTES, DEFAULT_NAME_PATTERN, EventRules
 from tracker.notify.outbox import RetryPolicy
@@ -84,15 +86,60 @@ class Config:
     )
     push_audience: str = field(
         default="",
-        metadata={"help": "Verify Pub/Sub push OIDC tokens for this audience (off when empty)."},
+        metadata={
+            "help": "Accept Google-signed ID tokens for this audience on the push route"
+            " (the push subscription's audience); needs --push-service-account."
+        },
     )
     push_service_account: str = field(
         default="",
-        metadata={"help": "Push tokens must be for this service account email."},
+        metadata={"help": "The push subscription's service account: it alone holds pubsub.push."},
     )
-    push_certs_url: str = field(
-        default="https://www.googleapis.com/oauth2/v1/certs",
-        metadata={"help": "Where the token signing certificates are published."},
+    auth_audience: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Accept Google-signed ID tokens for this audience on every route; repeatable"
+            " (environment: space-separated)."
+        },
+    )
+    auth_tokens_file: str = field(
+        default="",
+        metadata={
+            "help": "Accept the static bearer tokens whose SHA-256 digests this TOML file holds"
+            ' (NAME = "sha256:..."; `tracker auth hash-token` prints one).'
+        },
+    )
+    auth_policy: str = field(
+        default="",
+        metadata={
+            "help": "TOML file granting permissions to members"
+            ' ("operations.read" = ["domain:example.com"]).'
+        },
+    )
+    grant: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Grant PERMISSION=MEMBER (e.g. events.publish=token:ci); repeatable"
+            " (environment: space-separated)."
+        },
+    )
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata={
+            "help": "Let anyone who reaches the ports do anything: for platforms that check"
+            " callers in front of the tracker (Cloud Run IAM)."
+        },
+    )
+    auth_certs_url: str = field(
+        default=GOOGLE_CERTS_URL,
+        metadata={"help": "Where Google's ID-token signing certificates are published."},
+    )
+    auth_certs_refetch_seconds: float = field(
+        default=60.0,
+        metadata={
+            "help": "A token naming an unknown key id refetches the certificates at most"
+            " this often."
+        },
     )
     sweep_seconds: float = field(
         default=1.0,
@@ -170,13 +217,54 @@ class Config:
                 raise ConfigError(f"--{flag}: needs projects/P/topics/T")
         if self.max_outstanding_messages < 1:
             raise ConfigError("--max-outstanding-messages: must be at least 1")
-        if self.push_service_account and not self.push_audience:
-            raise ConfigError("--push-service-account: needs --push-audience too")
+        self._validate_auth()
         if self.store == "sqlite" and self.db != ":memory:":
             parent = Path(self.db).expanduser().resolve().parent
             if not parent.is_dir():
                 raise ConfigError(f"--db: folder {str(parent)!r} does not exist")
         return self
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether any way to authenticate callers is configured."""
+        return bool(self.auth_audience or self.auth_tokens_file or self.push_audience)
+
+    def _validate_auth(self) -> None:
+        if self.push_service_account and not self.push_audience:
+            raise ConfigError("--push-service-account: needs --push-audience too")
+        if self.push_audience and not self.push_service_account:
+            # Any Google account can mint an ID token for any audience: the audience alone
+            # proves nothing about who sends the push.
+            raise ConfigError(
+                "--push-audience: needs --push-service-account (the push subscription's"
+                " service account); any Google account can mint a token for any audience"
+            )
+        if self.allow_unauthenticated and (self.authenticated or self.grant or self.auth_policy):
+            raise ConfigError(
+                "--allow-unauthenticated: cannot be combined with authentication settings"
+                " (--auth-audience, --auth-tokens-file, --push-audience, --grant, --auth-policy)"
+            )
+        if (self.grant or self.auth_policy) and not self.authenticated:
+            raise ConfigError(
+                "--grant/--auth-policy: grant to members nobody can prove to be; set"
+                " --auth-audience or --auth-tokens-file too (or grant allUsers with"
+                " --allow-unauthenticated)"
+            )
+        if not self.authenticated and not self.allow_unauthenticated:
+            exposed = [
+                f"{flag} {host}"
+                for flag, host, on in (
+                    ("--http-host", self.http_host, True),
+                    ("--grpc-host", self.grpc_host, self.grpc_port >= 0),
+                )
+                if on and not is_loopback(host)
+            ]
+            if exposed:
+                raise ConfigError(
+                    f"{', '.join(exposed)}: without authentication the tracker serves loopback"
+                    " only; configure --auth-audience / --auth-tokens-file, or pass"
+                    " --allow-unauthenticated if something in front checks callers"
+                )
 
     @property
     def rules(self) -> EventRules:
@@ -190,6 +278,16 @@ class Config:
             max_seconds=self.notify_retry_max_seconds,
             max_attempts=self.notify_max_attempts,
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or name to bind) reaches this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that resolves elsewhere: assume exposed
 
 
 _SPANNER_DB = re.compile(r"projects/[^/]+/instances/[^/]+/databases/[^/]+")
@@ -216,7 +314,7 @@ SETTINGS: list[Setting] = [
         name=f.name,
         flag=f"--{_flag(f.name)}",
         envvar=f"TRACKER_{f.name.upper()}",
-        type=type(f.default),
+        type=tuple if isinstance(f.default, tuple) else type(f.default),
         default=f.default,
         help=str(f.metadata.get("help", "")),
     )

@@ -29,13 +29,23 @@ from starlette.routing import BaseRoute, Route
 
 from tracker import __version__
 from tracker.api import status
+from tracker.api.guard import GrpcGuard, require
 from tracker.api.web import error_response
+from tracker.auth import (
+    OPEN,
+    Authenticator,
+    CertificateCache,
+    GoogleIdTokens,
+    Guard,
+    Permission,
+    Policy,
+    StaticTokens,
+)
 from tracker.config import Config
 from tracker.errors import MethodNotAllowed, clip
 from tracker.metrics import METRICS
 from tracker.notify.outbox import Sink
 from tracker.service import Tracker
-from tracker.sources.oidc import PushAuth
 
 if TYPE_CHECKING:
     from tracker.sources.pubsub_pull import PullSubscriber
@@ -69,17 +79,30 @@ def config_sinks(config: Config) -> list[Sink]:
     return sinks
 
 
-def push_auth(config: Config) -> PushAuth | None:
-    if not config.push_audience:
-        return None
-    return PushAuth(
-        audience=config.push_audience,
-        service_account=config.push_service_account,
-        certs_url=config.push_certs_url,
-    )
+def build_guard(config: Config) -> Guard:
+    """Who may do what, from the settings (docs/auth.md).
+
+    Without any authentication configured (which `Config.validate` allows on loopback
+    only, or with --allow-unauthenticated), every caller may do everything.
+    """
+    if not config.authenticated:
+        return OPEN
+    audiences = [*config.auth_audience, *([config.push_audience] if config.push_audience else [])]
+    authenticators: list[Authenticator] = []
+    if audiences:
+        certs = CertificateCache(config.auth_certs_url, config.auth_certs_refetch_seconds)
+        authenticators.append(GoogleIdTokens(audiences, certs))
+    if config.auth_tokens_file:
+        authenticators.append(StaticTokens.from_file(config.auth_tokens_file))
+    pairs = [Policy.parse_grant(g) for g in config.grant]
+    if config.auth_policy:
+        pairs += Policy.from_file(config.auth_policy)
+    if config.push_service_account:
+        pairs.append((Permission.PUBSUB_PUSH, f"serviceAccount:{config.push_service_account}"))
+    return Guard(Policy.build(pairs), authenticators)
 
 
-def build_app(tracker: Tracker, config: Config) -> Starlette:
+def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
     from tracker.api import http as api_http
     from tracker.sources import http as ingest_http
     from tracker.sources import push
@@ -88,19 +111,25 @@ def build_app(tracker: Tracker, config: Config) -> Starlette:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def metrics(request: Request) -> Response:
+        try:
+            await require(request, Permission.OPERATIONS_READ)
+        except Exception as exc:
+            return error_response(exc)
         return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *ingest_http.routes(tracker),
-        *push.routes(tracker, push_auth(config)),
+        *push.routes(tracker),
         *api_http.routes(tracker),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
     )
+    app.state.guard = guard
+    return app
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -143,6 +172,7 @@ class Server:
             sinks=[*config_sinks(config), *sinks],
             retry=config.retry,
         )
+        self.guard = build_guard(config)
         self.subscriber: PullSubscriber | None = None
         self.http_port = 0
         self.grpc_port = 0
@@ -172,7 +202,7 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.http_host, self.config.http_port))
         self.http_port = sock.getsockname()[1]
-        app = build_app(self.tracker, self.config)
+        app = build_app(self.tracker, self.config, self.guard)
         self._uvicorn = _Uvicorn(
             uvicorn.Config(
                 app,
@@ -183,7 +213,7 @@ class Server:
         )
         if self.config.grpc_port >= 0:
             # Bound before the HTTP server starts, so a taken port fails start-up cleanly.
-            self._grpc = grpc.aio.server()
+            self._grpc = grpc.aio.server(interceptors=[GrpcGuard(self.guard)])
             self._health = await api_grpc.add_to_server(self._grpc, self.tracker)
             self.grpc_port = self._grpc.add_insecure_port(
                 f"{self.config.grpc_host}:{self.config.grpc_port}"

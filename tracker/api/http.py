@@ -33,7 +33,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
+from tracker.api.guard import require
 from tracker.api.web import guarded, read_body
+from tracker.auth import Permission
 from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, echo
 from tracker.service import Page, Tracker
 
@@ -48,6 +50,15 @@ METHODS: Final[Mapping[str, tuple[str, ...]]] = {
     "wait": ("POST",),
     "watch": ("GET",),
     "checkpoint": ("GET",),
+}
+# What each resource method needs (tracker.api.guard checks it).
+PERMISSIONS: Final[Mapping[tuple[str, str], Permission]] = {
+    ("", "GET"): Permission.OPERATIONS_READ,
+    ("", "DELETE"): Permission.OPERATIONS_WRITE,
+    ("cancel", "POST"): Permission.OPERATIONS_WRITE,
+    ("wait", "POST"): Permission.OPERATIONS_READ,
+    ("watch", "GET"): Permission.OPERATIONS_READ,
+    ("checkpoint", "GET"): Permission.OPERATIONS_READ,
 }
 # Google system parameters some clients add to every call; accepted and ignored.
 SYSTEM_PARAMS: Final = frozenset(
@@ -245,6 +256,7 @@ class OperationsHttp:
     async def collection(self, request: Request) -> Response:
         if _method(request) != "GET":
             raise MethodNotAllowed(request.method, ("GET",))
+        await require(request, Permission.OPERATIONS_READ)
         params = query(
             request,
             {
@@ -275,6 +287,7 @@ class OperationsHttp:
         method = _method(request) if verb in ("", "checkpoint") else request.method
         if method not in allowed:
             raise MethodNotAllowed(request.method, allowed)
+        await require(request, PERMISSIONS[verb, method])
         if verb == "cancel":
             return await self.cancel(request, name)
         if verb == "wait":

@@ -12,7 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tracker.api.guard import require
 from tracker.api.web import error_response, read_body
+from tracker.auth import Permission
 from tracker.errors import InvalidEvent, Unavailable
 from tracker.events import parse_message
 from tracker.service import Tracker
@@ -28,6 +30,10 @@ def _too_large(limit: int) -> InvalidEvent:
 def routes(tracker: Tracker) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
         limit = tracker.rules.max_event_bytes * BATCH_FACTOR
+        try:
+            await require(request, Permission.EVENTS_PUBLISH)
+        except Exception as exc:
+            return error_response(exc)
         try:
             body = await read_body(request, limit, _too_large)
             events = parse_message(

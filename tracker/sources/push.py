@@ -6,7 +6,8 @@ Pub/Sub redelivers anything not answered 102/200/201/202/204, so the answers are
   mode): recorded as a dead letter with the reason, then 200 so it is not redelivered;
 - store unavailable (also while recording a dead letter): 503, so Pub/Sub retries.
 Push has no exactly-once delivery; de-duplication by event id makes it safe.
-With `auth`, requests must carry the OIDC token Pub/Sub signs (401/403 otherwise).
+The caller must hold `pubsub.push` (tracker.auth): with --push-audience and
+--push-service-account, the OIDC token Pub/Sub signs for that account (401/403 otherwise).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
+from tracker.api.guard import require
 from tracker.api.web import error_response, read_body
+from tracker.auth import Permission
 from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable
 from tracker.events import parse_pubsub
 from tracker.service import Tracker
-from tracker.sources.oidc import PushAuth
 
 ROUTE = "push"
 ENVELOPE_OVERHEAD = 64 * 1024  # attributes and envelope fields beside the data
@@ -72,17 +74,16 @@ def _too_large(limit: int) -> InvalidEvent:
     return InvalidEvent("too_large", f"push body exceeds the limit of {limit} bytes")
 
 
-def routes(tracker: Tracker, auth: PushAuth | None = None) -> list[BaseRoute]:
+def routes(tracker: Tracker) -> list[BaseRoute]:
     async def push(request: Request) -> Response:
-        if auth is not None:
-            try:
-                await auth.verify(request.headers.get("authorization"))
-            except (Unauthenticated, PermissionDenied) as exc:
-                # Not acked: a misconfigured subscription should not lose messages.
-                tracker.metrics.rejected.labels(route=ROUTE, reason="auth").inc()
-                return error_response(exc)
-            except Exception as exc:
-                return error_response(exc)
+        try:
+            await require(request, Permission.PUBSUB_PUSH)
+        except (Unauthenticated, PermissionDenied) as exc:
+            # Not acked: a misconfigured subscription should not lose messages.
+            tracker.metrics.rejected.labels(route=ROUTE, reason="auth").inc()
+            return error_response(exc)
+        except Exception as exc:  # certificates unreachable: 503, Pub/Sub retries
+            return error_response(exc)
         body = b""
         data: bytes | None = None  # the message data once the envelope decoded
         attributes: dict[str, str] = {}
