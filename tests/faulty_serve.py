@@ -33,12 +33,14 @@ class FaultyStore(SqliteStore):
         super().__init__(path)
         self.busy_flag = busy_flag
 
-    def apply(self, events: Sequence[Event], now: datetime | None = None) -> BatchResult:
+    def apply(
+        self, events: Sequence[Event], now: datetime | None = None, *, notify: bool = True
+    ) -> BatchResult:
         if self.busy_flag is not None and self.busy_flag.exists():
             raise StoreUnavailable("faulty store: unavailable while the flag file exists")
         if any(EXPLODE in e.operation for e in events):
             raise RuntimeError("faulty store: disk on fire")
-        return super().apply(events, now)
+        return super().apply(events, now, notify=notify)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,15 +18,16 @@ from google.longrunning import operations_pb2
 from tests.helpers import google_error, make_event
 from tracker.config import Config
 from tracker.events import Kind, to_batch, to_binary, to_structured
-from tracker.metrics import METRICS
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 
 OP = "operations/ingest-1"
 
 
-def rejected(route: str, reason: str) -> float:
-    return METRICS.value(METRICS.rejected, route=route, reason=reason)
+def rejected(server: Server, route: str, reason: str) -> float:
+    """The server's own counter: each server has its metrics."""
+    metrics = server.tracker.metrics
+    return metrics.value(metrics.rejected, route=route, reason=reason)
 
 
 @pytest.fixture
@@ -151,14 +152,14 @@ def test_http_bad_input_is_4xx_counted_and_stores_nothing(
     headers: dict[str, str],
     body: bytes,
 ) -> None:
-    before = rejected("http", reason)
+    before = rejected(server, "http", reason)
     response = http.post("/v1/events", headers=headers, content=body)
     assert response.status_code == status, response.text
     code, info_reason, _ = google_error(response)
     expected = "RESOURCE_EXHAUSTED" if status == 413 else "INVALID_ARGUMENT"
     assert info_reason == reason.upper() and code == expected
     assert counts(server) == (0, 0)
-    assert rejected("http", reason) == before + 1
+    assert rejected(server, "http", reason) == before + 1
 
 
 def test_http_strict_unknown_operation_is_400(strict_server: Server) -> None:
@@ -231,7 +232,7 @@ BAD_PUSH = [
 def test_push_poison_is_dead_lettered_and_acked(
     server: Server, http: httpx.Client, reason: str, body: bytes
 ) -> None:
-    before = rejected("push", reason)
+    before = rejected(server, "push", reason)
     response = http.post(
         "/v1/pubsub/push", content=body, headers={"content-type": "application/json"}
     )
@@ -241,7 +242,7 @@ def test_push_poison_is_dead_lettered_and_acked(
     assert [(d.reason, d.route) for d in letters] == [(reason, "push")]
     assert letters[0].detail
     assert counts(server) == (0, 0)
-    assert rejected("push", reason) == before + 1
+    assert rejected(server, "push", reason) == before + 1
 
 
 def test_push_strict_unknown_then_replay_after_created(strict_server: Server) -> None:

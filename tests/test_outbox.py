@@ -335,8 +335,9 @@ def test_serve_settings_set_the_retry_policy(tmp_path: Path) -> None:
         notify_retry_max_seconds=60,
         notify_max_attempts=4,
     ).validate()
-    server = Server(config)
+    server = Server(config, sinks=[FlakySink()])  # a durable sink: there is a dispatcher
     try:
+        assert server.tracker.dispatcher is not None
         assert server.tracker.dispatcher.retry == RetryPolicy(2, 60, 4)
     finally:
         server.store.close()

@@ -43,7 +43,6 @@ from tracker.auth import (
 )
 from tracker.config import Config
 from tracker.errors import MethodNotAllowed, clip
-from tracker.metrics import METRICS
 from tracker.notify.outbox import Sink
 from tracker.service import Tracker
 
@@ -115,7 +114,8 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
             await require(request, Permission.OPERATIONS_READ)
         except Exception as exc:
             return error_response(exc)
-        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = tracker.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", health, methods=["GET"]),

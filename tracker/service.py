@@ -25,9 +25,10 @@ from google.longrunning import operations_pb2
 from tracker import filtering
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
 from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
-from tracker.metrics import METRICS, Metrics
+from tracker.hooks import AfterCommit, Committed, run_hooks
+from tracker.metrics import Metrics
 from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink
-from tracker.notify.waiters import ChangeHub, WaiterSink
+from tracker.notify.waiters import ChangeHub
 from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store, Stored
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,13 @@ class Page:
 
 
 class Tracker:
-    """Ingest events, serve operations, wait on them."""
+    """Ingest events, serve operations, wait on them.
+
+    After every commit the registered hooks run (`tracker.hooks`): counting (metrics),
+    waking in-process waiters, and kicking the outbox dispatcher. The outbox itself is
+    written only when a durable sink (the completion topic, later webhooks) is configured:
+    in-process waiters are woken by their hook, not by a row written and read back.
+    """
 
     def __init__(
         self,
@@ -52,22 +59,45 @@ class Tracker:
         rules: EventRules = DEFAULT_RULES,
         sinks: Sequence[Sink] = (),
         max_wait_seconds: float = 300.0,
-        metrics: Metrics = METRICS,
+        metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.hub = ChangeHub()
-        self.dispatcher = Dispatcher(
-            store, [WaiterSink(self.hub), *sinks], retry=retry, metrics=metrics
+        self.metrics = metrics or Metrics()
+        self.notify = bool(sinks)
+        self.dispatcher = (
+            Dispatcher(store, list(sinks), retry=retry, metrics=self.metrics) if sinks else None
         )
         self.max_wait_seconds = max_wait_seconds
-        self.metrics = metrics
+        self.hooks: builtins.list[AfterCommit] = [self._count, self._wake]
+        if self.dispatcher is not None:
+            self.hooks.append(self._kick)
+
+    def add_hook(self, hook: AfterCommit) -> None:
+        """Run `hook` after every later commit, after the built-in ones."""
+        self.hooks.append(hook)
+
+    def after_commit(self, committed: Committed) -> None:
+        run_hooks(self.hooks, committed)
+
+    def _count(self, committed: Committed) -> None:
+        for outcome in committed.outcomes:
+            self.metrics.events.labels(route=committed.route, outcome=outcome).inc()
+
+    def _wake(self, committed: Committed) -> None:
+        for operation in committed.changed.values():
+            self.hub.publish(operation)
+
+    def _kick(self, committed: Committed) -> None:
+        if committed.done and self.dispatcher is not None:
+            self.dispatcher.kick()
 
     # ---- ingest ------------------------------------------------------------------------
 
     async def ingest(self, events: Sequence[Event], *, route: str) -> BatchResult:
-        """Apply events in one transaction, then wake waiters and the dispatcher.
+        """Apply events in one transaction, then run the after-commit hooks.
 
         All or nothing: an `InvalidEvent` (strict mode's unknown operation, or a write
         the store can never take) rolls the whole batch back; the route decides how to
@@ -75,12 +105,17 @@ class Tracker:
         """
         self.metrics.writes_in_flight.inc()
         try:
-            result = await asyncio.to_thread(self.store.apply, events)
+            result = await asyncio.to_thread(self.store.apply, events, notify=self.notify)
         finally:
             self.metrics.writes_in_flight.dec()
-        for r in result.results:
-            self.metrics.events.labels(route=route, outcome=r.outcome.value).inc()
-        self.after_commit(result.changed.values(), any(r.became_done for r in result.results))
+        self.after_commit(
+            Committed(
+                route=route,
+                outcomes=[r.outcome.value for r in result.results],
+                changed=result.changed,
+                done=result.done,
+            )
+        )
         return result
 
     async def ingest_each(
@@ -102,12 +137,6 @@ class Tracker:
         half = len(events) // 2
         first = await self.ingest_each(events[:half], route=route)
         return first + await self.ingest_each(events[half:], route=route)
-
-    def after_commit(self, changed: object, done: bool) -> None:
-        for operation in changed:  # type: ignore[attr-defined]
-            self.hub.publish(operation)
-        if done:
-            self.dispatcher.kick()
 
     def as_poison(self, route: str, exc: BaseException) -> InvalidEvent:
         """A failure nobody named while applying one message, taken as poison: the same
@@ -191,8 +220,14 @@ class Tracker:
             raise NotFound(f"operation {echo(name)} not found")
 
     async def cancel(self, name: str) -> operations_pb2.Operation:
-        stored, became_done = await asyncio.to_thread(self.store.cancel, name)
-        self.after_commit([stored.operation], became_done)
+        stored, became_done = await asyncio.to_thread(self.store.cancel, name, notify=self.notify)
+        self.after_commit(
+            Committed(
+                route="cancel",
+                changed={name: stored.operation},
+                done=[name] if became_done else [],
+            )
+        )
         return stored.operation
 
     # ---- waiting -----------------------------------------------------------------------
@@ -240,11 +275,12 @@ class Tracker:
 
     async def sweep(self) -> builtins.list[operations_pb2.Operation]:
         """Expire operations past their deadline or heartbeat timeout; apply retention."""
-        expired = await asyncio.to_thread(self.store.expire_due)
+        expired = await asyncio.to_thread(self.store.expire_due, notify=self.notify)
         operations = [e.operation for e in expired]
         if operations:
             log.info("expired %d operations (DEADLINE_EXCEEDED)", len(operations))
-            self.after_commit(operations, True)
+            changed = {op.name: op for op in operations}
+            self.after_commit(Committed(route="expiry", changed=changed, done=list(changed)))
         await asyncio.to_thread(self.store.purge_expired)
         return operations
 
@@ -259,12 +295,16 @@ class Tracker:
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> asyncio.Task[None]:
+    async def start(self) -> asyncio.Task[None] | None:
+        """Bind waiters to this loop; start the dispatcher when there is one."""
         self.hub.bind(asyncio.get_running_loop())
+        if self.dispatcher is None:
+            return None
         return asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher")
 
     async def stop(self, task: asyncio.Task[None] | None) -> None:
-        self.dispatcher.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if task is not None:
             await task
 

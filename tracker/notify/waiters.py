@@ -65,15 +65,3 @@ class ChangeHub:
     def watching(self, name: str) -> int:
         with self._lock:
             return len(self._queues.get(name, ()))
-
-
-class WaiterSink:
-    """Outbox sink that hands done-notifications to in-process waiters."""
-
-    name = "waiters"
-
-    def __init__(self, hub: ChangeHub) -> None:
-        self.hub = hub
-
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
-        self.hub.publish(operation)

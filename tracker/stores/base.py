@@ -153,9 +153,12 @@ class Tx(Protocol):
 
 
 def apply_batch(
-    tx: Tx, events: Sequence[Event], now: datetime, *, strict: bool = False
+    tx: Tx, events: Sequence[Event], now: datetime, *, strict: bool = False, notify: bool = True
 ) -> BatchResult:
-    """Apply events in order inside `tx`. Pure apart from `tx`; safe to re-run on abort."""
+    """Apply events in order inside `tx`. Pure apart from `tx`; safe to re-run on abort.
+
+    `notify`: write an outbox row for each done transition (only when a durable sink
+    will read it)."""
     names = list(dict.fromkeys(e.operation for e in events))
     states = tx.load(names)
     existing = set(states)
@@ -197,7 +200,7 @@ def apply_batch(
         operation = render(state)
         changed[name] = operation
         tx.save(state, operation, checkpoints.get(name), insert=name not in existing, now=now)
-        if name in done_now:
+        if notify and name in done_now:
             tx.add_outbox(new_outbox_item(state, operation, now))
     if recorded:
         tx.record(recorded, now)
@@ -285,12 +288,18 @@ class Store(abc.ABC):
 
     # ---- shared behaviour --------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], now: datetime | None = None) -> BatchResult:
+    def apply(
+        self, events: Sequence[Event], now: datetime | None = None, *, notify: bool = True
+    ) -> BatchResult:
         """Apply a batch atomically: all of it commits, or none of it."""
         when = now or datetime.now(UTC)
-        return self.run_in_transaction(lambda tx: apply_batch(tx, events, when, strict=self.strict))
+        return self.run_in_transaction(
+            lambda tx: apply_batch(tx, events, when, strict=self.strict, notify=notify)
+        )
 
-    def cancel(self, name: str, now: datetime | None = None) -> tuple[Stored, bool]:
+    def cancel(
+        self, name: str, now: datetime | None = None, *, notify: bool = True
+    ) -> tuple[Stored, bool]:
         """Mark cancelled; returns the row and whether this call made it done."""
         when = now or datetime.now(UTC)
 
@@ -303,13 +312,15 @@ class Store(abc.ABC):
             operation = render(state)
             tx.save(state, operation, None, insert=False, now=when)
             became_done = state.done and not before.done
-            if became_done:
+            if became_done and notify:
                 tx.add_outbox(new_outbox_item(state, operation, when))
             return Stored(state, operation, None), became_done
 
         return self.run_in_transaction(work)
 
-    def expire_due(self, now: datetime | None = None, limit: int = 100) -> list[Stored]:
+    def expire_due(
+        self, now: datetime | None = None, limit: int = 100, *, notify: bool = True
+    ) -> list[Stored]:
         """End operations past their deadline or heartbeat timeout (DEADLINE_EXCEEDED)."""
         when = now or datetime.now(UTC)
 
@@ -322,7 +333,8 @@ class Store(abc.ABC):
                     continue
                 operation = render(ended)
                 tx.save(ended, operation, None, insert=False, now=when)
-                tx.add_outbox(new_outbox_item(ended, operation, when))
+                if notify:
+                    tx.add_outbox(new_outbox_item(ended, operation, when))
                 expired.append(Stored(ended, operation, None))
             return expired
 
