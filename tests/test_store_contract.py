@@ -559,3 +559,17 @@ def test_rows_left_pending_by_schema_version_1_are_delivered_after_the_upgrade(
         assert store.outbox_pending() == [] and store.failed_notifications() == []
     finally:
         store.close()
+
+
+def test_reads_for_the_api_take_only_what_they_serve(store: Store) -> None:
+    store.apply([make_event(Kind.PROGRESS, OP, data={"percent": 5})])
+    operation = store.get_operation(OP)
+    assert operation is not None and operation.name == OP and not operation.done
+    assert store.get_operation("operations/none") is None
+    assert store.read_checkpoint(OP) == (True, None)
+    store.apply([make_event(Kind.CHECKPOINT, OP, data={"data": b"\x00state\xff"})])
+    assert store.read_checkpoint(OP) == (True, b"\x00state\xff")
+    assert store.checkpoint(OP) == b"\x00state\xff"
+    assert store.read_checkpoint("operations/none") == (False, None)
+    with pytest.raises(NotFound):
+        store.checkpoint("operations/none")

@@ -29,7 +29,7 @@ from tracker.hooks import AfterCommit, Committed, run_hooks
 from tracker.metrics import Metrics
 from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink
 from tracker.notify.waiters import ChangeHub
-from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store, Stored
+from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,15 @@ class Tracker:
 
     # ---- reads -------------------------------------------------------------------------
 
-    async def get_stored(self, name: str) -> Stored:
-        stored = await asyncio.to_thread(self.store.get, name)
-        if stored is None:
-            raise NotFound(f"operation {echo(name)} not found")
-        return stored
-
     async def get(self, name: str) -> operations_pb2.Operation:
-        return (await self.get_stored(name)).operation
+        operation = await asyncio.to_thread(self.store.get_operation, name)
+        if operation is None:
+            raise NotFound(f"operation {echo(name)} not found")
+        return operation
+
+    async def checkpoint(self, name: str) -> bytes | None:
+        """The latest checkpoint bytes (None: none yet); NotFound without the operation."""
+        return await asyncio.to_thread(self.store.checkpoint, name)
 
     async def list(self, filter_text: str = "", page_size: int = 0, page_token: str = "") -> Page:
         if page_size < 0:

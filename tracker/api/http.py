@@ -328,10 +328,10 @@ class OperationsHttp:
     async def checkpoint(self, request: Request, name: str) -> Response:
         """The opaque bytes of the latest checkpoint event; 404 when there is none."""
         query(request, {})
-        stored = await self.tracker.get_stored(name)
-        if stored.checkpoint is None:
+        data = await self.tracker.checkpoint(name)
+        if data is None:
             raise NotFound(f"operation {echo(name)} has no checkpoint")
-        return Response(stored.checkpoint, media_type="application/octet-stream")
+        return Response(data, media_type="application/octet-stream")
 
     async def watch(self, request: Request, name: str) -> Response:
         params = query(request, {"timeout": "timeout"})

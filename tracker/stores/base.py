@@ -12,13 +12,21 @@ import abc
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome, apply_event, expire, render, request_cancel
+from tracker.apply import (
+    OperationState,
+    Outcome,
+    apply_event,
+    due_time,
+    expire,
+    render,
+    request_cancel,
+)
 from tracker.errors import NotFound, echo
 from tracker.events import Event, Kind
 from tracker.v1 import events_pb2
@@ -60,6 +68,39 @@ class Stored:
     state: OperationState
     operation: operations_pb2.Operation
     checkpoint: bytes | None
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """What every backend stores beside an operation's blobs, decided once.
+
+    Retention counts from when the tracker recorded the end, on its own clock, not from
+    the producer's event time: old, replayed or skewed events must not expire at once.
+    """
+
+    name: str
+    done: bool
+    operation_type: str
+    parent: str
+    labels: dict[str, str]
+    create_time: datetime
+    end_time: datetime | None
+    due_time: datetime | None  # not done: when its deadline or heartbeat timeout ends it
+    expire_time: datetime | None  # done: when retention removes it
+
+    @classmethod
+    def of(cls, state: OperationState, now: datetime, done_ttl: timedelta) -> RowValues:
+        return cls(
+            name=state.name,
+            done=state.done,
+            operation_type=state.operation_type,
+            parent=state.parent,
+            labels=dict(state.labels),
+            create_time=state.create_time.ToDatetime(UTC),
+            end_time=state.end_time.ToDatetime(UTC) if state.done else None,
+            due_time=due_time(state),
+            expire_time=now + done_ttl if state.done else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -356,8 +397,17 @@ class Store(abc.ABC):
         """Delete done operations past retention; stores whose server does it return 0."""
         return 0
 
+    @abc.abstractmethod
+    def get_operation(self, name: str) -> operations_pb2.Operation | None:
+        """The served Operation only: no state blob parsed, no checkpoint bytes copied."""
+
+    @abc.abstractmethod
+    def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
+        """(whether the operation exists, its checkpoint bytes or None): one column."""
+
     def checkpoint(self, name: str) -> bytes | None:
-        stored = self.get(name)
-        if stored is None:
+        """The latest checkpoint bytes (None: none yet); NotFound without the operation."""
+        exists, data = self.read_checkpoint(name)
+        if not exists:
             raise NotFound(f"operation {echo(name)} not found")
-        return stored.checkpoint
+        return data

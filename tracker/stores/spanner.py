@@ -29,7 +29,7 @@ from google.cloud.spanner_v1.keyset import KeySet
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome, due_time
+from tracker.apply import OperationState, Outcome
 from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable, clip
 from tracker.stores import spanner_schema
 from tracker.stores.base import (
@@ -40,6 +40,7 @@ from tracker.stores.base import (
     Identity,
     ListQuery,
     OutboxItem,
+    RowValues,
     Store,
     Stored,
     Tx,
@@ -158,21 +159,19 @@ class _SpannerTx:
         insert: bool,
         now: datetime,
     ) -> None:
-        end = state.end_time.ToDatetime(UTC) if state.done else None
+        row = RowValues.of(state, now, self.done_ttl)
         values: dict[str, Any] = {
             "Operation": self.layout.operation_value(operation),
             "State": _w(state.SerializeToString()),
-            "Done": state.done,
-            "OperationType": state.operation_type,
-            "Parent": state.parent,
-            "Labels": self.layout.json_value(dict(state.labels)),
-            "CreateTime": state.create_time.ToDatetime(UTC),
+            "Done": row.done,
+            "OperationType": row.operation_type,
+            "Parent": row.parent,
+            "Labels": self.layout.json_value(row.labels),
+            "CreateTime": row.create_time,
             "UpdateTime": spanner.COMMIT_TIMESTAMP,
-            "EndTime": end,
-            "DueTime": due_time(state),
-            # Retention counts from when the tracker recorded the end (its clock, not the
-            # producer's): old, replayed or skewed events must not expire at once.
-            "ExpireTime": now + self.done_ttl if state.done else None,
+            "EndTime": row.end_time,
+            "DueTime": row.due_time,
+            "ExpireTime": row.expire_time,
         }
         if insert or checkpoint is not None:
             values["Checkpoint"] = _w(checkpoint)
@@ -290,6 +289,20 @@ class SpannerStore(Store):
     def get(self, name: str) -> Stored | None:
         rows = self._read(KeySet(keys=[[name]]))
         return rows[0] if rows else None
+
+    def _read_column(self, name: str, column: str) -> list[Any]:
+        with self._guard(), self.database.snapshot() as snapshot:
+            return list(snapshot.read("Operations", (column,), KeySet(keys=[[name]])))
+
+    def get_operation(self, name: str) -> operations_pb2.Operation | None:
+        rows = self._read_column(name, "Operation")
+        return self.layout.operation_read(rows[0][0]) if rows else None
+
+    def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
+        rows = self._read_column(name, "Checkpoint")
+        if not rows:
+            return False, None
+        return True, _r(rows[0][0]) if rows[0][0] is not None else None
 
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Key-ordered scan; the filter is evaluated on each row (filtering.matches).

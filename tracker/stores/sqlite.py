@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 from google.longrunning import operations_pb2
 
 from tracker import filtering
-from tracker.apply import OperationState, Outcome, due_time
+from tracker.apply import OperationState, Outcome
 from tracker.errors import StoreUnavailable
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
@@ -30,6 +30,7 @@ from tracker.stores.base import (
     Identity,
     ListQuery,
     OutboxItem,
+    RowValues,
     Store,
     Stored,
     Tx,
@@ -45,6 +46,10 @@ SENT_RETENTION = timedelta(days=7)
 def ts(when: datetime) -> str:
     """Fixed-width UTC text, so that string order is time order."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ts_or_none(when: datetime | None) -> str | None:
+    return None if when is None else ts(when)
 
 
 def _from_ts(text: str) -> datetime:
@@ -139,21 +144,20 @@ class _SqliteTx:
         insert: bool,
         now: datetime,
     ) -> None:
+        row = RowValues.of(state, now, self.done_ttl)
         values: dict[str, Any] = {
-            "name": state.name,
+            "name": row.name,
             "operation": operation.SerializeToString(),
             "state": state.SerializeToString(),
-            "done": int(state.done),
-            "operation_type": state.operation_type,
-            "parent": state.parent,
-            "labels": json.dumps(dict(state.labels), sort_keys=True),
-            "create_time": ts(state.create_time.ToDatetime(UTC)),
+            "done": int(row.done),
+            "operation_type": row.operation_type,
+            "parent": row.parent,
+            "labels": json.dumps(row.labels, sort_keys=True),
+            "create_time": ts(row.create_time),
             "update_time": ts(now),
-            "end_time": ts(state.end_time.ToDatetime(UTC)) if state.done else None,
-            "due_time": ts(due) if (due := due_time(state)) else None,
-            # Retention counts on the tracker's clock from when it recorded the end, not
-            # the producer's event time (old, replayed or skewed events would vanish).
-            "expire_time": ts(now + self.done_ttl) if state.done else None,
+            "end_time": _ts_or_none(row.end_time),
+            "due_time": _ts_or_none(row.due_time),
+            "expire_time": _ts_or_none(row.expire_time),
         }
         if insert:
             values["checkpoint"] = checkpoint
@@ -366,6 +370,20 @@ class SqliteStore(Store):
                 "SELECT state, operation, checkpoint FROM operations WHERE name = ?", (name,)
             ).fetchone()
         return self._row(*row) if row else None
+
+    def get_operation(self, name: str) -> operations_pb2.Operation | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT operation FROM operations WHERE name = ?", (name,)
+            ).fetchone()
+        return operations_pb2.Operation.FromString(row[0]) if row else None
+
+    def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT checkpoint FROM operations WHERE name = ?", (name,)
+            ).fetchone()
+        return (True, row[0]) if row else (False, None)
 
     def list_operations(self, query: ListQuery) -> list[Stored]:
         where, params = filtering.to_sql(query.filter, _DIALECT)
