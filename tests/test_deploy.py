@@ -7,7 +7,9 @@
   check that can no longer fail is itself a failure.
 - The image's command line and the module's settings through the real CLI, then run: the
   schema job's command on Google's Cloud Spanner Emulator, the entrypoint with the Cloud
-  Run environment, and the docs' OperationsClient against it.
+  Run environment, and the docs' OperationsClient against it; the image's refusal to
+  serve every interface without authentication; the tracker's own checks with the
+  environment the module gives it with `tracker_auth`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from tests.emulators import harness
 from tests.helpers import make_event
 from tracker import cli
 from tracker.config import SETTINGS, Config
+from tracker.errors import ConfigError
 from tracker.events import Kind, to_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +58,9 @@ EXAMPLE = TERRAFORM / "example"
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
 LOCK = ROOT / "deploy" / "container" / "requirements.txt"
 DOCS = ROOT / "docs" / "deploy.md"
+# The tracker's authentication settings the module sets with `tracker_auth` (the tofu
+# test "tracker_auth" proves the module produces exactly these).
+AUTH_ENV_FILE = MODULE / "tests" / "cloud_run_auth_env.json"
 
 TOOL_TIMEOUT = 3600  # building OpenTofu or the provider the first time takes minutes
 
@@ -318,6 +324,12 @@ _TARGET_KEYS = {
     "google_spanner_database_iam_member": ("database", "database"),
     "google_cloud_run_v2_service_iam_member": ("name", "service"),
     "google_service_account_iam_member": ("service_account_id", "sa"),
+    "google_secret_manager_secret_iam_member": ("secret_id", "secret"),
+}
+_CONDITIONS = {
+    "${local.pull ? 1 : 0}": "pull",
+    "${local.push ? 1 : 0}": "push",
+    "${local.auth_tokens ? 1 : 0}": "tokens",
 }
 
 
@@ -335,15 +347,17 @@ def grants(module: Module) -> set[tuple[str, str, str, str]]:
             " take roles away from others)"
         )
         key, kind = _TARGET_KEYS[rtype]
-        target = re.fullmatch(r"\$\{google_\w+\.(\w+)(\[[^\]]*\])?\.name\}", str(body[key]))
+        target = re.fullmatch(
+            r"\$\{(?:google_\w+\.(\w+)(?:\[[^\]]*\])?\.name|var\.tracker_auth\.(tokens_secret))\}",
+            str(body[key]),
+        )
         assert target, f"{rtype}.{name}: target {body[key]}"
-        condition = {"${local.pull ? 1 : 0}": "pull", "${local.push ? 1 : 0}": "push"}
         out.add(
             (
                 _principal(body),
                 str(body["role"]),
-                f"{kind}:{target.group(1)}",
-                condition[body["count"]] if "count" in body else "always",
+                f"{kind}:{target.group(1) or target.group(2)}",
+                _CONDITIONS[body["count"]] if "count" in body else "always",
             )
         )
     return out
@@ -355,6 +369,7 @@ EXPECTED_GRANTS = {
     ("sa:runtime", "roles/pubsub.publisher", "topic:done", "always"),
     ("sa:runtime", "roles/pubsub.subscriber", "subscription:events", "pull"),
     ("sa:runtime", "roles/pubsub.publisher", "topic:dead_letter", "pull"),
+    ("sa:runtime", "roles/secretmanager.secretAccessor", "secret:tokens_secret", "tokens"),
     ("sa:schema", "roles/spanner.databaseAdmin", "database:tracker", "always"),
     ("sa:push", "roles/run.invoker", "service:tracker", "push"),
     ("pubsub-agent", "roles/iam.serviceAccountTokenCreator", "sa:push", "always"),
@@ -363,7 +378,7 @@ EXPECTED_GRANTS = {
     ("workers", "roles/pubsub.publisher", "topic:events", "always"),
     ("workers", "roles/pubsub.subscriber", "subscription:control", "always"),
     ("control_publishers", "roles/pubsub.publisher", "topic:control", "always"),
-    ("api_invokers", "roles/run.invoker", "service:tracker", "always"),
+    ("invokers", "roles/run.invoker", "service:tracker", "always"),
     ("done_subscriptions", "roles/pubsub.subscriber", "subscription:done", "always"),
 }
 
@@ -385,6 +400,7 @@ def check_iam(module: Module) -> None:
     workers = str(module.locals["workers"])
     assert "google_service_account.worker[0].email" in workers
     assert "var.worker_members" in workers
+    check_invokers(module)
     # Each identity does one job.
     service = module.resource("google_cloud_run_v2_service", "tracker")
     assert service["template"][0]["service_account"] == "${google_service_account.runtime.email}"
@@ -394,21 +410,79 @@ def check_iam(module: Module) -> None:
     assert not any(r == "google_project_iam_custom_role" for r, _ in module.resources)
 
 
+_INVOKER = re.compile(r'can\(regex\("(.+?)", m\)\)')
+
+
+def check_invokers(module: Module) -> None:
+    """Cloud Run IAM lets in one principal at a time, never everyone."""
+    invoke = [
+        b for (t, _), b in module.resources.items() if t.endswith("run_v2_service_iam_member")
+    ]
+    assert {str(b["member"]) for b in invoke} == {
+        "serviceAccount:${google_service_account.push.email}",
+        "${each.value}",
+    }, "run.invoker: the push account and the invokers, nothing else"
+    assert module.locals["invokers"] == (
+        "${distinct(concat(var.api_invokers, var.event_invokers))}"
+    )
+    for name in ("api_invokers", "event_invokers"):
+        validations = module.variables[name].get("validation", [])
+        assert len(validations) == 1, f"{name}: one validation, of its members"
+        (validation,) = validations
+        match = _INVOKER.search(str(validation["condition"]))
+        assert match and f"var.{name}" in validation["condition"], f"{name}: no member check"
+        member = re.compile(match.group(1).replace("\\\\", "\\"))
+        for public in ("allUsers", "allAuthenticatedUsers", "serviceAccount:a@b allUsers"):
+            assert not member.search(public), f"{name} would admit {public!r}"
+        for principal in ("serviceAccount:w@p.iam.gserviceaccount.com", "group:ops@example.com"):
+            assert member.search(principal), f"{name} would refuse {principal!r}"
+    for (rtype, name), body in module.resources.items():
+        if "_iam_" in rtype:
+            assert "allUsers" not in str(body.get("member")), f"{rtype}.{name}: public"
+            assert "allAuthenticatedUsers" not in str(body.get("member")), f"{rtype}.{name}"
+
+
+# How the module sets the tracker's own authentication (main.tf); the tofu tests evaluate
+# these expressions, and AUTH_ENV_FILE holds what they give with `tracker_auth`.
+AUTH_ENV_HCL = {
+    "TRACKER_ALLOW_UNAUTHENTICATED": "${tostring(var.allow_unauthenticated)}",
+    "TRACKER_AUTH_AUDIENCE": '${join(" ", var.tracker_auth.audiences)}',
+    "TRACKER_GRANT": '${join(" ", local.auth_grants)}',
+    "TRACKER_AUTH_TOKENS_FILE": '${local.auth_tokens ? local.auth_tokens_file : ""}',
+}
+
+
 def service_env(module: Module, delivery: str) -> dict[str, str]:
-    """The environment the module gives the Cloud Run container, rendered."""
+    """The environment the module gives the Cloud Run container by default, rendered."""
     service = module.resource("google_cloud_run_v2_service", "tracker")
     container = service["template"][0]["containers"][0]
     assert dynamic_for_each(container, "env") == "${local.service_env}"
     assert module.locals["service_env"] == (
-        "${merge(local.client_env, var.extra_env, local.tracker_env,"
+        "${merge(local.client_env, var.extra_env, local.tracker_env, local.auth_env,"
         " local.pull ? local.tracker_pull_env : {})}"
     ), "the module's settings must win over extra_env"
+    assert module.locals["tracker_auth_env"] == AUTH_ENV_HCL
+    assert module.locals["auth_env"] == (
+        '${{for name, value in local.tracker_auth_env : name => value if value != ""}}'
+    ), "empty authentication settings are left out"
     env = dict(module.locals["tracker_env"])
+    # By default only TRACKER_ALLOW_UNAUTHENTICATED is set: tracker_auth is empty.
+    assert module.variables["tracker_auth"]["default"] == {}
+    env["TRACKER_ALLOW_UNAUTHENTICATED"] = module.locals["tracker_auth_env"][
+        "TRACKER_ALLOW_UNAUTHENTICATED"
+    ]
     if delivery == "pull":
         env.update(module.locals["tracker_pull_env"])
-    for name in env:
+    for name in [*env, *AUTH_ENV_HCL]:
         assert name in KNOWN_ENV, f"{name} is not a setting of `tracker serve` (tracker/config.py)"
     return {name: render(module, value) for name, value in env.items()}
+
+
+def auth_env() -> dict[str, str]:
+    """The authentication settings the module sets with `tracker_auth` (AUTH_ENV_FILE)."""
+    env = json.loads(AUTH_ENV_FILE.read_text())
+    assert set(env) == set(AUTH_ENV_HCL), "the tofu test compares every setting"
+    return {str(k): str(v) for k, v in env.items()}
 
 
 def check_cloud_run(module: Module, image: Image) -> None:
@@ -432,17 +506,33 @@ def check_cloud_run(module: Module, image: Image) -> None:
     )
     for delivery in ("push", "pull"):
         env = {**image_env(image), **service_env(module, delivery)}
-        config = serve_config(image.argv, env)
+        try:
+            config = serve_config(image.argv, env)
+        except ConfigError as exc:
+            raise AssertionError(f"`tracker serve` refuses the Cloud Run settings: {exc}") from exc
         assert config.store == "spanner"
         assert (config.http_host, config.http_port) == ("0.0.0.0", port)
         assert config.grpc_port == -1, "Cloud Run routes one port: gRPC is off there"
         assert config.spanner_database == "projects/my-project/instances/x/databases/x"
         assert config.done_topic == "projects/my-project/topics/x"
-        # Cloud Run checks the push token and strips its signature: the tracker's own
-        # check could only refuse every push (docs/deploy.md).
+        # Cloud Run IAM admits only invokers and strips the signature of the token it
+        # checked: the tracker lets in whoever Cloud Run admitted (docs/auth.md).
+        assert config.allow_unauthenticated and not config.authenticated
         assert config.push_audience == ""
         assert bool(config.subscription) == (delivery == "pull")
         assert bool(config.dead_letter_topic) == (delivery == "pull")
+
+
+def check_cloud_run_auth(module: Module, image: Image) -> None:
+    """With `tracker_auth` (pull only) the tracker takes the settings and checks callers."""
+    env = {**image_env(image), **service_env(module, "pull"), **auth_env()}
+    config = serve_config(image.argv, env)
+    assert not config.allow_unauthenticated and config.authenticated
+    assert config.http_host == "0.0.0.0"
+    assert config.auth_audience == ("https://tracker.example.com", "tracker-internal")
+    assert config.auth_tokens_file == render(module, module.locals["auth_tokens_file"])
+    assert "operations.write=token:ops" in config.grant
+    assert config.push_audience == "" and config.subscription
 
 
 def check_schema_job(module: Module, image: Image) -> None:
@@ -483,6 +573,9 @@ def check_image(image: Image) -> None:
     exposed = (image.last("EXPOSE") or "").split()
     assert port in exposed and image.env["TRACKER_GRPC_PORT"] in exposed, exposed
     assert image.env["TRACKER_HTTP_HOST"] == "0.0.0.0", "reachable from outside the container"
+    # ... and so, without authentication, refused: whoever runs the image chooses
+    # (docs/auth.md). The image never opens itself to everyone.
+    assert "TRACKER_ALLOW_UNAUTHENTICATED" not in image.env, "the image must not open itself"
     assert "/healthz" in " ".join(image.healthcheck)
     # The schemas folder is copied where TRACKER_SCHEMAS_DIR points.
     assert ("COPY", f"schemas {image.env['TRACKER_SCHEMAS_DIR']}") in image.instructions
@@ -557,6 +650,16 @@ def test_iam_is_least_privilege(module: Module) -> None:
 
 def test_cloud_run_serves_the_tracker_with_probes_on_healthz(module: Module, image: Image) -> None:
     check_cloud_run(module, image)
+
+
+def test_cloud_run_invokers_are_named_principals_never_everyone(module: Module) -> None:
+    check_invokers(module)
+
+
+def test_cloud_run_with_tracker_auth_gives_the_tracker_settings_it_accepts(
+    module: Module, image: Image
+) -> None:
+    check_cloud_run_auth(module, image)
 
 
 def test_schema_job_runs_tracker_schema_apply(module: Module, image: Image) -> None:
@@ -649,6 +752,47 @@ BROKEN_MODULES: dict[str, tuple[Callable[[Module], None], Callable[[Module], Non
         lambda m: m.locals["schema_args"].__setitem__(4, "--database"),
         lambda m: check_schema_job(m, Image.load()),
     ),
+    "tracker refuses 0.0.0.0 without allow_unauthenticated": (
+        lambda m: m.variables["allow_unauthenticated"].update(default=False),
+        lambda m: check_cloud_run(m, Image.load()),
+    ),
+    "auth settings under another name": (
+        lambda m: m.locals["tracker_auth_env"].update(TRACKER_TOKENS_FILE="x"),
+        lambda m: check_cloud_run(m, Image.load()),
+    ),
+    "tokens file elsewhere than the mount": (
+        lambda m: m.locals.update(auth_tokens_file="/secrets/tokens.toml"),
+        lambda m: check_cloud_run_auth(m, Image.load()),
+    ),
+    "invokers may be anyone": (
+        lambda m: m.variables["api_invokers"]["validation"][0].update(
+            condition='${alltrue([for m in var.api_invokers : can(regex("^.+$", m))])}'
+        ),
+        check_iam,
+    ),
+    "no member check on event_invokers": (
+        lambda m: _drop(m.variables["event_invokers"], "validation"),
+        check_iam,
+    ),
+    "allUsers invoke the service": (
+        lambda m: m.resources.update(
+            {
+                ("google_cloud_run_v2_service_iam_member", "public"): {
+                    "project": "${var.project_id}",
+                    "name": "${google_cloud_run_v2_service.tracker.name}",
+                    "role": "roles/run.invoker",
+                    "member": "allUsers",
+                }
+            }
+        ),
+        check_invokers,
+    ),
+    "the schema account reads the tokens": (
+        lambda m: m.resources[("google_secret_manager_secret_iam_member", "tokens_runtime")].update(
+            member="serviceAccount:${google_service_account.schema.email}"
+        ),
+        check_iam,
+    ),
 }
 
 
@@ -679,6 +823,7 @@ BROKEN_IMAGES: dict[str, Callable[[Image], None]] = {
     "another command": lambda i: _set_instruction(i, "CMD", '["server"]'),
     "port not exposed": lambda i: _set_instruction(i, "EXPOSE", "80"),
     "schemas elsewhere": lambda i: i.env.update(TRACKER_SCHEMAS_DIR="/schemas"),
+    "open to everyone": lambda i: i.env.update(TRACKER_ALLOW_UNAUTHENTICATED="true"),
 }
 
 
@@ -691,7 +836,10 @@ def test_image_checks_fail_on_a_broken_dockerfile(image: Image, case: str) -> No
 
 def test_image_command_is_accepted_by_the_cli(image: Image, tmp_path: Path) -> None:
     env = {**image_env(image), "TRACKER_DB": str(tmp_path / "tracker.db")}  # the image's folder
-    config = serve_config(image.argv, env)
+    # Every interface and no authentication: refused, naming the way out.
+    with pytest.raises(ConfigError, match="--allow-unauthenticated"):
+        serve_config(image.argv, env)
+    config = serve_config([*image.argv, "--allow-unauthenticated"], env)
     assert (config.store, config.http_host, config.http_port) == ("sqlite", "0.0.0.0", 8080)
     assert config.grpc_port == 8081
     with pytest.raises(click.NoSuchOption):
@@ -795,6 +943,43 @@ def _healthcheck(image: Image, port: str) -> int:
     return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True).returncode
 
 
+def test_image_entrypoint_refuses_to_serve_everyone_unless_told(
+    image: Image, tmp_path: Path
+) -> None:
+    """`docker run IMAGE` with no authentication configured stops with one line; with
+    TRACKER_ALLOW_UNAUTHENTICATED (what the Cloud Run module sets) it serves."""
+    port = str(_free_port())
+    env = {
+        **image_env(image),
+        "TRACKER_DB": str(tmp_path / "tracker.db"),
+        "TRACKER_HTTP_PORT": port,
+        "TRACKER_GRPC_PORT": str(_free_port()),
+    }
+    tracker = shutil.which("tracker", path=str(Path(sys.executable).parent))
+    assert tracker
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    refused = subprocess.run(
+        [tracker, *image.argv[1:]],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("tracker: error: --http-host 0.0.0.0, --grpc-host 0.0.0.0:"), line
+    assert "--allow-unauthenticated" in line and "--auth-audience" in line
+    assert _healthcheck(image, port) != 0, "nothing listens"
+
+    with running_entrypoint(image, {**env, "TRACKER_ALLOW_UNAUTHENTICATED": "true"}, tmp_path) as (
+        url,
+        _,
+    ):
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/v1/operations").status_code == 200  # open, as asked
+
+
 def test_image_entrypoint_serves_and_its_healthcheck_passes(image: Image, tmp_path: Path) -> None:
     port = str(_free_port())
     env = {
@@ -802,6 +987,7 @@ def test_image_entrypoint_serves_and_its_healthcheck_passes(image: Image, tmp_pa
         "TRACKER_DB": str(tmp_path / "tracker.db"),
         "TRACKER_HTTP_PORT": port,
         "TRACKER_GRPC_PORT": str(_free_port()),
+        "TRACKER_ALLOW_UNAUTHENTICATED": "true",
     }
     with running_entrypoint(image, env, tmp_path) as (url, proc):
         answer = httpx.get(f"{url}/healthz")
@@ -891,7 +1077,10 @@ def test_cloud_run_configuration_end_to_end(
         name = "operations/deploy/e2e-1"
         headers, body = to_binary(make_event(Kind.SUCCEEDED, name))
         pushed = httpx.post(f"{url}/v1/pubsub/push", json=_push_envelope(headers, body))
-        assert pushed.status_code == 204, pushed.text  # no token check in the tracker here
+        # No token check in the tracker here: Cloud Run IAM admitted the push account, and
+        # the tracker runs with TRACKER_ALLOW_UNAUTHENTICATED.
+        assert env["TRACKER_ALLOW_UNAUTHENTICATED"] == "true"
+        assert pushed.status_code == 204, pushed.text
 
         operations_client = _docs_operations_client()
         ops = operations_client(url, credentials=AnonymousCredentials())
@@ -900,6 +1089,77 @@ def test_cloud_run_configuration_end_to_end(
         assert [o.name for o in ops.list_operations("operations", "done = true")] == [name]
         with pytest.raises(gexc.NotFound):
             ops.get_operation("operations/deploy/missing")
+
+
+def _stripped(token: str) -> str:
+    """A token as Cloud Run passes on one it verified: its signature removed."""
+    head, payload, _ = token.split(".")
+    return f"{head}.{payload}.SIGNATURE_REMOVED_BY_GOOGLE"
+
+
+def test_cloud_run_with_tracker_auth_checks_every_caller(
+    module: Module, image: Image, tmp_path: Path
+) -> None:
+    """The entrypoint with the environment `tracker_auth` gives it (AUTH_ENV_FILE), the
+    tokens file where the secret would be mounted: the tracker checks the Authorization
+    header behind Cloud Run, which took its own token from X-Serverless-Authorization."""
+    from tests.tokens import CERT, Certs, id_token
+    from tracker.auth import token_digest
+
+    ops, exporter = "ops-" + uuid.uuid4().hex * 2, "exporter-" + uuid.uuid4().hex * 2
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'ops = "{token_digest(ops)}"\nexporter = "{token_digest(exporter)}"\n')
+    certs = Certs({"k1": CERT})
+    env = {
+        **image_env(image),
+        **service_env(module, "pull"),
+        **auth_env(),
+        "TRACKER_AUTH_TOKENS_FILE": str(tokens),
+        "TRACKER_AUTH_CERTS_URL": certs.url,  # Google's, in production
+        # No Google Cloud here: SQLite, no subscription, no completion topic.
+        "TRACKER_STORE": "sqlite",
+        "TRACKER_DB": str(tmp_path / "tracker.db"),
+        "TRACKER_SUBSCRIPTION": "",
+        "TRACKER_DEAD_LETTER_TOPIC": "",
+        "TRACKER_DONE_TOPIC": "",
+        "TRACKER_HTTP_HOST": "127.0.0.1",
+        "TRACKER_HTTP_PORT": str(_free_port()),
+    }
+    cloud_run = {"x-serverless-authorization": f"Bearer {_stripped(id_token())}"}
+
+    def call(
+        method: str, path: str, token: str | None, extra: Mapping[str, str] = {}, **kw: Any
+    ) -> int:
+        sent = {**cloud_run, **extra}
+        if token is not None:
+            sent["authorization"] = f"Bearer {token}"
+        return httpx.request(method, f"{url}{path}", headers=sent, **kw).status_code
+
+    name = "operations/deploy/auth-1"
+    headers, body = to_binary(make_event(Kind.PROGRESS, name))
+    exporter_sa = id_token(
+        audience="tracker-internal", email="exporter@my-project.iam.gserviceaccount.com"
+    )
+    alice = id_token(audience="https://tracker.example.com", email="alice@example.com")
+    try:
+        with running_entrypoint(image, env, tmp_path) as (url, _):
+            assert call("GET", "/healthz", None) == 200  # probes need no credentials
+            assert call("POST", "/v1/events", None, headers, content=body) == 401
+            assert call("GET", f"/v1/{name}", None) == 401
+            # Static tokens from the file, by their grants.
+            assert call("POST", "/v1/events", exporter, headers, content=body) == 200
+            assert call("GET", f"/v1/{name}", exporter) == 403
+            assert call("GET", f"/v1/{name}", ops) == 200
+            # Google ID tokens for either audience, by account or domain.
+            assert call("POST", "/v1/events", exporter_sa, headers, content=body) == 200
+            assert call("GET", f"/v1/{name}", alice) == 200
+            assert call("POST", f"/v1/{name}:cancel", alice, json={}) == 403
+            assert call("POST", f"/v1/{name}:cancel", ops, json={}) == 200
+            # What Cloud Run leaves of the token it checked proves nothing to the tracker.
+            assert call("GET", f"/v1/{name}", _stripped(alice)) == 401
+            assert call("GET", f"/v1/{name}", ops + "x") == 401
+    finally:
+        certs.close()
 
 
 # ---------------------------------------------------------------------------- tests: tools

@@ -1,4 +1,4 @@
-"""The README's configuration table and commands match the code."""
+"""The README's configuration table and commands match the code; links resolve."""
 
 from __future__ import annotations
 
@@ -39,3 +39,52 @@ def test_defaults_serve_a_laptop() -> None:
     assert (config.http_host, config.http_port) == ("127.0.0.1", 8080)
     assert config.grpc_host == "127.0.0.1"
     assert config.db == "tracker.db"
+
+
+# ---- relative links --------------------------------------------------------------------
+
+_SKIP = {".venv", ".tools", "node_modules", ".git", "tracker.egg-info", ".pytest_cache"}
+_FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+_LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
+
+
+def _markdown_files() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.md") if not _SKIP & set(p.relative_to(ROOT).parts[:-1]))
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading ids: lowercase, punctuation dropped, spaces to hyphens, -N for
+    repeats."""
+    seen: dict[str, int] = {}
+    out = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", _FENCE.sub("", path.read_text()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def test_relative_links_resolve() -> None:
+    files = _markdown_files()
+    assert ROOT / "docs" / "auth.md" in files and ROOT / "README.md" in files
+    broken = []
+    for path in files:
+        for target in _LINK.findall(_FENCE.sub("", path.read_text())):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            file_part, _, anchor = target.partition("#")
+            resolved = (path.parent / file_part).resolve() if file_part else path
+            where = f"{path.relative_to(ROOT)}: {target}"
+            if not resolved.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+                broken.append(f"{where} (no such heading)")
+    assert not broken, broken
+
+
+def test_auth_doc_is_linked_from_the_readme_and_the_deploy_guides() -> None:
+    what_you_get = README.split("## What you get", 1)[1].split("\n## ", 1)[0]
+    assert "(docs/auth.md)" in what_you_get
+    for doc in ("gcp.md", "deploy.md"):
+        assert "](auth.md" in (ROOT / "docs" / doc).read_text(), doc

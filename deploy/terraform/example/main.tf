@@ -28,7 +28,11 @@ module "tracker" {
   # pull: the tracker streams the subscription (batches, flow control).
   delivery = "push"
 
-  api_invokers = var.api_invokers
+  # Cloud Run IAM decides who gets in: roles/run.invoker for the push account and for
+  # each of api_invokers, never allUsers. It strips the signature of the token it checked,
+  # so the tracker lets in whoever it admits (docs/auth.md, "Cloud Run").
+  api_invokers          = var.api_invokers
+  allow_unauthenticated = true
 
   # A completion subscription the API callers may read; add filters such as
   # attributes.result = "failed" (docs/gcp.md lists the attributes).

@@ -35,6 +35,15 @@ resource "google_pubsub_topic_iam_member" "dead_letter_runtime" {
   member  = "serviceAccount:${google_service_account.runtime.email}"
 }
 
+# tracker_auth.tokens_secret only: read the static tokens file (digests) mounted in the service.
+resource "google_secret_manager_secret_iam_member" "tokens_runtime" {
+  count     = local.auth_tokens ? 1 : 0
+  project   = var.project_id
+  secret_id = var.tracker_auth.tokens_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+}
+
 # ---- the schema job --------------------------------------------------------------------
 
 # DDL on this database only (`tracker schema apply` reads and writes TrackerSchema and
@@ -110,15 +119,22 @@ resource "google_pubsub_topic_iam_member" "control_publishers" {
   member   = each.value
 }
 
-# ---- API callers and completion consumers ----------------------------------------------
+# ---- API callers, HTTP publishers and completion consumers ------------------------------
 
-resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
-  for_each = toset(var.api_invokers)
+# One grant per principal of api_invokers and event_invokers (their validation refuses
+# allUsers and allAuthenticatedUsers): the service is never public.
+resource "google_cloud_run_v2_service_iam_member" "invokers" {
+  for_each = toset(local.invokers)
   project  = var.project_id
   location = google_cloud_run_v2_service.tracker.location
   name     = google_cloud_run_v2_service.tracker.name
   role     = "roles/run.invoker"
   member   = each.value
+}
+
+moved {
+  from = google_cloud_run_v2_service_iam_member.api_invokers
+  to   = google_cloud_run_v2_service_iam_member.invokers
 }
 
 resource "google_pubsub_subscription_iam_member" "done_consumers" {

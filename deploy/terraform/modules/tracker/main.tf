@@ -56,7 +56,29 @@ locals {
     SPANNER_DISABLE_BUILTIN_METRICS = "true"
   }
 
-  service_env = merge(local.client_env, var.extra_env, local.tracker_env, local.pull ? local.tracker_pull_env : {})
+  # Who may call the service besides the push identity: one roles/run.invoker grant each.
+  invokers = distinct(concat(var.api_invokers, var.event_invokers))
+
+  # The tracker's own authentication (docs/auth.md). By default Cloud Run IAM is the check:
+  # only invokers get in, and Cloud Run strips the signature of the ID token it verified,
+  # so the tracker runs with TRACKER_ALLOW_UNAUTHENTICATED (without it, or an
+  # authentication setting, it refuses to listen on 0.0.0.0). With tracker_auth it checks
+  # the Authorization header itself, behind Cloud Run (callers put Cloud Run's token in
+  # X-Serverless-Authorization). Empty settings are left out.
+  auth_tokens      = var.tracker_auth.tokens_secret != null
+  auth_tokens_dir  = "/etc/tracker/auth"
+  auth_tokens_file = "${local.auth_tokens_dir}/tokens.toml"
+  auth_grants      = flatten([for permission, members in var.tracker_auth.grants : [for m in members : "${permission}=${m}"]])
+  auth_configured  = length(var.tracker_auth.audiences) > 0 || local.auth_tokens
+  tracker_auth_env = {
+    TRACKER_ALLOW_UNAUTHENTICATED = tostring(var.allow_unauthenticated)
+    TRACKER_AUTH_AUDIENCE         = join(" ", var.tracker_auth.audiences)
+    TRACKER_GRANT                 = join(" ", local.auth_grants)
+    TRACKER_AUTH_TOKENS_FILE      = local.auth_tokens ? local.auth_tokens_file : ""
+  }
+  auth_env = { for name, value in local.tracker_auth_env : name => value if value != "" }
+
+  service_env = merge(local.client_env, var.extra_env, local.tracker_env, local.auth_env, local.pull ? local.tracker_pull_env : {})
 
   # The schema job: the same image, `tracker schema apply` instead of `tracker serve`.
   schema_args = ["schema", "apply", "--store", "spanner", "--spanner-database", local.database_path]

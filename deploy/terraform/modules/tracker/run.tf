@@ -2,11 +2,13 @@
 # POST /v1/pubsub/push, POST /v1/events, the Operations API over HTTP/JSON (/v1/operations),
 # GET /healthz. Nobody is allowed in without roles/run.invoker: Cloud Run verifies each
 # caller's Google ID token (signature; audience = a service URL or local.service_url, the
-# push audience) before the tracker sees the request.
+# push audience) before the tracker sees the request. Only the push service account and
+# the principals of api_invokers and event_invokers hold it, one grant each (iam.tf).
 #
-# Cloud Run removes the signature of that token before passing it on, so the tracker's own
-# check (TRACKER_PUSH_AUDIENCE) cannot run behind it and stays off here; only the push
-# service account and var.api_invokers hold run.invoker on this service.
+# Cloud Run removes the signature of that token before passing it on, so the tracker
+# cannot check it again: by default it runs with TRACKER_ALLOW_UNAUTHENTICATED and Cloud
+# Run IAM is the check (docs/auth.md). With tracker_auth the tracker checks its own
+# credentials behind Cloud Run's; a push token arrives unsigned, hence pull only.
 
 resource "google_cloud_run_v2_service" "tracker" {
   project             = var.project_id
@@ -27,6 +29,20 @@ resource "google_cloud_run_v2_service" "tracker" {
       max_instance_count = var.max_instances
     }
 
+    dynamic "volumes" {
+      for_each = local.auth_tokens ? [1] : []
+      content {
+        name = "auth-tokens"
+        secret {
+          secret = var.tracker_auth.tokens_secret
+          items {
+            version = var.tracker_auth.tokens_secret_version
+            path    = basename(local.auth_tokens_file)
+          }
+        }
+      }
+    }
+
     containers {
       image = var.image
       # No command/args: the image's ENTRYPOINT ["tracker"] CMD ["serve"] runs, exactly
@@ -41,6 +57,15 @@ resource "google_cloud_run_v2_service" "tracker" {
         content {
           name  = env.key
           value = env.value
+        }
+      }
+
+      # tracker_auth.tokens_secret: the static tokens file (SHA-256 digests only).
+      dynamic "volume_mounts" {
+        for_each = local.auth_tokens ? [1] : []
+        content {
+          name       = "auth-tokens"
+          mount_path = local.auth_tokens_dir
         }
       }
 
@@ -79,6 +104,23 @@ resource "google_cloud_run_v2_service" "tracker" {
     }
   }
 
+  # Combinations `tracker serve` would refuse at start-up (tracker/config.py), refused at
+  # plan time instead.
+  lifecycle {
+    precondition {
+      condition     = var.allow_unauthenticated || local.auth_configured
+      error_message = "allow_unauthenticated = false needs tracker_auth.audiences or tracker_auth.tokens_secret: without authentication the tracker refuses to listen on 0.0.0.0 (docs/auth.md)."
+    }
+    precondition {
+      condition     = !var.allow_unauthenticated || !(local.auth_configured || length(local.auth_grants) > 0)
+      error_message = "tracker_auth needs allow_unauthenticated = false: the tracker refuses to check credentials and let everyone in at once."
+    }
+    precondition {
+      condition     = var.allow_unauthenticated || local.pull
+      error_message = "allow_unauthenticated = false needs delivery = \"pull\": Cloud Run strips the signature of Pub/Sub's push token, so the tracker would refuse every push."
+    }
+  }
+
   # The schema must be at the image's version before an instance starts (the Spanner
   # store refuses to start without it).
   depends_on = [
@@ -87,5 +129,6 @@ resource "google_cloud_run_v2_service" "tracker" {
     google_pubsub_topic_iam_member.done_runtime,
     google_pubsub_subscription_iam_member.events_runtime,
     google_pubsub_topic_iam_member.dead_letter_runtime,
+    google_secret_manager_secret_iam_member.tokens_runtime,
   ]
 }

@@ -146,9 +146,67 @@ variable "control_publishers" {
 }
 
 variable "api_invokers" {
-  description = "Principals that call the Operations API (HTTP/JSON) or POST /v1/events: roles/run.invoker on the service."
+  description = "Consumers and operators that call the Operations API (HTTP/JSON): roles/run.invoker on the service, one grant per principal (serviceAccount:..., user:..., group:..., domain:...). Never allUsers or allAuthenticatedUsers."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for m in var.api_invokers : can(regex("^(serviceAccount|user|group|domain|principal|principalSet):[^\\s]+$", m))])
+    error_message = "api_invokers: IAM principals only (serviceAccount:, user:, group:, domain:, principal:, principalSet:); allUsers and allAuthenticatedUsers would open the service to anyone."
+  }
+}
+
+variable "event_invokers" {
+  description = "Workers that POST CloudEvents to /v1/events instead of publishing to the events topic: roles/run.invoker on the service, one grant per principal. Never allUsers or allAuthenticatedUsers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.event_invokers : can(regex("^(serviceAccount|user|group|domain|principal|principalSet):[^\\s]+$", m))])
+    error_message = "event_invokers: IAM principals only (serviceAccount:, user:, group:, domain:, principal:, principalSet:); allUsers and allAuthenticatedUsers would open the service to anyone."
+  }
+}
+
+# ---- the tracker's own authentication (docs/auth.md) -----------------------------------
+
+variable "allow_unauthenticated" {
+  description = "Set TRACKER_ALLOW_UNAUTHENTICATED=true: the tracker lets every request that reaches it do everything. Right on Cloud Run, and the default: Cloud Run IAM lets in only the principals with roles/run.invoker (the push account, api_invokers, event_invokers) and strips the signature of the ID token it checked, so the tracker could not check that token again. Without it the tracker refuses to listen on 0.0.0.0 with no authentication configured. Set false (with tracker_auth, and delivery = \"pull\") for the tracker's own checks behind Cloud Run's: docs/auth.md."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "tracker_auth" {
+  description = "The tracker's own authentication, with allow_unauthenticated = false (docs/auth.md): audiences of Google ID tokens it verifies (TRACKER_AUTH_AUDIENCE), grants permission => members (TRACKER_GRANT; permissions events.publish, pubsub.push, operations.read, operations.write; members serviceAccount:EMAIL, user:EMAIL, domain:DOMAIN, token:NAME, allAuthenticatedUsers, allUsers), and a Secret Manager secret (name or projects/P/secrets/S) holding a static tokens file of SHA-256 digests, mounted for TRACKER_AUTH_TOKENS_FILE. Behind Cloud Run, callers send Cloud Run's ID token in X-Serverless-Authorization and the tracker's token in Authorization."
+  type = object({
+    audiences             = optional(list(string), [])
+    grants                = optional(map(list(string)), {})
+    tokens_secret         = optional(string)
+    tokens_secret_version = optional(string, "latest")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for a in var.tracker_auth.audiences : can(regex("^[^\\s]+$", a))])
+    error_message = "tracker_auth.audiences: each audience is one word (the URL or name callers request ID tokens for)."
+  }
+  validation {
+    condition     = alltrue([for p in keys(var.tracker_auth.grants) : contains(["events.publish", "pubsub.push", "operations.read", "operations.write"], p)])
+    error_message = "tracker_auth.grants: permissions are events.publish, pubsub.push, operations.read and operations.write."
+  }
+  validation {
+    condition = alltrue(flatten([
+      for members in values(var.tracker_auth.grants) : [
+        for m in members : can(regex("^(allUsers|allAuthenticatedUsers|(serviceAccount|user):[^@\\s]+@[^@\\s]+|domain:[^@\\s:]+|token:[A-Za-z0-9._-]+)$", m))
+      ]
+    ]))
+    error_message = "tracker_auth.grants: members are serviceAccount:EMAIL, user:EMAIL, domain:DOMAIN, token:NAME, allAuthenticatedUsers or allUsers (behind Cloud Run: anyone Cloud Run let in)."
+  }
+  validation {
+    condition     = var.tracker_auth.tokens_secret == null || can(regex("^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]+$", var.tracker_auth.tokens_secret))
+    error_message = "tracker_auth.tokens_secret: a secret name, or projects/P/secrets/S."
+  }
 }
 
 # ---- Cloud Run -------------------------------------------------------------------------
@@ -201,9 +259,14 @@ variable "request_timeout" {
 }
 
 variable "extra_env" {
-  description = "More TRACKER_* settings for `tracker serve` (e.g. TRACKER_STRICT = \"true\"). The settings the module manages win over these."
+  description = "More TRACKER_* settings for `tracker serve` (e.g. TRACKER_STRICT = \"true\"). The settings the module manages win over these; authentication is set with allow_unauthenticated and tracker_auth only."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = length(setintersection(keys(var.extra_env), ["TRACKER_ALLOW_UNAUTHENTICATED", "TRACKER_AUTH_AUDIENCE", "TRACKER_AUTH_TOKENS_FILE", "TRACKER_AUTH_POLICY", "TRACKER_GRANT", "TRACKER_PUSH_AUDIENCE", "TRACKER_PUSH_SERVICE_ACCOUNT"])) == 0
+    error_message = "extra_env: set authentication with allow_unauthenticated and tracker_auth (docs/auth.md), not TRACKER_ALLOW_UNAUTHENTICATED, TRACKER_AUTH_AUDIENCE, TRACKER_AUTH_TOKENS_FILE, TRACKER_AUTH_POLICY, TRACKER_GRANT, TRACKER_PUSH_AUDIENCE or TRACKER_PUSH_SERVICE_ACCOUNT."
+  }
 }
 
 variable "labels" {

@@ -1,5 +1,6 @@
 # `tofu test` with a mocked google provider: the module planned and applied offline in
-# both delivery modes (tests/test_deploy.py runs it).
+# both delivery modes, with and without the tracker's own authentication
+# (tests/test_deploy.py runs it).
 
 mock_provider "google" {
   mock_data "google_project" {
@@ -62,6 +63,81 @@ run "push" {
   assert {
     condition     = length(google_pubsub_topic_iam_member.events_workers) == 1
     error_message = "the worker account publishes events"
+  }
+  assert {
+    condition     = { for e in google_cloud_run_v2_service.tracker.template[0].containers[0].env : e.name => e.value }["TRACKER_ALLOW_UNAUTHENTICATED"] == "true"
+    error_message = "by default Cloud Run IAM checks callers and the tracker lets in whoever it admits"
+  }
+  assert {
+    condition     = length(setintersection([for e in google_cloud_run_v2_service.tracker.template[0].containers[0].env : e.name], ["TRACKER_AUTH_AUDIENCE", "TRACKER_GRANT", "TRACKER_AUTH_TOKENS_FILE", "TRACKER_PUSH_AUDIENCE"])) == 0
+    error_message = "by default no tracker authentication setting is passed (the tracker would refuse them with TRACKER_ALLOW_UNAUTHENTICATED)"
+  }
+  assert {
+    condition     = length(google_cloud_run_v2_service.tracker.template[0].volumes) == 0 && length(google_secret_manager_secret_iam_member.tokens_runtime) == 0
+    error_message = "no tokens file without tracker_auth.tokens_secret"
+  }
+  assert {
+    condition     = length(google_cloud_run_v2_service_iam_member.invokers) == 0 && google_cloud_run_v2_service_iam_member.push_invoker[0].member == "serviceAccount:tracker-mock@my-project.iam.gserviceaccount.com"
+    error_message = "without api_invokers or event_invokers the push account alone may invoke the service"
+  }
+}
+
+run "invokers" {
+  command = apply
+
+  variables {
+    api_invokers   = ["group:ops@example.com", "serviceAccount:dashboard@my-project.iam.gserviceaccount.com"]
+    event_invokers = ["serviceAccount:exporter@my-project.iam.gserviceaccount.com", "group:ops@example.com"]
+  }
+
+  assert {
+    condition     = toset([for g in google_cloud_run_v2_service_iam_member.invokers : g.member]) == toset(["group:ops@example.com", "serviceAccount:dashboard@my-project.iam.gserviceaccount.com", "serviceAccount:exporter@my-project.iam.gserviceaccount.com"])
+    error_message = "one run.invoker grant per principal of api_invokers and event_invokers"
+  }
+  assert {
+    condition     = alltrue([for g in google_cloud_run_v2_service_iam_member.invokers : g.role == "roles/run.invoker" && g.name == google_cloud_run_v2_service.tracker.name])
+    error_message = "invokers get roles/run.invoker on the service, nothing else"
+  }
+}
+
+# The tracker's own checks behind Cloud Run's: static tokens from Secret Manager, ID
+# tokens for the given audiences, grants. tests/test_deploy.py runs the tracker with the
+# environment this run proves (cloud_run_auth_env.json).
+run "tracker_auth" {
+  command = apply
+
+  variables {
+    delivery              = "pull"
+    allow_unauthenticated = false
+    tracker_auth = {
+      audiences = ["https://tracker.example.com", "tracker-internal"]
+      grants = {
+        "operations.write" = ["token:ops"]
+        "events.publish"   = ["token:exporter", "serviceAccount:exporter@my-project.iam.gserviceaccount.com"]
+        "operations.read"  = ["domain:example.com", "token:ops"]
+      }
+      tokens_secret = "tracker-tokens"
+    }
+  }
+
+  assert {
+    condition = {
+      for e in google_cloud_run_v2_service.tracker.template[0].containers[0].env : e.name => e.value
+      if contains(["TRACKER_ALLOW_UNAUTHENTICATED", "TRACKER_AUTH_AUDIENCE", "TRACKER_GRANT", "TRACKER_AUTH_TOKENS_FILE"], e.name)
+    } == jsondecode(file("${path.module}/tests/cloud_run_auth_env.json"))
+    error_message = "the tracker's authentication settings, as tests/cloud_run_auth_env.json has them"
+  }
+  assert {
+    condition     = google_cloud_run_v2_service.tracker.template[0].volumes[0].secret[0].secret == "tracker-tokens" && google_cloud_run_v2_service.tracker.template[0].volumes[0].secret[0].items[0].version == "latest" && google_cloud_run_v2_service.tracker.template[0].volumes[0].secret[0].items[0].path == "tokens.toml"
+    error_message = "the tokens file comes from the secret's latest version"
+  }
+  assert {
+    condition     = "${google_cloud_run_v2_service.tracker.template[0].containers[0].volume_mounts[0].mount_path}/tokens.toml" == { for e in google_cloud_run_v2_service.tracker.template[0].containers[0].env : e.name => e.value }["TRACKER_AUTH_TOKENS_FILE"] && google_cloud_run_v2_service.tracker.template[0].containers[0].volume_mounts[0].name == google_cloud_run_v2_service.tracker.template[0].volumes[0].name
+    error_message = "TRACKER_AUTH_TOKENS_FILE is where the secret is mounted"
+  }
+  assert {
+    condition     = google_secret_manager_secret_iam_member.tokens_runtime[0].secret_id == "tracker-tokens" && google_secret_manager_secret_iam_member.tokens_runtime[0].role == "roles/secretmanager.secretAccessor" && google_secret_manager_secret_iam_member.tokens_runtime[0].member == "serviceAccount:tracker-mock@my-project.iam.gserviceaccount.com"
+    error_message = "the runtime account reads the tokens secret, and only that secret"
   }
 }
 
@@ -131,4 +207,87 @@ run "bad_delivery_is_refused" {
   }
 
   expect_failures = [var.delivery]
+}
+
+run "public_api_invokers_are_refused" {
+  command = plan
+
+  variables {
+    api_invokers = ["allUsers"]
+  }
+
+  expect_failures = [var.api_invokers]
+}
+
+run "public_event_invokers_are_refused" {
+  command = plan
+
+  variables {
+    event_invokers = ["allAuthenticatedUsers"]
+  }
+
+  expect_failures = [var.event_invokers]
+}
+
+run "no_authentication_at_all_is_refused" {
+  command = plan
+
+  variables {
+    delivery              = "pull"
+    allow_unauthenticated = false
+  }
+
+  expect_failures = [google_cloud_run_v2_service.tracker]
+}
+
+run "tracker_auth_with_push_is_refused" {
+  command = plan
+
+  variables {
+    allow_unauthenticated = false
+    tracker_auth          = { tokens_secret = "tracker-tokens" }
+  }
+
+  expect_failures = [google_cloud_run_v2_service.tracker]
+}
+
+run "tracker_auth_with_allow_unauthenticated_is_refused" {
+  command = plan
+
+  variables {
+    delivery     = "pull"
+    tracker_auth = { grants = { "operations.read" = ["token:ops"] } }
+  }
+
+  expect_failures = [google_cloud_run_v2_service.tracker]
+}
+
+run "unknown_permission_is_refused" {
+  command = plan
+
+  variables {
+    tracker_auth = { grants = { "operations.fly" = ["token:ops"] } }
+  }
+
+  expect_failures = [var.tracker_auth]
+}
+
+run "bad_member_is_refused" {
+  command = plan
+
+  variables {
+    tracker_auth = { grants = { "operations.read" = ["alice"] } }
+  }
+
+  expect_failures = [var.tracker_auth]
+}
+
+run "authentication_through_extra_env_is_refused" {
+  command = plan
+
+  variables {
+    extra_env = { TRACKER_GRANT = "operations.read=allUsers" }
+  }
+
+  expect_failures = [var.extra_env]
 }
