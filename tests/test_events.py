@@ -304,3 +304,21 @@ def test_name_segments_of_dots_are_refused_by_the_default_pattern() -> None:
         assert _reason({**HEADERS, "ce-subject": name}, b"{}") == "bad_name", name
     for name in ("operations/.a", "operations/a..b", "operations/..a", "operations/v1.2"):
         assert parse_message({**HEADERS, "ce-subject": name}, b"{}")[0].operation == name
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        (Kind.CREATED, {"metadata": {"@type": None, "value": {"a": 1}}}),
+        (Kind.CREATED, {"metadata": {"@type": 5}}),
+        (Kind.SUCCEEDED, {"response": {"@type": []}}),
+        (Kind.CREATED, {"metadata": {"@type": "type.googleapis.com/google.protobuf.Value"}}),
+        (Kind.FAILED, {"error": {"code": 3, "details": [{"@type": None}]}}),
+        (Kind.PROGRESS, {"percent": 10**400}),
+    ],
+)
+def test_json_the_protobuf_parser_trips_on_is_invalid_data(kind: Kind, data: Any) -> None:
+    """Found by tests/test_fuzz.py: json_format raised AttributeError / KeyError (a 500, and
+    an "internal" dead letter on the push route)."""
+    body = json.dumps(data).encode()
+    assert _reason({**HEADERS, "ce-type": kind.type}, body) == "invalid_data"

@@ -303,3 +303,23 @@ def test_a_batch_is_at_most_16_mib_whatever_the_event_limit(http: httpx.Client) 
     rejected(http.post("/v1/events", headers=headers, content=body), 413, "too_large")
     at = b"[" + b" " * (events.MAX_BATCH_BYTES - 2) + b"]"
     rejected(http.post("/v1/events", headers=headers, content=at), 400, "empty_batch")  # read
+
+
+ODD_TEXT = "nul\x00 tab\t nl\n del\x7f bidi\u202e bom\ufeff astral\U0001f600 cjk\u4e2d"
+
+
+def test_any_unicode_text_is_stored_intact_on_every_backend(http: httpx.Client) -> None:
+    """Control characters, NUL and astral characters in every free-text field."""
+    name = fresh()
+    fields = {
+        "operation_type": ODD_TEXT,
+        "parent": ODD_TEXT,
+        "labels": {ODD_TEXT: ODD_TEXT, "": "empty key"},
+    }
+    first = send(http, Kind.CREATED, name, created(**fields), event_id=ODD_TEXT, source=ODD_TEXT)
+    assert outcome(first) == "applied"
+    meta = metadata(http, name)
+    assert (meta["operationType"], meta["parent"]) == (ODD_TEXT, ODD_TEXT)
+    assert meta["labels"] == fields["labels"]
+    again = send(http, Kind.CREATED, name, created(**fields), event_id=ODD_TEXT, source=ODD_TEXT)
+    assert outcome(again) == "duplicate"  # the identity read back exactly

@@ -312,8 +312,17 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
                 data[name] = _wrap_plain_any(data[name])
         try:
             json_format.ParseDict(data, message)
-        except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+        except json_format.ParseError as exc:
             raise InvalidEvent("invalid_data", f"{kind.value} data: {clip(exc, 300)}") from None
+        except Exception as exc:
+            # Whatever else the proto3 JSON parser raises is about the data too: it raises
+            # AttributeError or KeyError for an Any whose "@type" is not a string or that
+            # lacks "value", OverflowError for an integer too large for a double.
+            raise InvalidEvent(
+                "invalid_data",
+                f"{kind.value} data does not fit {message.DESCRIPTOR.full_name} (an Any needs"
+                f' a string "@type", and "value" for a well-known type): {clip(exc, 200)}',
+            ) from None
     else:
         raise InvalidEvent(
             "bad_content_type",

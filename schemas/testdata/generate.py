@@ -833,6 +833,14 @@ def build() -> Vectors:
         with_data(e, {"percent": 1, "metadata": deep}),
         invalid("too_deep", schema_rejects=False),
     )
+
+    e = attrs("succeeded", "bad-0044", src, op)
+    v.structured(
+        "any_type_not_a_string",
+        'An Any whose "@type" is not a string.',
+        with_data(e, {"response": {"@type": None, "value": {"rows": 1}}}),
+        invalid("invalid_data"),
+    )
     return v
 
 
