@@ -167,9 +167,8 @@ class EventRules:
     def check_name(self, name: str) -> None:
         name_re: re.Pattern[str] = self._name_re  # type: ignore[attr-defined]
         # The length first: the pattern never runs on unbounded input.
-        if text_bytes(name, "bad_name", "operation name") > MAX_NAME_BYTES or not name_re.fullmatch(
-            name
-        ):
+        size = text_bytes(name, "bad_name", "operation name")
+        if size > MAX_NAME_BYTES or not name_re.fullmatch(name):
             raise InvalidEvent(
                 "bad_name",
                 f"operation name {echo(name)} does not match {echo(self.name_pattern)}"
@@ -464,7 +463,7 @@ def from_cloudevent(
         source=source,
         kind=kind,
         operation=str(subject),
-        time=when or received or datetime.now(UTC),
+        time=(when or received or datetime.now(UTC)).astimezone(UTC),
         data=data,
         sequence=sequence,
         extensions=extensions,
