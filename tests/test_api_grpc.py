@@ -486,6 +486,39 @@ def test_negative_page_size_and_foreign_collection_are_invalid(
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
 
 
+METHODS = ["GetOperation", "ListOperations", "DeleteOperation", "CancelOperation", "WaitOperation"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x02\xff\xfe"],  # corrupt; cut short; not UTF-8
+    ids=["corrupt", "truncated", "invalid-utf8"],
+)
+def test_a_request_that_does_not_parse_is_invalid_argument(
+    channel: grpc.Channel, method: str, raw: bytes
+) -> None:
+    """Was UNKNOWN ("Exception deserializing request") from grpc's own deserializer."""
+    call = channel.unary_unary(f"/google.longrunning.Operations/{method}")
+    with pytest.raises(grpc.RpcError) as info:
+        call(raw, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "google.longrunning." in info.value.details()  # type: ignore[attr-defined]
+    # The answer carries the google.rpc.Status with its ErrorInfo, like every other error.
+    trailers = dict(info.value.trailing_metadata())  # type: ignore[attr-defined]
+    detail = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    assert detail.code == code_pb2.INVALID_ARGUMENT
+
+
+def test_a_name_longer_than_any_stored_is_invalid_argument(
+    client: operations_v1.OperationsClient,
+) -> None:
+    name = "operations/" + "a" * 1100
+    for call in (client.get_operation, client.delete_operation, client.cancel_operation):
+        with pytest.raises(exceptions.InvalidArgument, match="longer than 1024 bytes"):
+            call(name, retry=None)
+
+
 def test_unexpected_error_is_internal_without_details(
     server: Server,
     client: operations_v1.OperationsClient,

@@ -16,7 +16,7 @@ from google.api_core.operations_v1 import AbstractOperationsClient
 from google.api_core.operations_v1.transports.rest import OperationsRestTransport
 from google.auth.credentials import AnonymousCredentials
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import ERROR_INFO, google_error, ingest, later, make_event, running_op, succeed
@@ -148,6 +148,39 @@ def test_any_of_an_unknown_type_falls_back_to_base64(
     assert listed.status_code == 200 and len(listed.json()["operations"]) == 2
 
 
+def test_any_whose_bytes_do_not_read_as_its_type_falls_back_to_base64(
+    server: Server, http: httpx.Client, prefix: str
+) -> None:
+    """Protobuf data is opaque: a Struct nested past protobuf's 100 levels was a 500 on GET."""
+    inner = struct_pb2.Struct()
+    for _ in range(60):  # 180 message levels: protobuf readers stop at 100
+        outer = struct_pb2.Struct()
+        outer.fields["a"].struct_value.CopyFrom(inner)
+        inner = outer
+    deep = any_pb2.Any()
+    deep.Pack(inner)
+    ingest(server, [make_event(Kind.SUCCEEDED, f"{prefix}/opaque", data={"response": deep})])
+
+    response = http.get(url(f"{prefix}/opaque"))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["response"] == {
+        "@type": STRUCT,
+        "value": base64.b64encode(deep.value).decode(),
+    }
+
+
+def test_a_name_longer_than_any_stored_is_400(http: httpx.Client) -> None:
+    name = "operations/" + "a" * 1100
+    for response in (
+        http.get(url(name)),
+        http.delete(url(name)),
+        http.post(url(name, "cancel")),
+        http.post(url(name, "wait"), json={"timeout": "0s"}),
+    ):
+        assert "longer than 1024 bytes" in expect_error(response, 400, "INVALID_ARGUMENT")
+
+
 def test_get_unknown_is_404(http: httpx.Client) -> None:
     message = expect_error(http.get(url("operations/does-not-exist")), 404, "NOT_FOUND")
     assert "operations/does-not-exist" in message
@@ -215,6 +248,11 @@ def test_list_pages(
     assert [n for p in pages for n in p] == expected
 
 
+def _token(text: str) -> str:
+    """A page token the way the server encodes one, holding `text`."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
@@ -228,6 +266,13 @@ def test_list_pages(
         ({"pagesize": "3"}, "unknown query parameter 'pagesize'"),
         ({"pageSize": "3", "page_size": "4"}, "more than once"),
         ({"filter": ["done = true", "done = false"]}, "more than once"),
+        # Regressions: each of these was a 500.
+        ({"filter": 'create_time > "9999-12-31T23:59:59-23:59"'}, "not between"),
+        ({"filter": 'update_time < "0001-01-01T00:00:00+01:00"'}, "not between"),
+        ({"pageToken": _token("[" * 5000 + "]" * 5000)}, "page_token"),
+        ({"pageToken": _token('{"a": "\\ud800", "f": "e3b0c44298fc1c14"}')}, "page_token"),
+        ({"pageToken": _token('{"a": 7, "f": "e3b0c44298fc1c14"}')}, "page_token"),
+        ({"pageToken": "A" * 10_000}, "page_token"),
     ],
 )
 def test_list_bad_input_is_400(http: httpx.Client, params: dict[str, Any], match: str) -> None:

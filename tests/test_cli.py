@@ -158,6 +158,8 @@ def test_serve_help_shows_every_setting_with_its_env_var() -> None:
         (["--grpc-port=-7"], {}, "--grpc-port"),
         (["--name-pattern", "("], {}, "--name-pattern"),
         (["--max-event-bytes", "10"], {}, "--max-event-bytes"),
+        # Above 2 MiB a state could outgrow a Spanner cell (tracker/events.py).
+        (["--max-event-bytes", str(2 * 1024 * 1024 + 1)], {}, "--max-event-bytes"),
         (["--max-wait-seconds", "0"], {}, "--max-wait-seconds"),
         (["--log-level", "loud"], {}, "--log-level"),
         (["--db", "/no/such/folder/tracker.db"], {}, "--db"),

@@ -316,7 +316,8 @@ def binary_form(case: dict[str, Any]) -> tuple[dict[str, str], bytes]:
         event = json.loads(case["body"])
         data = event.pop("data", None)
         media = event.pop("datacontenttype", "application/json")
-        attrs = {f"ce-{key}": str(value) for key, value in event.items()}
+        # A null attribute is unset (CloudEvents JSON format): no header for it.
+        attrs = {f"ce-{key}": str(value) for key, value in event.items() if value is not None}
         if data in (None, {}):
             return attrs, b""
         attrs["content-type"] = media

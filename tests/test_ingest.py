@@ -125,6 +125,8 @@ def _without(key: str) -> dict[str, str]:
     return {k: v for k, v in BINARY_OK.items() if k != key}
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000  # far past the JSON parser's stack
+
 BAD_HTTP = [
     ("malformed_json", 400, {"content-type": "application/cloudevents+json"}, b"{not json"),
     ("malformed_json", 400, BINARY_OK, b"{not json"),
@@ -136,6 +138,21 @@ BAD_HTTP = [
     ("bad_name", 400, dict(BINARY_OK, **{"ce-subject": "jobs/1"}), b"{}"),
     ("invalid_data", 400, BINARY_OK, b'{"percent": 120}'),
     ("too_large", 413, BINARY_OK, b'{"message": "' + b"x" * 2_000_000 + b'"}'),
+    # Regressions: each of these was a 500.
+    ("too_deep", 400, {"content-type": "application/cloudevents+json"}, DEEP),
+    ("too_deep", 400, {"content-type": "application/cloudevents-batch+json"}, DEEP),
+    ("too_deep", 400, BINARY_OK, b'{"metadata": ' + DEEP + b"}"),
+    ("bad_time", 400, dict(BINARY_OK, **{"ce-time": "9999-12-31T23:59:59-23:59"}), b"{}"),
+    ("bad_time", 400, dict(BINARY_OK, **{"ce-time": "0001-01-01T00:00:00+01:00"}), b"{}"),
+    (
+        "bad_source",
+        400,
+        {"content-type": "application/cloudevents+json"},
+        json.dumps(
+            {"specversion": "1.0", "id": "1", "source": "\ud800", "type": Kind.HEARTBEAT.type}
+            | {"subject": OP}
+        ).encode(),
+    ),
 ]
 
 
@@ -223,6 +240,19 @@ BAD_PUSH = [
     ("missing_subject", json.dumps(envelope(_without("ce-subject"), b"{}")).encode()),
     ("invalid_data", json.dumps(envelope(BINARY_OK, b'{"percent": -1}')).encode()),
     ("bad_name", json.dumps(envelope(dict(BINARY_OK, **{"ce-subject": "x"}), b"{}")).encode()),
+    # Regressions: a 500 dead-lettered as "internal", or a 503 that Pub/Sub retries forever.
+    ("too_deep", b'{"message": ' + DEEP + b"}"),
+    ("bad_envelope", json.dumps(envelope(BINARY_OK, b"{}", message_id="\ud800")).encode()),
+    ("bad_envelope", json.dumps(envelope(BINARY_OK, b"{}", message_id="9" * 257)).encode()),
+    ("bad_envelope", json.dumps(envelope({f"a{i}": "" for i in range(101)}, b"{}")).encode()),
+    ("bad_envelope", json.dumps(envelope({"a" * 257: ""}, b"{}")).encode()),
+    ("bad_envelope", json.dumps(envelope({"a": "\udc00"}, b"{}")).encode()),
+    (
+        "bad_time",
+        json.dumps(
+            envelope(dict(BINARY_OK, **{"ce-time": "9999-12-31T23:59:59-23:59"}), b"{}")
+        ).encode(),
+    ),
 ]
 
 
@@ -243,6 +273,20 @@ def test_push_poison_is_dead_lettered_and_acked(
     assert letters[0].detail
     assert counts(server) == (0, 0)
     assert rejected(server, "push", reason) == before + 1
+
+
+def test_push_publish_time_that_does_not_parse_is_ignored(
+    server: Server, http: httpx.Client
+) -> None:
+    """The publish time is only the fallback event time; out of range, the receive time is."""
+    headers, body = to_binary(make_event(Kind.HEARTBEAT, OP))
+    del headers["ce-time"]
+    message = envelope(headers, body)
+    message["message"]["publishTime"] = "9999-12-31T23:59:59-23:59"  # was a 500, dead-lettered
+    before = datetime.now(UTC)
+    assert http.post("/v1/pubsub/push", json=message).status_code == 204
+    stored = server.store.get(OP)
+    assert stored is not None and stored.state.create_time.ToDatetime(UTC) >= before
 
 
 def test_push_strict_unknown_then_replay_after_created(strict_server: Server) -> None:

@@ -138,6 +138,7 @@ def test_schema_data_matches_the_proto_fields(kind: str) -> None:
         (9223372036854775807, True),
         (9223372036854775808, False),
         (1.5, False),
+        (None, True),  # null is unset, as for every CloudEvents attribute
     ],
 )
 def test_schema_sequence_bounds(instance: Any, ok: bool) -> None:

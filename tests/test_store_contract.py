@@ -573,3 +573,53 @@ def test_reads_for_the_api_take_only_what_they_serve(store: Store) -> None:
     assert store.read_checkpoint("operations/none") == (False, None)
     with pytest.raises(NotFound):
         store.checkpoint("operations/none")
+
+
+def test_the_longest_heartbeat_timeout_and_the_last_deadline_are_stored(store: Store) -> None:
+    """Was an OverflowError inside the apply transaction (a 500): the due time of a 10,000
+    year heartbeat timeout is past datetime.max, so that timeout never comes; a deadline
+    still does."""
+    from datetime import UTC, datetime
+
+    longest = duration_pb2.Duration(seconds=315576000000, nanos=999999999)
+    last = timestamp_pb2.Timestamp(seconds=253402300799, nanos=999999999)
+    year_9000 = timestamp_pb2.Timestamp()
+    year_9000.FromDatetime(datetime(9000, 1, 1, tzinfo=UTC))
+    store.apply(
+        [
+            make_event(Kind.CREATED, "operations/forever", data={"heartbeat_timeout": longest}),
+            make_event(Kind.CREATED, "operations/last", data={"deadline": last}),
+            make_event(
+                Kind.CREATED,
+                "operations/both",
+                data={"heartbeat_timeout": longest, "deadline": year_9000},
+            ),
+        ]
+    )
+    store.apply([make_event(Kind.HEARTBEAT, "operations/forever")])  # and saved again
+    assert meta(store, "operations/last").deadline == last
+    # The latest "now" whose retention time (now + 30 days) is still a datetime.
+    late = datetime(9999, 11, 1, tzinfo=UTC)
+    (expired,) = store.expire_due(late)
+    assert expired.state.name == "operations/both" and "deadline" in expired.operation.error.message
+    assert store.expire_due(late) == []
+    for name in ("operations/forever", "operations/last"):
+        assert not store.get(name).operation.done  # type: ignore[union-attr]
+
+
+def test_event_times_before_year_1000_keep_time_order(store: Store) -> None:
+    """The SQLite text form of a time was not zero-padded before year 1000 ('500-01-01'
+    sorted after '2026-...'): a create_time filter missed such operations."""
+    from datetime import UTC, datetime
+
+    store.apply(
+        [make_event(Kind.CREATED, "operations/ancient", time=datetime(500, 1, 1, tzinfo=UTC))]
+    )
+    store.apply([make_event(Kind.CREATED, "operations/recent", time=T0)])
+    for text, want in (
+        ('create_time < "1000-01-01T00:00:00Z"', ["operations/ancient"]),
+        ('create_time > "1000-01-01T00:00:00Z"', ["operations/recent"]),
+        ('create_time >= "0001-01-01T00:00:00Z"', ["operations/ancient", "operations/recent"]),
+    ):
+        query = ListQuery(filter=filtering.parse(text), page_size=10)
+        assert [s.state.name for s in store.list_operations(query)] == want, text

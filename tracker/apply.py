@@ -17,6 +17,7 @@ Rules (docs/semantics.md has the long form):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,19 +251,26 @@ def request_cancel(state: OperationState, now: datetime) -> OperationState:
 
 def due_time(state: OperationState) -> datetime | None:
     """When a not-done operation expires if nothing else happens: its deadline, or its
-    last event plus the heartbeat timeout, whichever is first. None if never."""
+    last event plus the heartbeat timeout, whichever is first. None if never.
+
+    A heartbeat timeout may be up to 10,000 years (the Duration range): a sum past the
+    last representable instant (9999-12-31, also Spanner's and Python's) never comes, so
+    that candidate is dropped rather than overflowing inside the store's transaction.
+    """
     if state.done:
         return None
     candidates = []
     if state.HasField("deadline"):
         candidates.append(state.deadline.ToDatetime(UTC))
-    if state.HasField("heartbeat_timeout") and state.heartbeat_timeout.ToTimedelta():
+    timeout = state.heartbeat_timeout
+    if state.HasField("heartbeat_timeout") and (timeout.seconds > 0 or timeout.nanos > 0):
         last = (
             state.last_heartbeat_time
             if state.HasField("last_heartbeat_time")
             else state.create_time
         )
-        candidates.append(last.ToDatetime(UTC) + state.heartbeat_timeout.ToTimedelta())
+        with contextlib.suppress(OverflowError):  # past datetime.max: never
+            candidates.append(last.ToDatetime(UTC) + timeout.ToTimedelta())
     return min(candidates) if candidates else None
 
 

@@ -14,7 +14,12 @@ from typing import Any
 
 from tracker.constants import GOOGLE_CERTS_URL
 from tracker.errors import ConfigError
-from tracker.events import DEFAULT_MAX_EVENT_BYTES, DEFAULT_NAME_PATTERN, EventRules
+from tracker.events import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_NAME_PATTERN,
+    MAX_EVENT_BYTES_LIMIT,
+    EventRules,
+)
 from tracker.notify.outbox import RetryPolicy
 
 
@@ -78,7 +83,7 @@ class Config:
     )
     max_event_bytes: int = field(
         default=DEFAULT_MAX_EVENT_BYTES,
-        metadata={"help": "Largest accepted event (attributes and data), in bytes."},
+        metadata={"help": "Largest accepted event (attributes and data), in bytes; at most 2 MiB."},
     )
     max_wait_seconds: float = field(
         default=300.0,
@@ -181,8 +186,13 @@ class Config:
             re.compile(self.name_pattern)
         except re.error as exc:
             raise ConfigError(f"--name-pattern: not a regular expression: {exc}") from None
-        if self.max_event_bytes < 1024:
-            raise ConfigError("--max-event-bytes: must be at least 1024")
+        if not 1024 <= self.max_event_bytes <= MAX_EVENT_BYTES_LIMIT:
+            # Above the limit, an operation's state could outgrow a Spanner cell and its
+            # done-notification a Pub/Sub message (tracker/events.py).
+            raise ConfigError(
+                f"--max-event-bytes: {self.max_event_bytes} is not in"
+                f" 1024..{MAX_EVENT_BYTES_LIMIT} (what Spanner and Pub/Sub can hold)"
+            )
         if self.sweep_seconds <= 0:
             raise ConfigError("--sweep-seconds: must be positive")
         if self.done_ttl_days <= 0:

@@ -29,9 +29,14 @@ MAX_ECHO_CHARS: Final = 100
 
 
 def clip(text: object, limit: int = MAX_ECHO_CHARS) -> str:
-    """`text` cut to `limit` characters, for quoting caller input in a message."""
+    """`text` cut to `limit` characters, for quoting caller input in a message.
+
+    A lone surrogate (from a JSON escape such as "\\ud800") has no UTF-8 form and would
+    break the answer that carries it: it is written as its escape instead.
+    """
     value = str(text)
-    return value if len(value) <= limit else value[:limit] + "..."
+    value = value if len(value) <= limit else value[:limit] + "..."
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def echo(value: object, limit: int = MAX_ECHO_CHARS) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import unquote
 
 from cloudevents.core.bindings.http import HTTPMessage, from_binary
 from cloudevents.core.exceptions import BaseCloudEventException
@@ -25,7 +26,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2  # noqa: F401  (standard Status details in JSON)
 
-from tracker.errors import InvalidEvent, echo
+from tracker.errors import InvalidEvent, clip, echo
 from tracker.v1 import events_pb2
 
 TYPE_PREFIX: Final = "tracker.operation.v1."
@@ -36,11 +37,51 @@ JSON_CONTENT_TYPE: Final = "application/json"
 PROTOBUF_CONTENT_TYPE: Final = "application/protobuf"
 _PROTOBUF_TYPES: Final = frozenset({"application/protobuf", "application/x-protobuf"})
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9.\-]+\+)?json$")
-DEFAULT_NAME_PATTERN: Final = r"^operations/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$"
-MAX_NAME_LENGTH: Final = 512
-MAX_ID_LENGTH: Final = 256
+# Every segment has a character other than "." (so "." and ".." segments are refused);
+# written without alternation or lookahead so that RE2 and ECMA-262 read it the same way.
+DEFAULT_NAME_PATTERN: Final = (
+    r"^operations/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$"
+)
 MAX_SEQUENCE: Final = 2**63 - 1
+
+# ---- limits ------------------------------------------------------------------------------
+# What every store and the completion topic can hold, checked once, here, when an event is
+# parsed (schemas/README.md "Limits"). Never looser than the Spanner columns of
+# schemas/spanner/0001_init.sql: STRING(N) counts characters, a key and a Pub/Sub attribute
+# count UTF-8 bytes, so each limit is counted the way the tightest holder counts.
+#
+# Operations.key STRING(1024); the name is also the ce-subject and `operation` attribute of
+# a done-notification (Pub/Sub: attribute values <= 1024 bytes).
+MAX_NAME_BYTES: Final = 1024
+# AppliedEvents.EventId STRING(256).
+MAX_ID_CHARS: Final = 256
+# AppliedEvents.Source is STRING(MAX), but (OperationKey, Source, EventId) is a primary key
+# and Spanner keys are at most 8 KiB with their encoding: 1024 + 4096 + 256 * 4 bytes of
+# name, source and id leave 2 KiB of it unused.
+MAX_SOURCE_BYTES: Final = 4096
+# Operations.OperationType STRING(256) (and <= 1024 bytes as a Pub/Sub attribute).
+MAX_OPERATION_TYPE_CHARS: Final = 256
+# Operations.Parent STRING(1024), and the `parent` Pub/Sub attribute (<= 1024 bytes).
+MAX_PARENT_BYTES: Final = 1024
+# Labels become Pub/Sub attributes `label_<key>` of the done-notification: at most 100
+# attributes (12 are the tracker's), names <= 256 bytes (one byte per key character once
+# sanitized), values <= 1024 bytes.
+MAX_LABELS: Final = 64
+MAX_LABEL_KEY_CHARS: Final = 256 - len("label_")
+MAX_LABEL_VALUE_BYTES: Final = 1024
+# Nesting of JSON data (the data object is level 1). A google.protobuf.Struct costs three
+# message levels per JSON level and protobuf readers stop at 100 levels: deeper metadata
+# or a deeper response could be stored but never read back.
+MAX_DATA_DEPTH: Final = 32
 DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
+# The largest --max-event-bytes. An operation's state holds at most four events' worth of
+# data (labels, message, metadata, result): 4 x 2 MiB stays below Spanner's 10 MiB cell
+# limit, and the served Operation (at most three) below Pub/Sub's 10 MB message limit.
+MAX_EVENT_BYTES_LIMIT: Final = 2 * 1024 * 1024
+# A batch request is applied in one transaction, which writes each byte of event data at
+# most four times (state and Operation, outbox state and payload): 16 MiB stays below
+# Spanner's 100 MB commit limit whatever --max-event-bytes is.
+MAX_BATCH_BYTES: Final = 16 * 1024 * 1024
 
 
 class Kind(enum.Enum):
@@ -118,17 +159,98 @@ class EventRules:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_name_re", re.compile(self.name_pattern))
 
+    @property
+    def max_batch_bytes(self) -> int:
+        """The largest batch request: 16 events' worth, at most MAX_BATCH_BYTES."""
+        return min(self.max_event_bytes * BATCH_FACTOR, MAX_BATCH_BYTES)
+
     def check_name(self, name: str) -> None:
         name_re: re.Pattern[str] = self._name_re  # type: ignore[attr-defined]
-        if len(name) > MAX_NAME_LENGTH or not name_re.fullmatch(name):
+        # The length first: the pattern never runs on unbounded input.
+        size = text_bytes(name, "bad_name", "operation name")
+        if size > MAX_NAME_BYTES or not name_re.fullmatch(name):
             raise InvalidEvent(
                 "bad_name",
                 f"operation name {echo(name)} does not match {echo(self.name_pattern)}"
-                f" (at most {MAX_NAME_LENGTH} characters)",
+                f" (at most {MAX_NAME_BYTES} bytes)",
             )
 
 
+BATCH_FACTOR: Final = 16  # a batch may be this many times the single-event limit
 DEFAULT_RULES: Final = EventRules()
+
+
+def text_bytes(value: str, reason: str, what: str) -> int:
+    """UTF-8 size of caller text; text that has no UTF-8 form (a lone surrogate from a JSON
+    escape) is refused here, since no store can hold it."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidEvent(reason, f"{what} is not valid Unicode (unpaired surrogate)") from None
+
+
+def _check_text(
+    value: str, reason: str, what: str, *, max_bytes: int = 0, max_chars: int = 0
+) -> None:
+    size = text_bytes(value, reason, what)
+    if max_bytes and size > max_bytes:
+        raise InvalidEvent(reason, f"{what} is {size} bytes; at most {max_bytes} are accepted")
+    if max_chars and len(value) > max_chars:
+        raise InvalidEvent(
+            reason, f"{what} is {len(value)} characters; at most {max_chars} are accepted"
+        )
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_time(value: object, what: str = "time") -> datetime:
+    """An RFC 3339 time (offset required, at most 9 fractional digits) as a UTC datetime.
+
+    The instant must lie in 0001-01-01..9999-12-31 UTC (what protobuf Timestamps, Python
+    and Spanner hold): '9999-12-31T23:59:59-23:59' is a valid RFC 3339 string past it.
+    """
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise InvalidEvent(
+            "bad_time", f"{what} {echo(value)} is not an RFC 3339 time like 2024-06-01T12:00:00Z"
+        )
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidEvent(
+            "bad_time",
+            f"{what} {echo(value)} is not a time between 0001-01-01T00:00:00Z"
+            " and 9999-12-31T23:59:59Z",
+        ) from None
+
+
+def json_too_deep(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (the value itself is level 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def load_json(body: bytes | str, reason: str, what: str) -> Any:
+    """json.loads, with input nested beyond the parser's stack as a clear rejection."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise InvalidEvent("too_deep", f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(reason, f"{what} is not valid JSON: {clip(exc)}") from None
 
 
 def _media_type(content_type: str | None) -> str | None:
@@ -170,26 +292,36 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
             raise InvalidEvent("invalid_data", f"{media} data must be bytes (use data_base64)")
         try:
             message.ParseFromString(bytes(data))
-        except DecodeError as exc:
+        except (DecodeError, TypeError, ValueError) as exc:
             raise InvalidEvent(
-                "invalid_data", f"data is not a valid {kind.value} message: {exc}"
+                "invalid_data", f"data is not a valid {kind.value} message: {clip(exc)}"
             ) from None
     elif _JSON_TYPE.match(media):
         if isinstance(data, (bytes, str)):
-            try:
-                data = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InvalidEvent("malformed_json", f"data is not valid JSON: {exc}") from None
+            data = load_json(data, "malformed_json", "data")
         if not isinstance(data, dict):
             raise InvalidEvent("invalid_data", f"{kind.value} data must be a JSON object")
+        if json_too_deep(data, MAX_DATA_DEPTH):
+            raise InvalidEvent(
+                "too_deep", f"data nests arrays and objects deeper than {MAX_DATA_DEPTH} levels"
+            )
         data = dict(data)
         for name in _ANY_FIELDS.get(kind, ()):
             if name in data:
                 data[name] = _wrap_plain_any(data[name])
         try:
             json_format.ParseDict(data, message)
-        except (json_format.ParseError, TypeError, ValueError) as exc:
-            raise InvalidEvent("invalid_data", f"{kind.value} data: {exc}") from None
+        except json_format.ParseError as exc:
+            raise InvalidEvent("invalid_data", f"{kind.value} data: {clip(exc, 300)}") from None
+        except Exception as exc:
+            # Whatever else the proto3 JSON parser raises is about the data too: it raises
+            # AttributeError or KeyError for an Any whose "@type" is not a string or that
+            # lacks "value", OverflowError for an integer too large for a double.
+            raise InvalidEvent(
+                "invalid_data",
+                f"{kind.value} data does not fit {message.DESCRIPTOR.full_name} (an Any needs"
+                f' a string "@type", and "value" for a well-known type): {clip(exc, 200)}',
+            ) from None
     else:
         raise InvalidEvent(
             "bad_content_type",
@@ -200,8 +332,54 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
     return message
 
 
+# google.protobuf.Timestamp and Duration ranges (google/protobuf/*.proto); the JSON parser
+# checks them, the binary parser does not.
+_MIN_SECONDS: Final = -62135596800  # 0001-01-01T00:00:00Z
+_MAX_SECONDS: Final = 253402300799  # 9999-12-31T23:59:59Z
+_MAX_DURATION_SECONDS: Final = 315576000000  # 10000 years
+
+
+def _check_created(message: events_pb2.Created) -> None:
+    _check_text(
+        message.operation_type,
+        "bad_operation_type",
+        "operationType",
+        max_chars=MAX_OPERATION_TYPE_CHARS,
+    )
+    _check_text(message.parent, "bad_parent", "parent", max_bytes=MAX_PARENT_BYTES)
+    if len(message.labels) > MAX_LABELS:
+        raise InvalidEvent(
+            "too_many_labels", f"{len(message.labels)} labels; at most {MAX_LABELS} are accepted"
+        )
+    for key, value in message.labels.items():
+        _check_text(
+            key, "bad_label_key", f"label key {echo(key, 40)}", max_chars=MAX_LABEL_KEY_CHARS
+        )
+        _check_text(
+            value,
+            "bad_label_value",
+            f"value of label {echo(key, 40)}",
+            max_bytes=MAX_LABEL_VALUE_BYTES,
+        )
+    if message.HasField("deadline"):
+        deadline = message.deadline
+        if not (_MIN_SECONDS <= deadline.seconds <= _MAX_SECONDS and 0 <= deadline.nanos < 10**9):
+            raise InvalidEvent(
+                "invalid_data", "deadline is not a time between 0001-01-01 and 9999-12-31"
+            )
+    if message.HasField("heartbeat_timeout"):
+        timeout = message.heartbeat_timeout
+        if not (0 <= timeout.seconds <= _MAX_DURATION_SECONDS and 0 <= timeout.nanos < 10**9):
+            raise InvalidEvent(
+                "invalid_data",
+                f"heartbeatTimeout must be a duration from 0s to {_MAX_DURATION_SECONDS}s",
+            )
+
+
 def _check_data(kind: Kind, message: Message) -> None:
-    if isinstance(message, events_pb2.Progress):
+    if isinstance(message, events_pb2.Created):
+        _check_created(message)
+    elif isinstance(message, events_pb2.Progress):
         if not 0.0 <= message.percent <= 100.0:
             raise InvalidEvent(
                 "invalid_data", f"progress percent {message.percent} not in [0, 100]"
@@ -215,16 +393,36 @@ def _check_data(kind: Kind, message: Message) -> None:
 
 
 def _parse_sequence(value: Any) -> int | None:
+    """A decimal sequence, as a string (or a JSON integer in structured mode).
+
+    An empty string is refused like any other non-number: absent means no sequence
+    (the header or attribute left out, or JSON null in structured mode).
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise InvalidEvent("bad_sequence", "sequence must be a decimal unsigned integer")
     text = str(value)
-    if not text.isdigit() or not text.isascii() or int(text) > MAX_SEQUENCE:
+    if not (text.isascii() and text.isdigit()) or len(text) > 40 or int(text) > MAX_SEQUENCE:
         raise InvalidEvent(
             "bad_sequence", f"sequence {echo(text)} is not a decimal integer in 0..2^63-1"
         )
     return int(text)
+
+
+_CORE_ATTRIBUTES: Final = frozenset(
+    {
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        SEQUENCE_ATTR,
+    }
+)
 
 
 def from_cloudevent(
@@ -233,17 +431,19 @@ def from_cloudevent(
     rules: EventRules = DEFAULT_RULES,
     *,
     received: datetime | None = None,
-    time_given: bool = True,
+    when: datetime | None = None,
 ) -> Event:
     """Validate a parsed CloudEvent and build the typed event.
 
     `raw_data` is the undecoded data (bytes from a binary-mode body, or whatever the
     structured JSON held) so that protobuf bodies are never mangled by text decoding.
+    `when` is the event's own time, already parsed (None: it sent none, `received` is used).
     """
     attrs = ce.get_attributes()
     event_id = str(attrs.get("id") or "")
-    if len(event_id) > MAX_ID_LENGTH:
-        raise InvalidEvent("bad_id", f"id longer than {MAX_ID_LENGTH} characters")
+    _check_text(event_id, "bad_id", "id", max_chars=MAX_ID_CHARS)
+    source = str(attrs.get("source") or "")
+    _check_text(source, "bad_source", "source", max_bytes=MAX_SOURCE_BYTES)
     kind = Kind.from_type(str(attrs.get("type")))
     subject = attrs.get("subject")
     if not subject:
@@ -251,40 +451,21 @@ def from_cloudevent(
             "missing_subject", "subject (the operation name) is required", event_id=event_id
         )
     rules.check_name(str(subject))
-    when = attrs.get("time") if time_given else None
-    if isinstance(when, datetime):
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    else:
-        when = received or datetime.now(UTC)
-    extensions = {
-        k: str(v)
-        for k, v in attrs.items()
-        if k
-        not in {
-            "id",
-            "source",
-            "type",
-            "specversion",
-            "subject",
-            "time",
-            "datacontenttype",
-            "dataschema",
-            SEQUENCE_ATTR,
-        }
-    }
+    extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
     try:
+        sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
         data = decode_data(kind, attrs.get("datacontenttype"), raw_data)
     except InvalidEvent as exc:
         exc.event_id = event_id
         raise
     return Event(
         id=event_id,
-        source=str(attrs["source"]),
+        source=source,
         kind=kind,
         operation=str(subject),
-        time=when.astimezone(UTC),
+        time=(when or received or datetime.now(UTC)).astimezone(UTC),
         data=data,
-        sequence=_parse_sequence(attrs.get(SEQUENCE_ATTR)),
+        sequence=sequence,
         extensions=extensions,
     )
 
@@ -308,22 +489,33 @@ def _require(present: bool, attr: str) -> None:
 def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event:
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_attributes", "a structured CloudEvent must be a JSON object")
-    _require(bool(obj.get("id")), "id")
-    attrs = dict(obj)
+    # CloudEvents JSON format: an attribute that is null is unset.
+    attrs = {k: v for k, v in obj.items() if v is not None}
+    _require(bool(attrs.get("id")), "id")
     raw: Any = attrs.pop("data", None)
     b64 = attrs.pop("data_base64", None)
+    for name, value in attrs.items():
+        # CloudEvents attribute types are String, Integer and Boolean (URI, Timestamp and
+        # Binary are written as strings); the core attributes are all strings.
+        if name in _CORE_ATTRIBUTES and name != SEQUENCE_ATTR and not isinstance(value, str):
+            raise InvalidEvent("invalid_attributes", f"attribute {echo(name)} must be a string")
+        if not isinstance(value, (str, int)):
+            raise InvalidEvent(
+                "invalid_attributes",
+                f"attribute {echo(name, 40)} must be a string, integer or boolean",
+            )
     if b64 is not None:
         if raw is not None:
             raise InvalidEvent("invalid_data", "data and data_base64 are mutually exclusive")
+        if not isinstance(b64, str):
+            raise InvalidEvent("invalid_data", "data_base64 must be a base64 string")
         try:
-            raw = base64.b64decode(str(b64), validate=True)
+            raw = base64.b64decode(b64, validate=True)
         except ValueError:
             raise InvalidEvent("invalid_data", "data_base64 is not valid base64") from None
-    if "time" in attrs:
-        try:
-            attrs["time"] = datetime.fromisoformat(str(attrs["time"]).replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidEvent("bad_time", f"time {echo(attrs['time'])} is not RFC 3339") from None
+    when = parse_time(attrs["time"]) if "time" in attrs else None
+    if when is not None:
+        attrs["time"] = when
     if SEQUENCE_ATTR in attrs:
         attrs[SEQUENCE_ATTR] = str(_parse_sequence(attrs[SEQUENCE_ATTR]))
     try:
@@ -332,13 +524,13 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event
         raise _validation_error(exc) from None
     if ce.get_specversion() != "1.0":
         raise InvalidEvent("invalid_attributes", "specversion must be 1.0")
-    return from_cloudevent(ce, raw, rules, received=received, time_given="time" in attrs)
+    return from_cloudevent(ce, raw, rules, received=received, when=when)
 
 
-def _check_size(body: bytes, rules: EventRules) -> None:
-    if len(body) > rules.max_event_bytes:
+def _check_size(size: int, rules: EventRules) -> None:
+    if size > rules.max_event_bytes:
         raise InvalidEvent(
-            "too_large", f"event of {len(body)} bytes exceeds the limit of {rules.max_event_bytes}"
+            "too_large", f"event of {size} bytes exceeds the limit of {rules.max_event_bytes}"
         )
 
 
@@ -358,7 +550,7 @@ def parse_message(
     if media == BATCH_CONTENT_TYPE:
         return parse_batch(body, rules, received=received)
     if media == STRUCTURED_CONTENT_TYPE:
-        _check_size(body, rules)
+        _check_size(len(body), rules)
         return [_structured(_load_json(body), rules, received)]
     if not any(k.lower().startswith("ce-") for k in headers):
         raise InvalidEvent(
@@ -366,24 +558,25 @@ def parse_message(
             "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
             f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}",
         )
-    _check_size(body, rules)
+    _check_size(len(body), rules)
     _require(bool(_header(headers, "ce-id")), "id")
+    # The time is read here, not by the CloudEvents SDK, so that it follows the same
+    # rules (and gives the same reason) as in structured mode.
+    given_time = _header(headers, "ce-time")
+    when = None if given_time is None else parse_time(unquote(given_time))
+    ce_headers = {k: v for k, v in headers.items() if k.lower() != "ce-time"}
     try:
-        ce = from_binary(HTTPMessage(headers=dict(headers), body=b""), JSONFormat(), CloudEvent)
+        ce = from_binary(HTTPMessage(headers=ce_headers, body=b""), JSONFormat(), CloudEvent)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise _validation_error(exc) from None
     if ce.get_specversion() != "1.0":
         raise InvalidEvent("invalid_attributes", "ce-specversion must be 1.0")
     assert isinstance(ce, CloudEvent)
-    given = _header(headers, "ce-time") is not None
-    return [from_cloudevent(ce, body, rules, received=received, time_given=given)]
+    return [from_cloudevent(ce, body, rules, received=received, when=when)]
 
 
 def _load_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent("malformed_json", f"body is not valid JSON: {exc}") from None
+    return load_json(body, "malformed_json", "body")
 
 
 def parse_batch(
@@ -395,14 +588,24 @@ def parse_batch(
         raise InvalidEvent("malformed_json", "a CloudEvents batch must be a JSON array")
     events = []
     for index, item in enumerate(items):
-        _check_size(json.dumps(item).encode(), rules)
         try:
+            # Each event's size as it would be sent alone (compact JSON, UTF-8).
+            _check_size(len(_compact(item)), rules)
             events.append(_structured(item, rules, received))
         except InvalidEvent as exc:
             raise InvalidEvent(
                 exc.reason, f"batch[{index}]: {exc.message}", event_id=exc.event_id
             ) from None
     return events
+
+
+def _compact(value: Any) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    except RecursionError:
+        raise InvalidEvent("too_deep", "event is nested too deeply") from None
 
 
 def pubsub_headers(attributes: Mapping[str, str]) -> dict[str, str]:

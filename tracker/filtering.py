@@ -189,11 +189,18 @@ def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
             raise InvalidArgument(f"filter: {field} takes a comparison")
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            # In UTC here, once: an offset can carry a time past year 9999 or before year 1.
+            when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
         except ValueError:
             raise InvalidArgument(
                 f"filter: {field} needs an RFC 3339 time, got {echo(value)}"
             ) from None
-        return Cmp(field, op, when if when.tzinfo else when.replace(tzinfo=UTC))
+        except OverflowError:
+            raise InvalidArgument(
+                f"filter: {field} time {echo(value)} is not between 0001-01-01T00:00:00Z"
+                " and 9999-12-31T23:59:59Z"
+            ) from None
+        return Cmp(field, op, when)
     known = ", ".join(("done", *STRING_FIELDS, *TIME_FIELDS, "labels.<key>"))
     raise InvalidArgument(f"filter: unknown field {echo(field)}; known: {known}")
 

@@ -24,7 +24,7 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
-from tracker.events import DEFAULT_RULES, Event, EventRules, parse_pubsub
+from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules, parse_pubsub
 from tracker.hooks import AfterCommit, Committed, run_hooks
 from tracker.metrics import Metrics
 from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# A token holds one name (at most MAX_NAME_BYTES) and a hash, in JSON and base64.
+MAX_TOKEN_CHARS = 8 * MAX_NAME_BYTES
 
 
 @dataclass(frozen=True)
@@ -193,14 +195,14 @@ class Tracker:
     # ---- reads -------------------------------------------------------------------------
 
     async def get(self, name: str) -> operations_pb2.Operation:
-        operation = await asyncio.to_thread(self.store.get_operation, name)
+        operation = await asyncio.to_thread(self.store.get_operation, check_name(name))
         if operation is None:
             raise NotFound(f"operation {echo(name)} not found")
         return operation
 
     async def checkpoint(self, name: str) -> bytes | None:
         """The latest checkpoint bytes (None: none yet); NotFound without the operation."""
-        return await asyncio.to_thread(self.store.checkpoint, name)
+        return await asyncio.to_thread(self.store.checkpoint, check_name(name))
 
     async def list(self, filter_text: str = "", page_size: int = 0, page_token: str = "") -> Page:
         if page_size < 0:
@@ -217,11 +219,13 @@ class Tracker:
         return Page([r.operation for r in rows], token)
 
     async def delete(self, name: str) -> None:
-        if not await asyncio.to_thread(self.store.delete, name):
+        if not await asyncio.to_thread(self.store.delete, check_name(name)):
             raise NotFound(f"operation {echo(name)} not found")
 
     async def cancel(self, name: str) -> operations_pb2.Operation:
-        stored, became_done = await asyncio.to_thread(self.store.cancel, name, notify=self.notify)
+        stored, became_done = await asyncio.to_thread(
+            self.store.cancel, check_name(name), notify=self.notify
+        )
         self.after_commit(
             Committed(
                 route="cancel",
@@ -320,12 +324,36 @@ def _encode_token(after: str, filter_text: str) -> str:
 
 
 def _decode_token(token: str, filter_text: str) -> str:
+    not_ours = InvalidArgument("page_token is not a token this server issued")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise not_ours
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        after, fhash = str(data["a"]), str(data["f"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token is not a token this server issued") from None
+        after, fhash = data["a"], data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        raise not_ours from None
+    # What the token holds goes into a store query: only a name this server could issue.
+    if not isinstance(after, str) or not isinstance(fhash, str) or not _storable(after):
+        raise not_ours
     if fhash != _filter_hash(filter_text):
         raise InvalidArgument("page_token was issued for a different filter")
     return after
+
+
+def _storable(name: str) -> bool:
+    try:
+        return len(name.encode("utf-8")) <= MAX_NAME_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+def check_name(name: str) -> str:
+    """A name on a read or a cancel: one longer than any stored name (or not Unicode) is
+    refused before it reaches the store, the same way on every backend."""
+    if not _storable(name):
+        raise InvalidArgument(
+            f"operation name {echo(name)} is longer than {MAX_NAME_BYTES} bytes"
+            " or not valid Unicode; no operation has such a name"
+        )
+    return name

@@ -34,6 +34,15 @@ from tracker.v1 import events_pb2  # noqa: E402
 PREFIX = "tracker.operation.v1."
 STRUCTURED = "application/cloudevents+json"
 MAX_SEQUENCE = 2**63 - 1
+# The limits of schemas/README.md ("Limits"); bytes are UTF-8.
+MAX_NAME_BYTES = 1024
+MAX_ID_CHARS = 256
+MAX_SOURCE_BYTES = 4096
+MAX_OPERATION_TYPE_CHARS = 256
+MAX_PARENT_BYTES = 1024
+MAX_LABELS = 64
+MAX_LABEL_KEY_CHARS = 250
+MAX_LABEL_VALUE_BYTES = 1024
 
 MODES = ("structured", "binary-http", "pubsub-binary", "pubsub-structured")
 
@@ -370,16 +379,45 @@ def build() -> Vectors:
         valid(e, events_pb2.Heartbeat()),
     )
 
-    long_name = "operations/" + "a" * (512 - len("operations/"))
+    long_name = "operations/" + "a" * (MAX_NAME_BYTES - len("operations/"))
     heartbeat = events_pb2.Heartbeat(message="still here")
     e = attrs("heartbeat", "evt-0014", src, long_name)
     v.binary(
         "heartbeat_binary_http_max_length_name",
-        "An operation name of exactly 512 characters.",
+        "An operation name of exactly 1024 bytes, the limit.",
         e,
         "application/json",
         json.dumps(to_json(heartbeat)),
         valid(e, heartbeat),
+    )
+
+    e = attrs("heartbeat", "evt-0022", src, op, time="2024-06-01T12:08:00Z")
+    ev = dict(e, sequence=None)
+    v.structured(
+        "heartbeat_structured_null_sequence",
+        "An attribute that is JSON null is unset (CloudEvents JSON format): no sequence.",
+        ev,
+        valid(e, events_pb2.Heartbeat()),
+    )
+
+    at_limits = events_pb2.Created(
+        operation_type="t" * MAX_OPERATION_TYPE_CHARS,
+        parent="projects/" + "p" * (MAX_PARENT_BYTES - len("projects/")),
+        labels={f"l{i:02d}": "v" for i in range(MAX_LABELS - 2)}
+        | {"k" * MAX_LABEL_KEY_CHARS: "long key", "long-value": "v" * MAX_LABEL_VALUE_BYTES},
+    )
+    e = attrs(
+        "created",
+        "i" * MAX_ID_CHARS,
+        "urn:" + "s" * (MAX_SOURCE_BYTES - len("urn:")),
+        "operations/export-20240601-limits",
+        sequence="1",
+    )
+    v.structured(
+        "created_structured_at_limits",
+        "Every limit met exactly: id, source, operationType, parent, label count, key and value.",
+        with_data(e, to_json(at_limits)),
+        valid(e, at_limits),
     )
 
     result = {"uri": "gs://acme-exports/sales-20240601.csv", "rows": 1200}
@@ -550,9 +588,7 @@ def build() -> Vectors:
     )
 
     e = attrs("heartbeat", "bad-0010", src, long_name + "b")
-    v.structured(
-        "bad_name_too_long", "An operation name of 513 characters.", e, invalid("bad_name")
-    )
+    v.structured("bad_name_too_long", "An operation name of 1025 bytes.", e, invalid("bad_name"))
 
     e = attrs("progress", "x" * 257, src, op)
     v.structured("bad_id_too_long", "An id of 257 characters.", with_data(e, pj), invalid("bad_id"))
@@ -715,6 +751,95 @@ def build() -> Vectors:
     both["data_base64"] = "CgIAAQ=="
     v.structured(
         "data_and_data_base64", "Both data and data_base64.", both, invalid("invalid_data")
+    )
+
+    for number, (name, bad) in enumerate(
+        [("dot", "operations/exports/./e-1"), ("dot_dot", "operations/exports/../e-1")], 31
+    ):
+        e = attrs("progress", f"bad-00{number}", src, bad)
+        v.structured(
+            f"bad_name_{name}_segment",
+            f"A {bad.split('/')[2]!r} path segment.",
+            with_data(e, pj),
+            invalid("bad_name"),
+        )
+
+    e = attrs("progress", "bad-0033", src, op, sequence="")
+    v.binary(
+        "bad_sequence_empty",
+        "An empty ce-sequence: absent means no sequence, empty is not a number.",
+        e,
+        "application/json",
+        json.dumps(pj),
+        invalid("bad_sequence"),
+    )
+
+    e = attrs("progress", "bad-0034", src, op, time="9999-12-31T23:59:59-23:59")
+    v.binary(
+        "bad_time_out_of_range",
+        "Valid RFC 3339, but after 9999-12-31T23:59:59Z once in UTC.",
+        e,
+        "application/json",
+        json.dumps(pj),
+        invalid("bad_time", schema_rejects=False),
+        pubsub=True,
+    )
+
+    e = attrs("heartbeat", "bad-0035", "urn:" + "s" * (MAX_SOURCE_BYTES + 1 - len("urn:")), op)
+    v.structured("bad_source_too_long", "A source of 4097 bytes.", e, invalid("bad_source"))
+
+    one_over = [
+        ("bad_operation_type", {"operationType": "t" * (MAX_OPERATION_TYPE_CHARS + 1)}),
+        ("bad_parent", {"parent": "p" * (MAX_PARENT_BYTES + 1)}),
+        ("too_many_labels", {"labels": {f"l{i:02d}": "v" for i in range(MAX_LABELS + 1)}}),
+        ("bad_label_key", {"labels": {"k" * (MAX_LABEL_KEY_CHARS + 1): "v"}}),
+        ("bad_label_value", {"labels": {"k": "v" * (MAX_LABEL_VALUE_BYTES + 1)}}),
+    ]
+    for number, (reason, data) in enumerate(one_over, 36):
+        e = attrs("created", f"bad-00{number}", src, op)
+        v.structured(
+            f"{reason}_over_limit",
+            f"created data one over the limit of its {reason.removeprefix('bad_')}.",
+            with_data(e, data),
+            invalid(reason),
+        )
+
+    e = attrs("created", "bad-0041", src, op)
+    v.structured(
+        "created_negative_heartbeat_timeout",
+        "A negative heartbeatTimeout would expire the operation at once.",
+        with_data(e, {"heartbeatTimeout": "-5s"}),
+        invalid("invalid_data"),
+    )
+
+    far = events_pb2.Created(deadline=timestamp_pb2.Timestamp(seconds=253402300800))
+    e = attrs("created", "bad-0042", src, op)
+    v.binary(
+        "created_deadline_out_of_range_protobuf",
+        "A deadline after 9999-12-31T23:59:59Z (the protobuf encoding does not check it).",
+        e,
+        "application/protobuf",
+        to_bytes(far),
+        invalid("invalid_data", schema_rejects=False),
+    )
+
+    e = attrs("progress", "bad-0043", src, op)
+    deep: Any = {"a": 1}
+    for _ in range(40):
+        deep = {"a": deep}
+    v.structured(
+        "data_too_deep",
+        "JSON data nested 42 levels deep (at most 32 are accepted).",
+        with_data(e, {"percent": 1, "metadata": deep}),
+        invalid("too_deep", schema_rejects=False),
+    )
+
+    e = attrs("succeeded", "bad-0044", src, op)
+    v.structured(
+        "any_type_not_a_string",
+        'An Any whose "@type" is not a string.',
+        with_data(e, {"response": {"@type": None, "value": {"rows": 1}}}),
+        invalid("invalid_data"),
     )
     return v
 

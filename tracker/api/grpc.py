@@ -7,18 +7,19 @@ offers the standard health service (`grpc.health.v1.Health`) and server reflecti
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from tracker.api import status
-from tracker.errors import InvalidArgument, echo
+from tracker.errors import InvalidArgument, clip, echo
 from tracker.service import Tracker
 
 T = TypeVar("T")
@@ -129,12 +130,46 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         return await self.tracker.wait(name, budget)
 
 
+def _parsing(method: Callable[[Any, Context], Awaitable[Any]], request_type: Any) -> Any:
+    """A handler taking the request's bytes: a request that does not parse is the caller's
+    error (INVALID_ARGUMENT, with a message), not the UNKNOWN grpc answers for a failed
+    deserializer."""
+
+    async def handler(raw: bytes, context: Context) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            error = InvalidArgument(
+                f"request is not a valid {request_type.DESCRIPTOR.full_name}: {clip(exc)}"
+            )
+            await status.abort(context, status.from_exception(error))
+        return await method(request, context)
+
+    return handler
+
+
+def operations_handler(servicer: OperationsServicer) -> grpc.GenericRpcHandler:
+    """google.longrunning.Operations with requests parsed by the handlers themselves."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in operations_pb2.DESCRIPTOR.services_by_name["Operations"].methods:
+        response_type = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _parsing(
+                getattr(servicer, method.name),
+                message_factory.GetMessageClass(method.input_type),
+            ),
+            request_deserializer=None,  # the handler gets the bytes
+            response_serializer=response_type.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
 async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio.HealthServicer:
     """Register Operations, health (SERVING) and reflection on an asyncio gRPC server.
 
     Returns the health servicer, so that shutdown can report NOT_SERVING first.
     """
-    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(tracker), server)
+    server.add_generic_rpc_handlers((operations_handler(OperationsServicer(tracker)),))
     health = health_aio.HealthServicer()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)

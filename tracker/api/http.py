@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, json_format
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -36,7 +36,7 @@ from tracker.api import status
 from tracker.api.guard import require
 from tracker.api.web import guarded, read_body
 from tracker.auth import Permission
-from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, echo
+from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, clip, echo
 from tracker.service import Page, Tracker
 
 T = TypeVar("T")
@@ -75,10 +75,12 @@ SSE_KEEPALIVE_SECONDS: float = 15.0
 
 
 def any_to_dict(value: any_pb2.Any) -> dict[str, Any]:
-    """proto3 JSON of an Any; `{"@type", "value": base64}` for a type we cannot resolve."""
+    """proto3 JSON of an Any; `{"@type", "value": base64}` for a type we cannot resolve,
+    or whose bytes do not read as that type (a producer's protobuf data is opaque to the
+    tracker, e.g. a Struct nested deeper than protobuf readers go)."""
     try:
         result: dict[str, Any] = json_format.MessageToDict(value)
-    except (TypeError, ValueError, json_format.Error):
+    except (TypeError, ValueError, json_format.Error, DecodeError, RecursionError):
         result = {"@type": value.type_url, "value": base64.b64encode(value.value).decode()}
     return result
 
@@ -190,8 +192,8 @@ async def parse_body(request: Request, message: M, name: str) -> M:
             raise InvalidArgument("request body must be a JSON object")
         try:
             json_format.ParseDict(data, message)
-        except json_format.ParseError as exc:
-            raise InvalidArgument(f"request body: {exc}") from None
+        except (json_format.ParseError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"request body: {clip(exc, 300)}") from None
     body_name = getattr(message, "name", "")
     if body_name and body_name != name:
         raise InvalidArgument(

@@ -20,7 +20,6 @@ from tracker.events import parse_message
 from tracker.service import Tracker
 
 ROUTE = "http"
-BATCH_FACTOR = 16  # a batch may be this many times the single-event limit
 
 
 def _too_large(limit: int) -> InvalidEvent:
@@ -29,7 +28,8 @@ def _too_large(limit: int) -> InvalidEvent:
 
 def routes(tracker: Tracker) -> list[BaseRoute]:
     async def ingest(request: Request) -> Response:
-        limit = tracker.rules.max_event_bytes * BATCH_FACTOR
+        # A single event is held to max_event_bytes once its mode is known.
+        limit = tracker.rules.max_batch_bytes
         try:
             await require(request, Permission.EVENTS_PUBLISH)
         except Exception as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import datetime
 from typing import Any
 
@@ -27,37 +26,69 @@ from tracker.api import status
 from tracker.api.guard import require
 from tracker.api.web import error_response, read_body
 from tracker.auth import Permission
-from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable
-from tracker.events import parse_pubsub
+from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable, echo
+from tracker.events import load_json, parse_pubsub, parse_time, text_bytes
 from tracker.service import Tracker
 
 ROUTE = "push"
 ENVELOPE_OVERHEAD = 64 * 1024  # attributes and envelope fields beside the data
 
 
+# What Pub/Sub itself delivers at most; an envelope claiming more was not made by it, and
+# the message id is kept in DeadLetters.MessageId STRING(256).
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY_BYTES = 256
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+MAX_MESSAGE_ID_CHARS = 256
+
+
 def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+    """The publish time, a fallback event time only: one that does not parse is ignored."""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(value, "publishTime")
+    except InvalidEvent:
         return None
+
+
+def _attributes(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidEvent("bad_envelope", "message.attributes must map strings to strings")
+    if len(value) > MAX_ATTRIBUTES:
+        raise InvalidEvent("bad_envelope", f"more than {MAX_ATTRIBUTES} message.attributes")
+    for key, text in value.items():
+        if text_bytes(key, "bad_envelope", "an attribute name") > MAX_ATTRIBUTE_KEY_BYTES:
+            raise InvalidEvent(
+                "bad_envelope", f"attribute name {echo(key, 40)} longer than 256 bytes"
+            )
+        if text_bytes(text, "bad_envelope", "an attribute value") > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise InvalidEvent(
+                "bad_envelope", f"value of attribute {echo(key, 40)} longer than 1024 bytes"
+            )
+    return value
+
+
+def _message_id(message: dict[str, Any]) -> str:
+    value = message.get("messageId") or message.get("message_id") or ""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise InvalidEvent("bad_envelope", "message.messageId must be a string")
+    text = str(value)
+    if len(text) > MAX_MESSAGE_ID_CHARS:
+        raise InvalidEvent("bad_envelope", f"message.messageId longer than {MAX_MESSAGE_ID_CHARS}")
+    text_bytes(text, "bad_envelope", "message.messageId")
+    return text
 
 
 def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime | None]:
     """(attributes, data, message id, publish time) of a push envelope, or InvalidEvent."""
-    try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent("bad_envelope", f"push body is not JSON: {exc}") from None
+    envelope = load_json(body, "bad_envelope", "push body")
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
         raise InvalidEvent("bad_envelope", "push body has no message object")
-    attributes = message.get("attributes") or {}
-    if not isinstance(attributes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
-    ):
-        raise InvalidEvent("bad_envelope", "message.attributes must map strings to strings")
+    attributes = _attributes(message.get("attributes"))
     raw = message.get("data") or ""
     if not isinstance(raw, str):
         raise InvalidEvent("bad_envelope", "message.data must be a base64 string")
@@ -65,7 +96,7 @@ def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime |
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidEvent("bad_base64", "message.data is not valid base64") from None
-    message_id = str(message.get("messageId") or message.get("message_id") or "")
+    message_id = _message_id(message)
     publish_time = _parse_time(message.get("publishTime") or message.get("publish_time"))
     return attributes, data, message_id, publish_time
 

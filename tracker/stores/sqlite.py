@@ -45,7 +45,9 @@ SENT_RETENTION = timedelta(days=7)
 
 def ts(when: datetime) -> str:
     """Fixed-width UTC text, so that string order is time order."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = when.astimezone(UTC)
+    # %Y is not zero-padded for years before 1000 (glibc): "1-01-01" would sort after "2026".
+    return f"{when.year:04d}" + when.strftime("-%m-%dT%H:%M:%S.%fZ")
 
 
 def _ts_or_none(when: datetime | None) -> str | None:
