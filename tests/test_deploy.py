@@ -577,8 +577,10 @@ def check_image(image: Image) -> None:
     # (docs/auth.md). The image never opens itself to everyone.
     assert "TRACKER_ALLOW_UNAUTHENTICATED" not in image.env, "the image must not open itself"
     assert "/healthz" in " ".join(image.healthcheck)
-    # The schemas folder is copied where TRACKER_SCHEMAS_DIR points.
-    assert ("COPY", f"schemas {image.env['TRACKER_SCHEMAS_DIR']}") in image.instructions
+    # The DDL is package data (tracker/_schemas links to schemas/): the build stage has
+    # schemas/ beside tracker/, and nothing points the tracker elsewhere.
+    assert "schemas" in image.copies
+    assert "TRACKER_SCHEMAS_DIR" not in image.env
     # SQLite (the default store) writes into the user's own folder.
     workdir = image.last("WORKDIR")
     assert str(Path(image.env["TRACKER_DB"]).parent) == workdir
@@ -823,6 +825,9 @@ BROKEN_IMAGES: dict[str, Callable[[Image], None]] = {
     "another command": lambda i: _set_instruction(i, "CMD", '["server"]'),
     "port not exposed": lambda i: _set_instruction(i, "EXPOSE", "80"),
     "schemas elsewhere": lambda i: i.env.update(TRACKER_SCHEMAS_DIR="/schemas"),
+    "no schemas in the build": lambda i: setattr(
+        i, "copies", [c for c in i.copies if c != "schemas"]
+    ),
     "open to everyone": lambda i: i.env.update(TRACKER_ALLOW_UNAUTHENTICATED="true"),
 }
 
@@ -846,7 +851,8 @@ def test_image_command_is_accepted_by_the_cli(image: Image, tmp_path: Path) -> N
         parse_command([*image.argv, "--http-prot", "1"], env)  # the parser is the real one
 
 
-def test_schemas_dir_from_the_image_env_is_what_tracker_reads(image: Image, tmp_path: Path) -> None:
+def test_schemas_dir_overrides_the_packaged_ddl(tmp_path: Path) -> None:
+    """TRACKER_SCHEMAS_DIR (an operator's own copy) wins over the package's DDL."""
     copied = tmp_path / "schemas"
     shutil.copytree(ROOT / "schemas", copied)
     # A version only the copy has: seen only if TRACKER_SCHEMAS_DIR is what tracker reads.
@@ -861,14 +867,18 @@ def test_schemas_dir_from_the_image_env_is_what_tracker_reads(image: Image, tmp_
     )
     assert out.returncode == 0, out.stderr
     assert "CREATE PROTO BUNDLE" in out.stdout and "DeployMarker" in out.stdout
-    assert image.env["TRACKER_SCHEMAS_DIR"].endswith("/schemas")
+    plain = {k: v for k, v in os.environ.items() if k != "TRACKER_SCHEMAS_DIR"}
+    out = subprocess.run(
+        [tracker, "schema", "show"], cwd=tmp_path, env=plain, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "DeployMarker" not in out.stdout, out.stderr
 
 
 def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     deps_block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
     wanted = [Requirement(d) for d in re.findall(r'"([^"]+)"', deps_block)]
-    wanted.append(Requirement("setuptools>=69"))  # builds tracker inside the image
+    wanted.append(Requirement("setuptools>=77"))  # builds tracker inside the image
     text = LOCK.read_text()
     pins = {
         canonicalize_name(name): version

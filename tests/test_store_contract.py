@@ -506,15 +506,16 @@ def test_rows_left_pending_by_schema_version_1_are_delivered_after_the_upgrade(
     """A database of version 1 with a pending and a sent outbox row, then migrated: the
     pending one is due (same id), the sent one stays sent."""
     import base64
-    import shutil
     import sqlite3
 
-    from tracker.schemas import schemas_dir
+    from tracker.schemas import schemas_root
 
     v1 = tmp_path / "schemas-v1"
     for kind in ("sqlite", "spanner"):
         (v1 / kind).mkdir(parents=True)
-        shutil.copy(schemas_dir() / kind / "0001_init.sql", v1 / kind)
+        (v1 / kind / "0001_init.sql").write_text(
+            (schemas_root() / kind / "0001_init.sql").read_text()
+        )
     monkeypatch.setenv("TRACKER_SCHEMAS_DIR", str(v1))
     payload = operations_pb2.Operation(name="operations/old", done=True).SerializeToString()
     rows = [("pending-1", T0, None), ("sent-1", T0, T0 + timedelta(seconds=1))]

@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 "$root/scripts/bootstrap"
-printf 'setuptools>=69\n' | "$root/.venv/bin/uv" pip compile -q \
+printf 'setuptools>=77\n' | "$root/.venv/bin/uv" pip compile -q \
   pyproject.toml - \
   --python-version 3.13 \
   --python-platform x86_64-manylinux_2_28 \

@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
 from tracker import gcp
-from tracker.schemas import schemas_dir
+from tracker.schemas import migrations as schema_files
 
 Variant = Literal["canonical", "emulator"]
 VARIANTS: Final = ("canonical", "emulator")
@@ -31,12 +31,7 @@ SCHEMA_TABLE: Final = "TrackerSchema"
 
 def migrations() -> list[tuple[int, list[str]]]:
     """(version, statements) for each schemas/spanner/NNNN_*.sql, in order."""
-    out = []
-    for path in sorted((schemas_dir() / "spanner").glob("*.sql")):
-        m = re.match(r"(\d+)_", path.name)
-        if m:
-            out.append((int(m.group(1)), split_statements(path.read_text())))
-    return out
+    return [(version, split_statements(text)) for version, text in schema_files("spanner")]
 
 
 def split_statements(sql: str) -> list[str]:
