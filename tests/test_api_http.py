@@ -502,15 +502,13 @@ def test_watch_ends_after_the_timeout(server: Server, http: httpx.Client, prefix
     assert "done" not in events[0]
 
 
-def test_watch_sends_keepalives_when_idle(
-    server: Server, http: httpx.Client, prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-    monkeypatch.setattr(api_http, "SSE_KEEPALIVE_SECONDS", 0.05)
-
-    with http.stream("GET", url(name, "watch"), params={"timeout": "0.5s"}) as response:
-        lines = list(response.iter_lines())
+def test_watch_sends_keepalives_when_idle(prefix: str) -> None:
+    config = Config(db=":memory:", http_port=0, grpc_port=-1, watch_keepalive_seconds=0.05)
+    with running(config) as server, httpx.Client(base_url=server.http_url, timeout=10) as http:
+        name = f"{prefix}/job"
+        running_op(server, name)
+        with http.stream("GET", url(name, "watch"), params={"timeout": "0.5s"}) as response:
+            lines = list(response.iter_lines())
 
     assert ": keepalive" in lines
     assert len(list(sse_events(iter(lines)))) == 1

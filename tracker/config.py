@@ -89,6 +89,10 @@ class Config:
         default=300.0,
         metadata={"help": "Longest WaitOperation; a longer or unset timeout is cut to this."},
     )
+    watch_keepalive_seconds: float = field(
+        default=15.0,
+        metadata={"help": "A comment on an idle :watch stream this often, so proxies keep it."},
+    )
     push_audience: str = field(
         default="",
         metadata={
@@ -205,6 +209,8 @@ class Config:
             )
         if self.notify_max_attempts < 1:
             raise ConfigError("--notify-max-attempts: must be at least 1")
+        if self.watch_keepalive_seconds <= 0:
+            raise ConfigError("--watch-keepalive-seconds: must be positive")
         if self.max_wait_seconds <= 0:
             raise ConfigError("--max-wait-seconds: must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -122,7 +122,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         Route("/metrics", metrics, methods=["GET"]),
         *ingest_http.routes(tracker),
         *push.routes(tracker),
-        *api_http.routes(tracker),
+        *api_http.routes(tracker, config.watch_keepalive_seconds),
     ]
     app = Starlette(
         routes=routes,

@@ -46,7 +46,7 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from tracker.client import MetadataValue, PublishResult, TrackerClient, _Producers
+from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
 from tracker.errors import NotFound, clip, code_name
 from tracker.events import JSON_CONTENT_TYPE, Event, to_binary
 
@@ -101,7 +101,7 @@ def code_for(exc: BaseException) -> int:
     return int(code_pb2.UNKNOWN)
 
 
-class PubSubProducer(_Producers[str]):
+class PubSubProducer(Producer[str]):
     """Publishes events to a Pub/Sub topic in binary content mode, ordered per operation.
 
     Returns the message id. Honours PUBSUB_EMULATOR_HOST like every Google client.
@@ -481,7 +481,7 @@ class Worker:
 
     def __init__(
         self,
-        producer: _Producers[Any],
+        producer: Producer[Any],
         *,
         tracker_url: str | None = None,
         heartbeat_every: float | None = None,

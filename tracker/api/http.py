@@ -18,18 +18,17 @@ failing the whole response. Errors are the Google JSON error body (`tracker.api.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, duration_pb2, json_format
-from google.protobuf.message import DecodeError, Message
-from google.rpc import status_pb2
+from google.protobuf import duration_pb2, json_format
+from google.protobuf.message import Message
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
@@ -37,7 +36,8 @@ from tracker.api.guard import require
 from tracker.api.web import guarded, read_body
 from tracker.auth import Permission
 from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, clip, echo
-from tracker.service import Page, Tracker
+from tracker.service import Tracker
+from tracker.wire import operation_to_dict, page_to_dict
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
@@ -67,60 +67,8 @@ SYSTEM_PARAMS: Final = frozenset(
 # Methods routed to the handlers, which answer a wrong one with a JSON 405.
 ROUTE_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_BODY_BYTES: Final = 64 * 1024
-# A comment line on an idle watch stream, so proxies do not cut it; read at request time.
-SSE_KEEPALIVE_SECONDS: float = 15.0
-
-
-# ---- JSON ------------------------------------------------------------------------------
-
-
-def any_to_dict(value: any_pb2.Any) -> dict[str, Any]:
-    """proto3 JSON of an Any; `{"@type", "value": base64}` for a type we cannot resolve,
-    or whose bytes do not read as that type (a producer's protobuf data is opaque to the
-    tracker, e.g. a Struct nested deeper than protobuf readers go)."""
-    try:
-        result: dict[str, Any] = json_format.MessageToDict(value)
-    except (TypeError, ValueError, json_format.Error, DecodeError, RecursionError):
-        result = {"@type": value.type_url, "value": base64.b64encode(value.value).decode()}
-    return result
-
-
-def status_to_dict(error: status_pb2.Status) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if error.code:
-        out["code"] = error.code
-    if error.message:
-        out["message"] = error.message
-    if error.details:
-        out["details"] = [any_to_dict(d) for d in error.details]
-    return out
-
-
-def operation_to_dict(operation: operations_pb2.Operation) -> dict[str, Any]:
-    """The proto3 JSON mapping of an Operation, tolerant of unresolvable Any types."""
-    out: dict[str, Any] = {}
-    if operation.name:
-        out["name"] = operation.name
-    if operation.HasField("metadata"):
-        out["metadata"] = any_to_dict(operation.metadata)
-    if operation.done:
-        out["done"] = True
-    result = operation.WhichOneof("result")
-    if result == "error":
-        out["error"] = status_to_dict(operation.error)
-    elif result == "response":
-        out["response"] = any_to_dict(operation.response)
-    return out
-
-
-def page_to_dict(page: Page) -> dict[str, Any]:
-    """ListOperationsResponse as JSON (empty fields omitted, as the mapping says)."""
-    out: dict[str, Any] = {}
-    if page.operations:
-        out["operations"] = [operation_to_dict(op) for op in page.operations]
-    if page.next_page_token:
-        out["nextPageToken"] = page.next_page_token
-    return out
+# A comment line on an idle watch stream, so proxies do not cut it (--watch-keepalive-seconds).
+SSE_KEEPALIVE_SECONDS: Final = 15.0
 
 
 # ---- request parsing -------------------------------------------------------------------
@@ -238,12 +186,8 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     return task.result()
 
 
-def sse(operation: operations_pb2.Operation) -> bytes:
-    return b"data: " + _compact(operation_to_dict(operation)) + b"\n\n"
-
-
-def _compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 # ---- handlers --------------------------------------------------------------------------
@@ -252,8 +196,9 @@ def _compact(value: Any) -> bytes:
 class OperationsHttp:
     """Handlers of the HTTP/JSON Operations API over one `Tracker`."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, keepalive_seconds: float = SSE_KEEPALIVE_SECONDS) -> None:
         self.tracker = tracker
+        self.keepalive_seconds = keepalive_seconds
 
     async def collection(self, request: Request) -> Response:
         if _method(request) != "GET":
@@ -277,7 +222,7 @@ class OperationsHttp:
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
         )
-        return JSONResponse(page_to_dict(page))
+        return JSONResponse(page_to_dict(page.operations, page.next_page_token))
 
     async def resource(self, request: Request) -> Response:
         raw = request.scope.get("raw_path")
@@ -345,9 +290,11 @@ class OperationsHttp:
         except BaseException:
             await _aclose(stream)
             raise
-        return StreamingResponse(
+        return EventSourceResponse(
             self._events(stream, first),
-            media_type="text/event-stream",
+            ping=self.keepalive_seconds,
+            sep="\n",
+            ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
@@ -359,36 +306,18 @@ class OperationsHttp:
         self,
         stream: AsyncIterator[operations_pb2.Operation],
         first: operations_pb2.Operation,
-    ) -> AsyncIterator[bytes]:
-        """SSE frames: the first state, every change, and keepalive comments when idle."""
-        yield sse(first)
-        pending: asyncio.Future[operations_pb2.Operation] | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """The first state, then every change; sse-starlette adds the keepalive comments
+        and ends the generator when the client goes away."""
         try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(stream))
-                done, _ = await asyncio.wait({pending}, timeout=SSE_KEEPALIVE_SECONDS)
-                if not done:
-                    yield b": keepalive\n\n"
-                    continue
-                task, pending = pending, None
-                try:
-                    operation = task.result()
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:  # the stream has started: report in-band
-                    body = _compact(status.from_exception(exc).body())
-                    yield b"event: error\ndata: " + body + b"\n\n"
-                    return
-                yield sse(operation)
+            yield ServerSentEvent(data=_compact(operation_to_dict(first)), sep="\n")
+            async for operation in stream:
+                yield ServerSentEvent(data=_compact(operation_to_dict(operation)), sep="\n")
+        except Exception as exc:  # the stream has started: report in-band
+            body = _compact(status.from_exception(exc).body())
+            yield ServerSentEvent(data=body, event="error", sep="\n")
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
-            # A generator still running in the cancelled task is closed by the cancellation.
-            if pending is None or pending.done():
-                await _aclose(stream)
+            await _aclose(stream)
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:
@@ -403,14 +332,14 @@ def _method(request: Request) -> str:
     return "GET" if request.method == "HEAD" else request.method
 
 
-def routes(tracker: Tracker) -> list[BaseRoute]:
+def routes(tracker: Tracker, keepalive_seconds: float = SSE_KEEPALIVE_SECONDS) -> list[BaseRoute]:
     """Starlette routes of the Operations HTTP/JSON API (methods are checked inside,
     so a wrong method gets a JSON 405 rather than Starlette's plain-text one)."""
-    api = OperationsHttp(tracker)
+    api = OperationsHttp(tracker, keepalive_seconds)
     return [
         Route("/v1/operations", guarded(api.collection), methods=ROUTE_METHODS),
         Route("/v1/operations/{rest:path}", guarded(api.resource), methods=ROUTE_METHODS),
     ]
 
 
-__all__ = ["OperationsHttp", "any_to_dict", "operation_to_dict", "routes"]
+__all__ = ["OperationsHttp", "routes"]

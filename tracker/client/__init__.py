@@ -1,0 +1,70 @@
+"""The Python SDK: producers publish events, consumers read, wait on and watch operations.
+
+`TrackerClient` is synchronous; `AsyncTrackerClient` is its asyncio twin with the same
+methods as coroutines (and async iterators for `list` and `watch`). Both speak the
+tracker's HTTP API only, so they work across processes and hosts; both are thin drivers
+of one sans-IO core (`tracker.client._core`).
+
+Failures are the project's own errors (`tracker.errors`): an HTTP error answer maps by
+its google.rpc status name (NOT_FOUND -> `NotFound`, INVALID_ARGUMENT -> `InvalidArgument`,
+or `InvalidEvent` with its reason for a rejected event, ...), and a tracker that cannot
+be reached raises `TrackerUnavailable`. Re-publishing an event after `TrackerUnavailable`
+is safe: the tracker applies an event id once.
+
+Credentials (`tracker.client.credentials`): `token=` or TRACKER_TOKEN for a bearer
+token, `id_token_audience=` or TRACKER_ID_TOKEN_AUDIENCE for a Google ID token from
+Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.longrunning import operations_pb2
+
+from tracker.client._async import AsyncTrackerClient
+from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
+from tracker.client._producers import MetadataValue, Producer, default_source, new_event, to_any
+from tracker.client._sync import TrackerClient
+from tracker.client.credentials import BearerToken, GoogleIdToken
+from tracker.constants import DEFAULT_URL
+from tracker.wire import metadata, operation_to_dict, parse_operation
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "AsyncTrackerClient",
+    "BearerToken",
+    "GoogleIdToken",
+    "MetadataValue",
+    "Mode",
+    "Producer",
+    "PublishResult",
+    "TrackerClient",
+    "default_source",
+    "error_from_answer",
+    "metadata",
+    "new_event",
+    "operation_to_dict",
+    "parse_operation",
+    "subscribe_done",
+    "to_any",
+    "wait_done",
+]
+
+
+def subscribe_done(subscription: str, callback: Callable[[Any], None]) -> Any:
+    """Done-notifications from the completion topic (needs Pub/Sub); see tracker.done."""
+    from tracker import done
+
+    return done.subscribe_done(subscription, callback)
+
+
+def wait_done(
+    subscription: str, name: str, timeout: float | None = None
+) -> operations_pb2.Operation:
+    """Wait for `name`'s done-notification on a completion-topic subscription."""
+    from tracker import done
+
+    return done.wait_done(subscription, name, timeout)

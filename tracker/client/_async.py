@@ -1,0 +1,182 @@
+"""`AsyncTrackerClient`: the plans of `_core` over an asyncio httpx client.
+
+The same arguments and methods as `TrackerClient`, as coroutines; `list` and `watch` are
+async iterators."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
+
+import httpx
+import httpx_sse
+from google.longrunning import operations_pb2
+
+from tracker.client import _core
+from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._producers import Producer, default_source
+from tracker.client.credentials import from_settings
+from tracker.constants import DEFAULT_URL
+from tracker.errors import TrackerError
+from tracker.events import JSON_CONTENT_TYPE, Event
+
+T = TypeVar("T")
+
+
+class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
+    """Asynchronous client of one tracker (see `TrackerClient` for the arguments)."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        source: str | None = None,
+        mode: Mode = "binary",
+        content_type: str = JSON_CONTENT_TYPE,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.source = source or default_source()
+        self.mode = mode
+        self.content_type = content_type
+        self._timeout = _core.as_timeout(timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=self._timeout,
+            auth=auth or from_settings(token, id_token_audience),
+            transport=transport,
+            headers=headers,
+        )
+
+    async def __aenter__(self) -> AsyncTrackerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, request: Request) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                request.method, request.path, **_core.httpx_arguments(request, self._timeout)
+            )
+        except httpx.HTTPError as exc:
+            raise _core.unavailable(self.url, exc) from exc
+        return _core.check(response)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        step = _core.Step(plan)
+        request = step.first()
+        while request is not None:
+            try:
+                response = await self._send(request)
+            except TrackerError as exc:
+                request = step.fail(exc)
+            else:
+                request = step.answer(response)
+        return step.result
+
+    # ---- producers ---------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> Coroutine[Any, Any, PublishResult]:
+        async def one() -> PublishResult:
+            return (await self.publish(event))[0]
+
+        return one()
+
+    async def publish(
+        self,
+        event_or_events: Event | Iterable[Event],
+        mode: Mode | None = None,
+        content_type: str | None = None,
+    ) -> builtins.list[PublishResult]:
+        """Publish events; one result per event, in order.
+
+        Batch mode sends them in one request, applied all-or-nothing; binary and
+        structured mode send one request per event.
+        """
+        events = [event_or_events] if isinstance(event_or_events, Event) else event_or_events
+        plan = _core.publish(events, mode or self.mode, content_type or self.content_type)
+        return await self._run(plan)
+
+    # ---- consumers ---------------------------------------------------------------------
+
+    async def get(self, name: str) -> operations_pb2.Operation:
+        return await self._run(_core.get(name))
+
+    async def list_page(
+        self, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> tuple[builtins.list[operations_pb2.Operation], str]:
+        """One page and the next page token ("" on the last page)."""
+        return await self._run(_core.list_page(filter, page_size, page_token))
+
+    async def list(
+        self, filter: str = "", page_size: int = 0
+    ) -> AsyncIterator[operations_pb2.Operation]:
+        """Every operation matching `filter` (AIP-160 subset), fetching page after page."""
+        token = ""
+        while True:
+            operations, token = await self.list_page(filter, page_size, token)
+            for operation in operations:
+                yield operation
+            if not token:
+                return
+
+    async def cancel(self, name: str) -> None:
+        """CancelOperation: the operation ends as CANCELLED at once unless already done;
+        its worker's later events are late."""
+        await self._run(_core.cancel(name))
+
+    async def delete(self, name: str) -> None:
+        await self._run(_core.delete(name))
+
+    async def get_checkpoint(self, name: str) -> bytes | None:
+        """The latest checkpoint bytes, or None when the operation has none."""
+        return await self._run(_core.get_checkpoint(name))
+
+    async def wait(self, name: str, timeout: float | None = None) -> operations_pb2.Operation:
+        """Block until the operation is done or `timeout` seconds pass (None: no limit).
+
+        Returns the operation either way; check `.done`. The server does the waiting
+        (WaitOperation), so the call wakes the moment the terminal event lands.
+        """
+        return await self._run(_core.wait(name, timeout))
+
+    async def watch(
+        self, name: str, timeout: float | None = None
+    ) -> AsyncIterator[operations_pb2.Operation]:
+        """The current state, then each change, until done (or `timeout` seconds pass).
+
+        Server-Sent Events from GET /v1/{name}:watch, reopened when a stream ends early;
+        when the timeout passes first, the last state yielded is not done.
+        """
+        session = _core.WatchSession(name, timeout)
+        while (request := session.next_request()) is not None:
+            kwargs = _core.httpx_arguments(request, self._timeout)
+            try:
+                async with httpx_sse.aconnect_sse(
+                    self._http, "GET", request.path, **kwargs
+                ) as source:
+                    if source.response.status_code >= 400:
+                        await source.response.aread()
+                        _core.check(source.response)
+                    async for sse in source.aiter_sse():
+                        operation = session.on_event(sse.event, sse.data)
+                        if operation is not None:
+                            yield operation
+                        if session.finished:
+                            return
+            except httpx.ReadTimeout as exc:
+                session.on_read_timeout(self.url, exc)
+                continue
+            except httpx.HTTPError as exc:
+                raise _core.unavailable(self.url, exc) from exc
+            session.on_stream_end()

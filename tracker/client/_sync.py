@@ -1,0 +1,184 @@
+"""`TrackerClient`: the plans of `_core` over a synchronous httpx client."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeVar
+
+import httpx
+import httpx_sse
+from google.longrunning import operations_pb2
+
+from tracker.client import _core
+from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._producers import Producer, default_source
+from tracker.client.credentials import from_settings
+from tracker.constants import DEFAULT_URL
+from tracker.errors import TrackerError
+from tracker.events import JSON_CONTENT_TYPE, Event
+
+T = TypeVar("T")
+
+
+class TrackerClient(Producer[PublishResult]):
+    """Synchronous client of one tracker.
+
+    Args:
+        url: base URL of the tracker's HTTP server.
+        timeout: seconds (or an httpx.Timeout) for ordinary calls; `wait` and `watch`
+            extend the read timeout to cover their server-side wait.
+        source: CloudEvents `source` of the events this client builds.
+        mode: default content mode of `publish` and the producer verbs.
+        content_type: default data encoding, application/json or application/protobuf.
+        token: a bearer token to send (else TRACKER_TOKEN).
+        id_token_audience: send a Google ID token for this audience from Application
+            Default Credentials (else TRACKER_ID_TOKEN_AUDIENCE).
+        auth: any httpx.Auth instead (tracker.client.credentials).
+        transport: an httpx transport (e.g. httpx.MockTransport in a user's tests).
+        headers: extra headers on every request.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        source: str | None = None,
+        mode: Mode = "binary",
+        content_type: str = JSON_CONTENT_TYPE,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        auth: httpx.Auth | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.source = source or default_source()
+        self.mode = mode
+        self.content_type = content_type
+        self._timeout = _core.as_timeout(timeout)
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=self._timeout,
+            auth=auth or from_settings(token, id_token_audience),
+            transport=transport,
+            headers=headers,
+        )
+
+    def __enter__(self) -> TrackerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, request: Request) -> httpx.Response:
+        try:
+            response = self._http.request(
+                request.method, request.path, **_core.httpx_arguments(request, self._timeout)
+            )
+        except httpx.HTTPError as exc:
+            raise _core.unavailable(self.url, exc) from exc
+        return _core.check(response)
+
+    def _run(self, plan: Plan[T]) -> T:
+        step = _core.Step(plan)
+        request = step.first()
+        while request is not None:
+            try:
+                response = self._send(request)
+            except TrackerError as exc:
+                request = step.fail(exc)
+            else:
+                request = step.answer(response)
+        return step.result
+
+    # ---- producers ---------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> PublishResult:
+        return self.publish(event)[0]
+
+    def publish(
+        self,
+        event_or_events: Event | Iterable[Event],
+        mode: Mode | None = None,
+        content_type: str | None = None,
+    ) -> builtins.list[PublishResult]:
+        """Publish events; one result per event, in order.
+
+        Batch mode sends them in one request, applied all-or-nothing; binary and
+        structured mode send one request per event.
+        """
+        events = [event_or_events] if isinstance(event_or_events, Event) else event_or_events
+        plan = _core.publish(events, mode or self.mode, content_type or self.content_type)
+        return self._run(plan)
+
+    # ---- consumers ---------------------------------------------------------------------
+
+    def get(self, name: str) -> operations_pb2.Operation:
+        return self._run(_core.get(name))
+
+    def list_page(
+        self, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> tuple[builtins.list[operations_pb2.Operation], str]:
+        """One page and the next page token ("" on the last page)."""
+        return self._run(_core.list_page(filter, page_size, page_token))
+
+    def list(self, filter: str = "", page_size: int = 0) -> Iterator[operations_pb2.Operation]:
+        """Every operation matching `filter` (AIP-160 subset), fetching page after page."""
+        token = ""
+        while True:
+            operations, token = self.list_page(filter, page_size, token)
+            yield from operations
+            if not token:
+                return
+
+    def cancel(self, name: str) -> None:
+        """CancelOperation: the operation ends as CANCELLED at once unless already done;
+        its worker's later events are late."""
+        self._run(_core.cancel(name))
+
+    def delete(self, name: str) -> None:
+        self._run(_core.delete(name))
+
+    def get_checkpoint(self, name: str) -> bytes | None:
+        """The latest checkpoint bytes, or None when the operation has none."""
+        return self._run(_core.get_checkpoint(name))
+
+    def wait(self, name: str, timeout: float | None = None) -> operations_pb2.Operation:
+        """Block until the operation is done or `timeout` seconds pass (None: no limit).
+
+        Returns the operation either way; check `.done`. The server does the waiting
+        (WaitOperation), so the call wakes the moment the terminal event lands.
+        """
+        return self._run(_core.wait(name, timeout))
+
+    def watch(self, name: str, timeout: float | None = None) -> Iterator[operations_pb2.Operation]:
+        """The current state, then each change, until done (or `timeout` seconds pass).
+
+        Server-Sent Events from GET /v1/{name}:watch, reopened when a stream ends early;
+        when the timeout passes first, the last state yielded is not done.
+        """
+        session = _core.WatchSession(name, timeout)
+        while (request := session.next_request()) is not None:
+            kwargs = _core.httpx_arguments(request, self._timeout)
+            try:
+                with httpx_sse.connect_sse(self._http, "GET", request.path, **kwargs) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        _core.check(source.response)
+                    for sse in source.iter_sse():
+                        operation = session.on_event(sse.event, sse.data)
+                        if operation is not None:
+                            yield operation
+                        if session.finished:
+                            return
+            except httpx.ReadTimeout as exc:
+                session.on_read_timeout(self.url, exc)
+                continue
+            except httpx.HTTPError as exc:
+                raise _core.unavailable(self.url, exc) from exc
+            session.on_stream_end()
