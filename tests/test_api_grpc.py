@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -86,47 +85,6 @@ def wait(
 # ---- get, list -------------------------------------------------------------------------
 
 
-def test_get_returns_operation_with_tracker_metadata(
-    server: Server, client: operations_v1.OperationsClient, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name, percent=42.0, env="prod")
-
-    op = client.get_operation(name)
-
-    assert op.name == name
-    assert not op.done
-    meta = operation_pb2.OperationMetadata()
-    assert op.metadata.Unpack(meta)
-    assert meta.percent == 42.0
-    assert meta.message == "working"
-    assert meta.operation_type == "export"
-    assert dict(meta.labels) == {"env": "prod"}
-
-
-def test_list_filters_by_done_name_prefix_and_label(
-    server: Server, client: operations_v1.OperationsClient, prefix: str
-) -> None:
-    running_op(server, f"{prefix}/a", env="prod")
-    running_op(server, f"{prefix}/b", env="dev")
-    running_op(server, f"{prefix}/c/sub", env="prod")
-    succeed(server, f"{prefix}/c/sub")
-    running_op(server, f"{prefix}x/other", env="prod")  # shares the text prefix, not the path
-
-    def listed(filter_text: str) -> list[str]:
-        return names(client.list_operations("operations", filter_text))
-
-    mine = f'name = "{prefix}/*"'
-    assert listed(mine) == [f"{prefix}/a", f"{prefix}/b", f"{prefix}/c/sub"]
-    assert listed(f"{mine} AND done = true") == [f"{prefix}/c/sub"]
-    assert listed(f"{mine} AND done = false") == [f"{prefix}/a", f"{prefix}/b"]
-    assert listed(f'{mine} AND labels.env = "prod"') == [f"{prefix}/a", f"{prefix}/c/sub"]
-    assert listed(f'{mine} AND NOT labels.env = "prod"') == [f"{prefix}/b"]
-    assert listed(f'name = "{prefix}/c/*"') == [f"{prefix}/c/sub"]
-    # The empty collection name is accepted as well as "operations".
-    assert names(client.list_operations("", mine)) == listed(mine)
-
-
 def test_list_pages_with_the_default_page_size(
     server: Server, client: operations_v1.OperationsClient, prefix: str
 ) -> None:
@@ -163,95 +121,7 @@ def test_list_pages_with_page_size(
 # ---- cancel, delete --------------------------------------------------------------------
 
 
-def test_cancel_makes_the_operation_done_with_cancelled(
-    server: Server, client: operations_v1.OperationsClient, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-
-    client.cancel_operation(name)
-
-    op = client.get_operation(name)
-    assert op.done
-    assert op.error.code == code_pb2.CANCELLED
-    meta = operation_pb2.OperationMetadata()
-    assert op.metadata.Unpack(meta) and meta.cancel_requested
-
-
-def test_cancel_of_a_done_operation_keeps_its_result(
-    server: Server, client: operations_v1.OperationsClient, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-    succeed(server, name, rows=3)
-
-    client.cancel_operation(name)
-
-    op = client.get_operation(name)
-    assert op.done and op.WhichOneof("result") == "response"
-
-
-def test_delete_then_get_is_not_found(
-    server: Server, client: operations_v1.OperationsClient, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-
-    client.delete_operation(name)
-
-    with pytest.raises(exceptions.NotFound):
-        client.get_operation(name)
-    with pytest.raises(exceptions.NotFound):
-        client.delete_operation(name)
-
-
 # ---- wait ------------------------------------------------------------------------------
-
-
-def test_wait_returns_at_once_for_a_done_operation(
-    server: Server, stub: operations_pb2_grpc.OperationsStub, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-    succeed(server, name, rows=1)
-
-    started = time.monotonic()
-    op = wait(stub, name, timeout=30.0)
-
-    assert op.done and op.WhichOneof("result") == "response"
-    assert time.monotonic() - started < 10  # loose: fails only if it waited out the timeout
-
-
-def test_wait_returns_the_latest_state_when_the_timeout_passes(
-    server: Server, stub: operations_pb2_grpc.OperationsStub, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name, percent=10.0)
-    ingest(server, [make_event(Kind.PROGRESS, name, data={"percent": 60.0})])
-
-    op = wait(stub, name, timeout=0.3)
-
-    assert not op.done
-    meta = operation_pb2.OperationMetadata()
-    assert op.metadata.Unpack(meta) and meta.percent == 60.0
-
-
-def test_wait_wakes_when_the_operation_completes(
-    server: Server, stub: operations_pb2_grpc.OperationsStub, prefix: str
-) -> None:
-    name = f"{prefix}/job"
-    running_op(server, name)
-    completer = later(0.2, lambda: succeed(server, name, rows=7))
-
-    started = time.monotonic()
-    op = wait(stub, name, timeout=30.0)
-    elapsed = time.monotonic() - started
-    completer.join(10)
-
-    assert op.done
-    response = struct_pb2.Struct()
-    assert op.response.Unpack(response) and response["rows"] == 7
-    assert elapsed < 10  # loose: it woke on the event instead of sleeping out 30 s
 
 
 def test_wait_without_timeout_answers_before_the_grpc_deadline(
@@ -408,51 +278,10 @@ def test_future_cancel(server: Server, client: operations_v1.OperationsClient, p
 # ---- errors ----------------------------------------------------------------------------
 
 
-def test_get_unknown_is_not_found(client: operations_v1.OperationsClient) -> None:
-    with pytest.raises(exceptions.NotFound, match="operations/does-not-exist"):
-        client.get_operation("operations/does-not-exist")
-
-
 def test_calls_without_a_name_are_invalid(client: operations_v1.OperationsClient) -> None:
     for call in (client.get_operation, client.delete_operation, client.cancel_operation):
         with pytest.raises(exceptions.InvalidArgument, match="name is required"):
             call("")
-
-
-def test_cancel_unknown_is_not_found(client: operations_v1.OperationsClient) -> None:
-    with pytest.raises(exceptions.NotFound):
-        client.cancel_operation("operations/does-not-exist")
-
-
-@pytest.mark.parametrize(
-    ("filter_text", "match"),
-    [
-        ("colour = red", "unknown field 'colour'"),
-        ("done = maybe", "done takes"),
-        ('name = "a*b"', "wildcard"),
-        ("(done = true", "end|\\)"),
-        ("NOT " * 500 + "done = true", "nested deeper"),
-    ],
-)
-def test_bad_filter_is_invalid_argument(
-    client: operations_v1.OperationsClient, filter_text: str, match: str
-) -> None:
-    with pytest.raises(exceptions.InvalidArgument, match=match):
-        list(client.list_operations("operations", filter_text))
-
-
-@pytest.mark.parametrize(
-    "token",
-    ["not-a-token", "eyJhIjogMX0"],  # garbage; valid base64 JSON without the fields
-)
-def test_bad_page_token_is_invalid_argument(
-    stub: operations_pb2_grpc.OperationsStub, token: str
-) -> None:
-    request = operations_pb2.ListOperationsRequest(name="operations", page_token=token)
-    with pytest.raises(grpc.RpcError) as info:
-        stub.ListOperations(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert "page_token" in info.value.details()  # type: ignore[attr-defined]
 
 
 def test_page_token_of_another_filter_is_invalid_argument(

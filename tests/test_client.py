@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -195,83 +193,6 @@ def test_checkpoint_of_a_missing_operation_is_not_found(client: TrackerClient) -
 
 
 # ---- consumer side --------------------------------------------------------------------
-
-
-def test_get_of_a_missing_operation_raises_not_found(client: TrackerClient) -> None:
-    with pytest.raises(errors.NotFound, match="not found"):
-        client.get("operations/missing-one")
-
-
-def test_list_iterates_over_every_page(client: TrackerClient) -> None:
-    team = uuid.uuid4().hex[:8]
-    names = sorted(f"operations/list-{team}-{i:02d}" for i in range(7))
-    client.publish(
-        [client.event(Kind.CREATED, n, events_pb2.Created(labels={"team": team})) for n in names],
-        mode="batch",
-    )
-
-    page, token = client.list_page(f'labels.team = "{team}"', page_size=3)
-    listed = [op.name for op in client.list(f'labels.team = "{team}"', page_size=3)]
-
-    assert [op.name for op in page] == names[:3] and token
-    assert listed == names
-
-
-def test_list_with_a_bad_filter_is_invalid_argument(client: TrackerClient) -> None:
-    with pytest.raises(errors.InvalidArgument):
-        list(client.list("labels.team = = 1"))
-
-
-def test_cancel_then_delete(client: TrackerClient, name: str) -> None:
-    client.created(name)
-
-    client.cancel(name)
-    op = client.get(name)
-    client.delete(name)
-
-    assert op.done and op.error.code == code_pb2.CANCELLED
-    with pytest.raises(errors.NotFound):
-        client.get(name)
-    with pytest.raises(errors.NotFound):
-        client.delete(name)
-
-
-def test_wait_wakes_when_another_thread_publishes_succeeded(
-    client: TrackerClient, server: Server, name: str
-) -> None:
-    client.created(name)
-    with TrackerClient(server.http_url) as other:
-        # Delay the publish so that the wait is (very likely) blocked in the server by
-        # then; the test is right either way, and fails only if wait sleeps out 60 s.
-        publisher = threading.Timer(0.2, lambda: other.succeeded(name, {"ok": True}))
-        publisher.start()
-        started = time.monotonic()
-        op = client.wait(name, timeout=60)
-        elapsed = time.monotonic() - started
-        publisher.join(10)
-
-    assert op.done and op.WhichOneof("result") == "response"
-    assert elapsed < 20
-
-
-def test_wait_returns_the_latest_state_at_the_timeout(client: TrackerClient, name: str) -> None:
-    client.progress(name, 70, "nearly")
-
-    started = time.monotonic()
-    op = client.wait(name, timeout=0.3)
-
-    assert not op.done
-    m = metadata(op)
-    assert m is not None and m.percent == 70
-    assert 0.25 <= time.monotonic() - started < 10
-
-
-def test_wait_on_a_done_operation_returns_at_once(client: TrackerClient, name: str) -> None:
-    client.failed(name, code_pb2.INTERNAL, "boom")
-
-    op = client.wait(name)
-
-    assert op.done and op.error.code == code_pb2.INTERNAL
 
 
 def test_watch_yields_each_change_until_done(
