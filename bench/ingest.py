@@ -23,8 +23,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import make_event
+from tracker.bindings import to_batch, to_binary
 from tracker.config import Config
-from tracker.events import Event, Kind, to_batch, to_binary
+from tracker.events import Event, Kind
 from tracker.server import running
 from tracker.stores.sqlite import SqliteStore
 

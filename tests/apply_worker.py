@@ -3,14 +3,14 @@
     python -m tests.apply_worker STORE EVENTS_JSON
     STORE: sqlite:PATH | spanner:DATABASE_PATH[:explicit-begin]
 
-EVENTS_JSON holds a list of structured CloudEvents (tracker.events.to_structured_dict).
+EVENTS_JSON holds a list of structured CloudEvents (tracker.bindings.to_structured_dict).
 """
 
 from __future__ import annotations
 
 import sys
 
-from tracker.events import parse_batch
+from tracker.bindings import parse_batch
 from tracker.stores.base import Store
 
 

@@ -24,9 +24,10 @@ from tests.helpers import make_event
 from tracker.api.guard import OPEN_SERVICES, RPC_PERMISSIONS
 from tracker.api.http import PERMISSIONS as RESOURCE_PERMISSIONS
 from tracker.auth import Permission, Policy, StaticTokens, token_digest
+from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.errors import ConfigError
-from tracker.events import Kind, to_binary
+from tracker.events import Kind
 from tracker.server import Server, running
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "auth.md"

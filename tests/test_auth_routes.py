@@ -27,9 +27,10 @@ from google.protobuf import duration_pb2
 
 from tests.helpers import google_error, make_event
 from tests.tokens import AUDIENCE, CERT, Certs, expired, id_token
+from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.errors import ConfigError
-from tracker.events import Kind, to_binary
+from tracker.events import Kind
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 

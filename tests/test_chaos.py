@@ -40,8 +40,8 @@ from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import T0, make_event, packed_struct
 from tests.test_pubsub import PubSub
-from tracker.done import DoneNotification, parse_done
-from tracker.events import Event, Kind, to_batch, to_binary, to_structured
+from tracker.bindings import DoneNotification, parse_done, to_batch, to_binary, to_structured
+from tracker.events import Event, Kind
 from tracker.stores.sqlite import SqliteStore
 from tracker.v1 import operation_pb2
 

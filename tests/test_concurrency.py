@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import spanner_database
 from tests.helpers import T0, make_event
-from tracker.events import Event, Kind, to_structured_dict
+from tracker.bindings import to_structured_dict
+from tracker.events import Event, Kind
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 

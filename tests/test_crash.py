@@ -20,8 +20,9 @@ import httpx
 
 from tests.helpers import make_event
 from tests.test_pubsub import PROJECT, PubSub
-from tracker.done import DoneNotification, subscribe_done
-from tracker.events import Kind, to_binary
+from tracker.bindings import DoneNotification, to_binary
+from tracker.done import subscribe_done
+from tracker.events import Kind
 from tracker.stores.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,7 @@ import pytest
 from google.protobuf import json_format
 
 from tests.helpers import make_event
-from tracker.errors import InvalidEvent
-from tracker.events import (
-    EventRules,
-    Kind,
+from tracker.bindings import (
     parse_batch,
     parse_message,
     parse_pubsub,
@@ -23,6 +20,8 @@ from tracker.events import (
     to_binary,
     to_structured,
 )
+from tracker.errors import InvalidEvent
+from tracker.events import EventRules, Kind
 
 VECTORS = json.loads((Path(__file__).parent.parent / "schemas/testdata/vectors.json").read_text())[
     "cases"

@@ -43,8 +43,9 @@ from google.rpc import code_pb2
 
 from tests.emulators import harness
 from tests.test_pubsub import PubSub, drain
+from tracker.bindings import parse_pubsub
 from tracker.config import Config
-from tracker.events import Kind, decode_data, parse_pubsub
+from tracker.events import Kind, decode_data
 from tracker.server import Server, running
 from tracker.v1 import operation_pb2
 

@@ -35,8 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import T0, google_error, ingest, make_event
+from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.config import Config
-from tracker.events import DATA_MESSAGES, Kind, to_batch, to_binary, to_structured
+from tracker.events import DATA_MESSAGES, Kind
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import make_event
+from tracker.bindings import to_binary
 from tracker.config import Config
-from tracker.events import Kind, to_binary
+from tracker.events import Kind
 from tracker.hooks import Committed
 from tracker.server import running
 from tracker.stores.sqlite import SqliteStore

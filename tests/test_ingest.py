@@ -16,8 +16,9 @@ import pytest
 from google.longrunning import operations_pb2
 
 from tests.helpers import google_error, make_event
+from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.config import Config
-from tracker.events import Kind, to_batch, to_binary, to_structured
+from tracker.events import Kind
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 

@@ -20,9 +20,9 @@ from google.longrunning import operations_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import ingest, make_event
+from tracker.bindings import DONE_TYPE, done_attributes, ordering_key, to_binary, to_structured
 from tracker.config import Config
-from tracker.events import Event, Kind, to_binary, to_structured
-from tracker.notify.pubsub import DONE_TYPE, done_attributes, ordering_key
+from tracker.events import Event, Kind
 from tracker.server import Server, running
 from tracker.sources.pubsub_pull import PullSubscriber
 from tracker.stores.sqlite import SqliteStore

@@ -16,8 +16,9 @@ import pytest
 from tests.helpers import make_event
 from tests.test_ingest import envelope
 from tests.tokens import ACCOUNT, AUDIENCE, CERT, KEY, OTHER_KEY, Certs, id_token
+from tracker.bindings import to_binary
 from tracker.config import Config
-from tracker.events import Kind, to_binary
+from tracker.events import Kind
 from tracker.server import Server, running
 
 

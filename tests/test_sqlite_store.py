@@ -15,8 +15,9 @@ import httpx
 
 from tests.helpers import T0, make_event
 from tracker.apply import Outcome
+from tracker.bindings import to_binary
 from tracker.config import Config
-from tracker.events import Kind, to_binary
+from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
 from tracker.stores.sqlite import PURGE_STATEMENTS, SqliteStore, ts

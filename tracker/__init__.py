@@ -26,18 +26,18 @@ _EXPORTS: dict[str, str] = {
     "WorkerError": "tracker.worker",
     "OperationEnded": "tracker.worker",
     "Cancelled": "tracker.worker",
-    # the event model and its CloudEvents bindings
+    # the event model, and its CloudEvents bindings
     "Event": "tracker.events",
     "Kind": "tracker.events",
     "EventRules": "tracker.events",
-    "parse_message": "tracker.events",
-    "parse_pubsub": "tracker.events",
-    "to_binary": "tracker.events",
-    "to_structured": "tracker.events",
-    "to_batch": "tracker.events",
+    "parse_message": "tracker.bindings",
+    "parse_pubsub": "tracker.bindings",
+    "to_binary": "tracker.bindings",
+    "to_structured": "tracker.bindings",
+    "to_batch": "tracker.bindings",
     # completion-topic consumers
-    "DoneNotification": "tracker.done",
-    "parse_done": "tracker.done",
+    "DoneNotification": "tracker.bindings",
+    "parse_done": "tracker.bindings",
     "subscribe_done": "tracker.done",
     "wait_done": "tracker.done",
     # errors
@@ -111,8 +111,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
+    from tracker.bindings import (
+        DoneNotification,
+        parse_done,
+        parse_message,
+        parse_pubsub,
+        to_batch,
+        to_binary,
+        to_structured,
+    )
     from tracker.client import AsyncTrackerClient, PublishResult, TrackerClient
-    from tracker.done import DoneNotification, parse_done, subscribe_done, wait_done
+    from tracker.done import subscribe_done, wait_done
     from tracker.errors import (
         AlreadyExists,
         ConfigError,
@@ -129,14 +138,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         Unavailable,
         Unimplemented,
     )
-    from tracker.events import (
-        Event,
-        EventRules,
-        Kind,
-        parse_message,
-        parse_pubsub,
-        to_batch,
-        to_binary,
-        to_structured,
-    )
+    from tracker.events import Event, EventRules, Kind
     from tracker.worker import AsyncRun, Cancelled, OperationEnded, Run, Worker, WorkerError

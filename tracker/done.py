@@ -7,7 +7,7 @@
 
 Create the subscription with a filter to receive only your operations, e.g.
 `attributes.operation_type = "export"` or `attributes.label_team = "data"`
-(tracker/notify/pubsub.py lists the attributes). Notifications can be redelivered;
+(tracker/bindings.py lists the attributes). Notifications can be redelivered;
 each carries a stable id (`ce-id`). `subscribe_done` runs the callback until it returns
 once per id: an id counts as handled only after its callback returned (then the message
 is acked and redeliveries are dropped); a callback that raises gets the message nacked
@@ -22,33 +22,15 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.longrunning import operations_pb2
 
+from tracker.bindings import DoneNotification, parse_done
 from tracker.errors import InvalidArgument, clip
-from tracker.notify.pubsub import DONE_TYPE
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DoneNotification:
-    id: str
-    operation: operations_pb2.Operation
-    attributes: dict[str, str]
-
-
-def parse_done(attributes: dict[str, str], data: bytes) -> DoneNotification:
-    if attributes.get("ce-type") != DONE_TYPE:
-        raise InvalidArgument(f"not a done-notification (ce-type {attributes.get('ce-type')!r})")
-    return DoneNotification(
-        id=attributes.get("ce-id", ""),
-        operation=operations_pb2.Operation.FromString(data),
-        attributes=dict(attributes),
-    )
 
 
 class _Claim(enum.Enum):

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from google.longrunning import operations_pb2
 
 from tracker import filtering
+from tracker.bindings import parse_pubsub
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
-from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules, parse_pubsub
+from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules
 from tracker.hooks import AfterCommit, Committed, run_hooks
 from tracker.metrics import Metrics
 from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink

@@ -46,9 +46,10 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
+from tracker.bindings import to_binary
 from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
 from tracker.errors import NotFound, clip, code_name
-from tracker.events import JSON_CONTENT_TYPE, Event, to_binary
+from tracker.events import JSON_CONTENT_TYPE, Event
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

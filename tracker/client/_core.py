@@ -23,8 +23,9 @@ from google.longrunning import operations_pb2
 from google.rpc import code_pb2
 
 from tracker import errors
+from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.constants import DEFAULT_URL
-from tracker.events import Event, to_batch, to_binary, to_structured
+from tracker.events import Event
 from tracker.wire import parse_operation
 
 T = TypeVar("T")

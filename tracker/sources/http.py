@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Route
 from tracker.api.guard import require
 from tracker.api.web import error_response, read_body
 from tracker.auth import Permission
+from tracker.bindings import parse_message
 from tracker.errors import InvalidEvent, Unavailable
-from tracker.events import parse_message
 from tracker.service import Tracker
 
 ROUTE = "http"

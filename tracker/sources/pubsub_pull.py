@@ -24,8 +24,9 @@ import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
 
 from tracker import gcp
+from tracker.bindings import parse_pubsub
 from tracker.errors import ConfigError, InvalidEvent, Unavailable
-from tracker.events import Event, parse_pubsub
+from tracker.events import Event
 from tracker.service import Tracker
 
 log = logging.getLogger(__name__)

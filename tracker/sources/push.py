@@ -26,8 +26,9 @@ from tracker.api import status
 from tracker.api.guard import require
 from tracker.api.web import error_response, read_body
 from tracker.auth import Permission
+from tracker.bindings import parse_pubsub
 from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable, echo
-from tracker.events import load_json, parse_pubsub, parse_time, text_bytes
+from tracker.events import load_json, parse_time, text_bytes
 from tracker.service import Tracker
 
 ROUTE = "push"

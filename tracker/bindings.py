@@ -1,0 +1,481 @@
+"""The CloudEvents bindings: events in and out over HTTP and Pub/Sub, and done-notifications.
+
+Inbound, every route (HTTP binary/structured/batch, Pub/Sub push and pull) turns its
+bytes into headers and a body and calls `parse_message` or `parse_pubsub`; a failure is
+an `InvalidEvent` with a stable `reason` keyword (the checks themselves are
+`tracker.events`). Outbound, `to_binary` / `to_structured` / `to_batch` build the same
+wire forms for producers. `tracker.notify.pubsub` and `tracker.done` share the
+done-notification format defined at the end. Nothing here does I/O: the SDK imports it
+without the server's sinks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import unquote
+
+from cloudevents.core.bindings.http import HTTPMessage, from_binary
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from google.longrunning import operations_pb2
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2
+
+from tracker.errors import InvalidArgument, InvalidEvent, echo
+from tracker.events import (
+    BATCH_CONTENT_TYPE,
+    DEFAULT_RULES,
+    JSON_CONTENT_TYPE,
+    MAX_ID_CHARS,
+    MAX_SEQUENCE,
+    MAX_SOURCE_BYTES,
+    PROTOBUF_TYPES,
+    SEQUENCE_ATTR,
+    STRUCTURED_CONTENT_TYPE,
+    Event,
+    EventRules,
+    Kind,
+    check_text,
+    decode_data,
+    header,
+    load_json,
+    media_type,
+    parse_time,
+)
+from tracker.v1 import operation_pb2
+
+
+def _parse_sequence(value: Any) -> int | None:
+    """A decimal sequence, as a string (or a JSON integer in structured mode).
+
+    An empty string is refused like any other non-number: absent means no sequence
+    (the header or attribute left out, or JSON null in structured mode).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidEvent("bad_sequence", "sequence must be a decimal unsigned integer")
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 40 or int(text) > MAX_SEQUENCE:
+        raise InvalidEvent(
+            "bad_sequence", f"sequence {echo(text)} is not a decimal integer in 0..2^63-1"
+        )
+    return int(text)
+
+
+_CORE_ATTRIBUTES: Final = frozenset(
+    {
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "subject",
+        "time",
+        "datacontenttype",
+        "dataschema",
+        SEQUENCE_ATTR,
+    }
+)
+
+
+def from_cloudevent(
+    ce: CloudEvent,
+    raw_data: Any,
+    rules: EventRules = DEFAULT_RULES,
+    *,
+    received: datetime | None = None,
+    when: datetime | None = None,
+) -> Event:
+    """Validate a parsed CloudEvent and build the typed event.
+
+    `raw_data` is the undecoded data (bytes from a binary-mode body, or whatever the
+    structured JSON held) so that protobuf bodies are never mangled by text decoding.
+    `when` is the event's own time, already parsed (None: it sent none, `received` is used).
+    """
+    attrs = ce.get_attributes()
+    event_id = str(attrs.get("id") or "")
+    check_text(event_id, "bad_id", "id", max_chars=MAX_ID_CHARS)
+    source = str(attrs.get("source") or "")
+    check_text(source, "bad_source", "source", max_bytes=MAX_SOURCE_BYTES)
+    kind = Kind.from_type(str(attrs.get("type")))
+    subject = attrs.get("subject")
+    if not subject:
+        raise InvalidEvent(
+            "missing_subject", "subject (the operation name) is required", event_id=event_id
+        )
+    rules.check_name(str(subject))
+    extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
+    try:
+        sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
+        data = decode_data(kind, attrs.get("datacontenttype"), raw_data)
+    except InvalidEvent as exc:
+        exc.event_id = event_id
+        raise
+    return Event(
+        id=event_id,
+        source=source,
+        kind=kind,
+        operation=str(subject),
+        time=(when or received or datetime.now(UTC)).astimezone(UTC),
+        data=data,
+        sequence=sequence,
+        extensions=extensions,
+    )
+
+
+def _validation_error(exc: Exception) -> InvalidEvent:
+    text = str(exc)
+    reason = "invalid_attributes"
+    for attr in ("subject", "id", "source", "type"):
+        if f"'{attr}'" in text:
+            reason = f"missing_{attr}"
+            break
+    return InvalidEvent(reason, f"invalid CloudEvent attributes: {text}")
+
+
+def _require(present: bool, attr: str) -> None:
+    # The CloudEvents SDK would invent a missing id or time; an event must bring its id.
+    if not present:
+        raise InvalidEvent(f"missing_{attr}", f"CloudEvent attribute {echo(attr)} is required")
+
+
+def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event:
+    if not isinstance(obj, dict):
+        raise InvalidEvent("invalid_attributes", "a structured CloudEvent must be a JSON object")
+    # CloudEvents JSON format: an attribute that is null is unset.
+    attrs = {k: v for k, v in obj.items() if v is not None}
+    _require(bool(attrs.get("id")), "id")
+    raw: Any = attrs.pop("data", None)
+    b64 = attrs.pop("data_base64", None)
+    for name, value in attrs.items():
+        # CloudEvents attribute types are String, Integer and Boolean (URI, Timestamp and
+        # Binary are written as strings); the core attributes are all strings.
+        if name in _CORE_ATTRIBUTES and name != SEQUENCE_ATTR and not isinstance(value, str):
+            raise InvalidEvent("invalid_attributes", f"attribute {echo(name)} must be a string")
+        if not isinstance(value, (str, int)):
+            raise InvalidEvent(
+                "invalid_attributes",
+                f"attribute {echo(name, 40)} must be a string, integer or boolean",
+            )
+    if b64 is not None:
+        if raw is not None:
+            raise InvalidEvent("invalid_data", "data and data_base64 are mutually exclusive")
+        if not isinstance(b64, str):
+            raise InvalidEvent("invalid_data", "data_base64 must be a base64 string")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except ValueError:
+            raise InvalidEvent("invalid_data", "data_base64 is not valid base64") from None
+    when = parse_time(attrs["time"]) if "time" in attrs else None
+    if when is not None:
+        attrs["time"] = when
+    if SEQUENCE_ATTR in attrs:
+        attrs[SEQUENCE_ATTR] = str(_parse_sequence(attrs[SEQUENCE_ATTR]))
+    try:
+        ce = CloudEvent(attrs, None)
+    except (BaseCloudEventException, ValueError, TypeError) as exc:
+        raise _validation_error(exc) from None
+    if ce.get_specversion() != "1.0":
+        raise InvalidEvent("invalid_attributes", "specversion must be 1.0")
+    return from_cloudevent(ce, raw, rules, received=received, when=when)
+
+
+def _check_size(size: int, rules: EventRules) -> None:
+    if size > rules.max_event_bytes:
+        raise InvalidEvent(
+            "too_large", f"event of {size} bytes exceeds the limit of {rules.max_event_bytes}"
+        )
+
+
+def parse_message(
+    headers: Mapping[str, str],
+    body: bytes,
+    rules: EventRules = DEFAULT_RULES,
+    *,
+    received: datetime | None = None,
+) -> list[Event]:
+    """Parse one HTTP (or Pub/Sub) message into events: binary, structured, or batch mode.
+
+    The mode follows the CloudEvents HTTP binding: a batch or structured content type
+    wins; otherwise `ce-*` headers mean binary mode.
+    """
+    media = media_type(header(headers, "content-type"))
+    if media == BATCH_CONTENT_TYPE:
+        return parse_batch(body, rules, received=received)
+    if media == STRUCTURED_CONTENT_TYPE:
+        _check_size(len(body), rules)
+        return [_structured(_load_json(body), rules, received)]
+    if not any(k.lower().startswith("ce-") for k in headers):
+        raise InvalidEvent(
+            "bad_content_type",
+            "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
+            f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}",
+        )
+    _check_size(len(body), rules)
+    _require(bool(header(headers, "ce-id")), "id")
+    # The time is read here, not by the CloudEvents SDK, so that it follows the same
+    # rules (and gives the same reason) as in structured mode.
+    given_time = header(headers, "ce-time")
+    when = None if given_time is None else parse_time(unquote(given_time))
+    ce_headers = {k: v for k, v in headers.items() if k.lower() != "ce-time"}
+    try:
+        ce = from_binary(HTTPMessage(headers=ce_headers, body=b""), JSONFormat(), CloudEvent)
+    except (BaseCloudEventException, ValueError, TypeError) as exc:
+        raise _validation_error(exc) from None
+    if ce.get_specversion() != "1.0":
+        raise InvalidEvent("invalid_attributes", "ce-specversion must be 1.0")
+    assert isinstance(ce, CloudEvent)
+    return [from_cloudevent(ce, body, rules, received=received, when=when)]
+
+
+def _load_json(body: bytes) -> Any:
+    return load_json(body, "malformed_json", "body")
+
+
+def parse_batch(
+    body: bytes, rules: EventRules = DEFAULT_RULES, *, received: datetime | None = None
+) -> list[Event]:
+    """A JSON array of structured events. All or nothing: one bad event rejects the batch."""
+    items = _load_json(body)
+    if not isinstance(items, list):
+        raise InvalidEvent("malformed_json", "a CloudEvents batch must be a JSON array")
+    events = []
+    for index, item in enumerate(items):
+        try:
+            # Each event's size as it would be sent alone (compact JSON, UTF-8).
+            _check_size(len(_compact(item)), rules)
+            events.append(_structured(item, rules, received))
+        except InvalidEvent as exc:
+            raise InvalidEvent(
+                exc.reason, f"batch[{index}]: {exc.message}", event_id=exc.event_id
+            ) from None
+    return events
+
+
+def _compact(value: Any) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    except RecursionError:
+        raise InvalidEvent("too_deep", "event is nested too deeply") from None
+
+
+def pubsub_headers(attributes: Mapping[str, str]) -> dict[str, str]:
+    """Pub/Sub attributes as HTTP-binding headers.
+
+    Producers put the content type in `content-type`, `Content-Type` or
+    `ce-datacontenttype`; all three are accepted.
+    """
+    headers = {k.lower(): v for k, v in attributes.items()}
+    ce_content_type = headers.pop("ce-datacontenttype", None)
+    if "content-type" not in headers and ce_content_type is not None:
+        headers["content-type"] = ce_content_type
+    return headers
+
+
+def parse_pubsub(
+    attributes: Mapping[str, str],
+    data: bytes,
+    rules: EventRules = DEFAULT_RULES,
+    *,
+    received: datetime | None = None,
+) -> Event:
+    """One Pub/Sub message (binary or structured content mode) as one event."""
+    events = parse_message(pubsub_headers(attributes), data, rules, received=received)
+    if len(events) != 1:
+        raise InvalidEvent("invalid_attributes", "a Pub/Sub message carries exactly one event")
+    return events[0]
+
+
+# ---- outbound ---------------------------------------------------------------------------
+
+
+def encode_data(event: Event, content_type: str = JSON_CONTENT_TYPE) -> bytes:
+    if media_type(content_type) in PROTOBUF_TYPES:
+        return event.data.SerializeToString()
+    return json_format.MessageToJson(event.data, indent=None).encode()
+
+
+def attributes(event: Event) -> dict[str, str]:
+    """CloudEvents context attributes as strings (for headers or Pub/Sub attributes)."""
+    attrs = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.kind.type,
+        "subject": event.operation,
+        "time": event.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if event.sequence is not None:
+        attrs[SEQUENCE_ATTR] = str(event.sequence)
+    attrs.update(event.extensions)
+    return attrs
+
+
+def to_binary(event: Event, content_type: str = JSON_CONTENT_TYPE) -> tuple[dict[str, str], bytes]:
+    """Binary content mode: `ce-*` headers plus Content-Type; data is the body."""
+    headers = {f"ce-{k}": v for k, v in attributes(event).items()}
+    headers["content-type"] = content_type
+    return headers, encode_data(event, content_type)
+
+
+def to_structured_dict(event: Event, content_type: str = JSON_CONTENT_TYPE) -> dict[str, Any]:
+    obj: dict[str, Any] = dict(attributes(event))
+    obj["datacontenttype"] = content_type
+    if media_type(content_type) in PROTOBUF_TYPES:
+        obj["data_base64"] = base64.b64encode(event.data.SerializeToString()).decode()
+    else:
+        obj["data"] = json_format.MessageToDict(event.data)
+    return obj
+
+
+def to_structured(
+    event: Event, content_type: str = JSON_CONTENT_TYPE
+) -> tuple[dict[str, str], bytes]:
+    body = json.dumps(to_structured_dict(event, content_type)).encode()
+    return {"content-type": STRUCTURED_CONTENT_TYPE}, body
+
+
+def to_batch(
+    events: list[Event], content_type: str = JSON_CONTENT_TYPE
+) -> tuple[dict[str, str], bytes]:
+    body = json.dumps([to_structured_dict(e, content_type) for e in events]).encode()
+    return {"content-type": BATCH_CONTENT_TYPE}, body
+
+
+# ---- done-notifications -------------------------------------------------------------------
+#
+# Each notification is a CloudEvent in Pub/Sub binary mode: type
+# `tracker.operation.v1.done`, `ce-id` = the outbox row id (the same on redelivery, for
+# consumers to de-duplicate), data = the final `google.longrunning.Operation` as protobuf.
+# Plain attributes make it selectable by subscription filters, e.g.
+# `attributes.operation_type = "export" AND attributes.result = "failed"`:
+#
+#     operation       the operation name
+#     result          succeeded | failed | cancelled
+#     error_code      google.rpc.Code name, OK on success
+#     operation_type  parent   (when set)
+#     label_<key>     one per label (key characters outside [A-Za-z0-9_-] become _)
+#     attributes_truncated   "true" when the rule below left anything out
+#
+# The ordering key is the operation name (none if it is longer than 1024 bytes).
+#
+# Pub/Sub takes at most 100 attributes per message, keys of at most 256 bytes and values of
+# at most 1024 bytes (https://cloud.google.com/pubsub/quotas#resource_limits), and refuses
+# the whole message otherwise. Whatever labels an operation has, the attributes stay within
+# those limits by one deterministic rule:
+#
+# 1. No attribute is ever cut: one whose key or value is too long is left out (a cut value
+#    would make `=` filters match the wrong thing).
+# 2. The fixed attributes above come first.
+# 3. Then labels in order of their key (code point order): a label is left out when its
+#    attribute key or value is too long, or when its key becomes the same attribute key
+#    as an earlier label's (`a.b` and `a/b` are both `label_a_b`: the first one counts).
+# 4. Labels are taken while the count allows, keeping one place for the flag.
+# 5. If anything was left out, `attributes_truncated` is `true`.
+#
+# The data always carries the whole Operation, every label included.
+
+
+DONE_TYPE: Final = "tracker.operation.v1.done"
+_LABEL_KEY = re.compile(r"[^A-Za-z0-9_-]")
+
+
+MAX_ATTRIBUTES: Final = 100
+MAX_KEY_BYTES: Final = 256
+MAX_VALUE_BYTES: Final = 1024
+MAX_ORDERING_KEY_BYTES: Final = 1024
+TRUNCATED: Final = "attributes_truncated"
+
+
+def _fits(key: str, value: str) -> bool:
+    return len(key.encode()) <= MAX_KEY_BYTES and len(value.encode()) <= MAX_VALUE_BYTES
+
+
+def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[str, str]:
+    """The message attributes of a notification, by the rule in the module docstring."""
+    if operation.HasField("error"):
+        code = operation.error.code
+        result = "cancelled" if code == code_pb2.CANCELLED else "failed"
+    else:
+        code, result = code_pb2.OK, "succeeded"
+    fixed = {
+        "ce-specversion": "1.0",
+        "ce-id": item_id,
+        "ce-source": "tracker",
+        "ce-type": DONE_TYPE,
+        "ce-subject": operation.name,
+        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "content-type": "application/protobuf",
+        "operation": operation.name,
+        "result": result,
+        "error_code": code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code),
+    }
+    meta = operation_pb2.OperationMetadata()
+    labels: dict[str, str] = {}
+    if operation.metadata.Is(meta.DESCRIPTOR):
+        operation.metadata.Unpack(meta)
+        if meta.operation_type:
+            fixed["operation_type"] = meta.operation_type
+        if meta.parent:
+            fixed["parent"] = meta.parent
+        labels = dict(meta.labels)
+    attributes = {k: v for k, v in fixed.items() if _fits(k, v)}
+    left_out = len(attributes) < len(fixed)
+    eligible: dict[str, str] = {}
+    for key in sorted(labels):
+        attribute = f"label_{_LABEL_KEY.sub('_', key)}"
+        if attribute in eligible or not _fits(attribute, labels[key]):
+            left_out = True
+            continue
+        eligible[attribute] = labels[key]
+    room = MAX_ATTRIBUTES - len(attributes)
+    if len(eligible) > room:
+        left_out = True
+    if left_out:
+        room -= 1  # for the flag
+    for attribute, value in list(eligible.items())[: max(room, 0)]:
+        attributes[attribute] = value
+    if left_out:
+        attributes[TRUNCATED] = "true"
+    return attributes
+
+
+def ordering_key(operation: operations_pb2.Operation) -> str:
+    """The operation name, or none when Pub/Sub would refuse it as an ordering key."""
+    name = operation.name
+    return name if len(name.encode()) <= MAX_ORDERING_KEY_BYTES else ""
+
+
+@dataclass(frozen=True)
+class DoneNotification:
+    """One done-notification as a consumer receives it."""
+
+    id: str
+    operation: operations_pb2.Operation
+    attributes: dict[str, str]
+
+
+def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
+    """A done-notification from a message's attributes and data; InvalidArgument if the
+    message is something else."""
+    if attributes.get("ce-type") != DONE_TYPE:
+        raise InvalidArgument(
+            f"not a done-notification (ce-type {echo(attributes.get('ce-type'))})"
+        )
+    try:
+        operation = operations_pb2.Operation.FromString(data)
+    except DecodeError:
+        raise InvalidArgument("a done-notification whose data is not an Operation") from None
+    return DoneNotification(
+        id=attributes.get("ce-id", ""), operation=operation, attributes=dict(attributes)
+    )
