@@ -51,7 +51,6 @@ class Transition:
     state: OperationState
     outcome: Outcome
     became_done: bool = False
-    created: bool = False
 
 
 def _ts(when: datetime) -> timestamp_pb2.Timestamp:
@@ -118,7 +117,6 @@ def apply_event(
         state=state,
         outcome=outcome if not created else Outcome.APPLIED,
         became_done=outcome is Outcome.APPLIED and event.kind.terminal,
-        created=created,
     )
 
 

@@ -673,19 +673,12 @@ def schema_apply(
         click.echo(f"sqlite {config.db}: schema version {sqlite_store.schema_version()}")
         sqlite_store.close()
         return
-    from google.api_core import exceptions as gexc
-
     from tracker.stores import spanner_schema
 
     database = spanner_schema.open_database(config.spanner_database)
-    try:
-        if create_database and spanner_schema.create_database(database):
-            click.echo(f"created {config.spanner_database}")
-        applied = spanner_schema.apply(database, variant)  # type: ignore[arg-type]
-    except gexc.GoogleAPICallError as exc:
-        fail(f"{config.spanner_database}: {exc.message}")
-    except ValueError as exc:
-        fail(str(exc))
+    if create_database and spanner_schema.create_database(database):
+        click.echo(f"created {config.spanner_database}")
+    applied = spanner_schema.apply(database, variant)  # type: ignore[arg-type]
     done = ", ".join(map(str, applied)) or "nothing new"
     click.echo(f"spanner {config.spanner_database} ({variant}): applied {done}")
 

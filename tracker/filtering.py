@@ -11,7 +11,7 @@ leading `-`, and parentheses:
 
 Anything else is an `InvalidArgument` whose message points at the problem.
 Stores translate the tree to their SQL with `to_sql`; `matches` evaluates it in
-Python (used by tests as the reference).
+Python (the Spanner store checks each row it reads with it).
 """
 
 from __future__ import annotations

@@ -112,6 +112,9 @@ class OutboxItem:
     operator requeues it). `attempts` counts failed deliveries, `last_error` says why the
     latest one failed.
 
+    The outbox row's State column (schema version 1) is no longer read and is written
+    empty: the served Operation is all a notification carries.
+
     Both stores keep this in two small tables beside the outbox (schema version 2):
     `outbox_due` / `OutboxDue` holds one row per pending item with its next attempt time
     and last error (the dispatcher's query reads only that, earliest first, by index), and
@@ -126,7 +129,6 @@ class OutboxItem:
 
     id: str
     operation: operations_pb2.Operation
-    state: OperationState
     created_at: datetime
     attempts: int = 0
     next_attempt_at: datetime | None = None
@@ -242,18 +244,14 @@ def apply_batch(
         changed[name] = operation
         tx.save(state, operation, checkpoints.get(name), insert=name not in existing, now=now)
         if notify and name in done_now:
-            tx.add_outbox(new_outbox_item(state, operation, now))
+            tx.add_outbox(new_outbox_item(operation, now))
     if recorded:
         tx.record(recorded, now)
     return BatchResult(results, changed)
 
 
-def new_outbox_item(
-    state: OperationState, operation: operations_pb2.Operation, now: datetime
-) -> OutboxItem:
-    return OutboxItem(
-        id=uuid.uuid4().hex, operation=operation, state=state, created_at=now, next_attempt_at=now
-    )
+def new_outbox_item(operation: operations_pb2.Operation, now: datetime) -> OutboxItem:
+    return OutboxItem(id=uuid.uuid4().hex, operation=operation, created_at=now, next_attempt_at=now)
 
 
 class Store(abc.ABC):
@@ -354,7 +352,7 @@ class Store(abc.ABC):
             tx.save(state, operation, None, insert=False, now=when)
             became_done = state.done and not before.done
             if became_done and notify:
-                tx.add_outbox(new_outbox_item(state, operation, when))
+                tx.add_outbox(new_outbox_item(operation, when))
             return Stored(state, operation, None), became_done
 
         return self.run_in_transaction(work)
@@ -375,7 +373,7 @@ class Store(abc.ABC):
                 operation = render(ended)
                 tx.save(ended, operation, None, insert=False, now=when)
                 if notify:
-                    tx.add_outbox(new_outbox_item(ended, operation, when))
+                    tx.add_outbox(new_outbox_item(operation, when))
                 expired.append(Stored(ended, operation, None))
             return expired
 

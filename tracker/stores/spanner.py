@@ -197,7 +197,7 @@ class _SpannerTx:
                     item.id,
                     item.operation.name,
                     _w(item.operation.SerializeToString()),
-                    _w(item.state.SerializeToString()),
+                    b"",  # State: unused since the outbox carries the Operation only
                     item.created_at,
                     0,
                     None,
@@ -359,7 +359,6 @@ class SpannerStore(Store):
             OutboxItem(
                 id=str(r[0]),
                 operation=operations_pb2.Operation.FromString(_r(r[1])),
-                state=OperationState.FromString(_r(r[2])),
                 created_at=r[3],
                 attempts=int(r[4]),
                 last_error=str(r[5] or ""),

@@ -13,7 +13,9 @@ servers that cannot parse all of it (handy-spanner): generated from the canonica
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, Final, Literal
 
 from google.cloud.spanner_v1.database import Database
@@ -22,6 +24,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
 from tracker import gcp
+from tracker.errors import ConfigError, Unavailable
 from tracker.schemas import migrations as schema_files
 
 Variant = Literal["canonical", "emulator"]
@@ -81,8 +84,6 @@ def open_database(path: str, client: Any = None) -> Database:
     """The Database at projects/P/instances/I/databases/D (not created here)."""
     from google.cloud import spanner
 
-    from tracker.errors import ConfigError
-
     parts = path.split("/")
     if len(parts) != 6 or parts[0::2] != ["projects", "instances", "databases"]:
         raise ConfigError(f"--spanner-database: {path!r} is not projects/P/instances/I/databases/D")
@@ -91,14 +92,29 @@ def open_database(path: str, client: Any = None) -> Database:
     return database
 
 
+@contextlib.contextmanager
+def _translated(database: Database) -> Iterator[None]:
+    """Spanner's admin errors in the project's words (the CLI knows no vendor errors)."""
+    from google.api_core import exceptions as gexc
+
+    where = getattr(database, "name", "the database")
+    try:
+        yield
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.Aborted) as exc:
+        raise Unavailable(f"{where}: {exc.message}") from exc
+    except gexc.GoogleAPICallError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from exc
+
+
 def create_database(database: Database, *, timeout: float = 300) -> bool:
     """Create an empty database; False if it already exists."""
     from google.api_core import exceptions as gexc
 
-    try:
-        database.create().result(timeout)
-    except gexc.AlreadyExists:
-        return False
+    with _translated(database):
+        try:
+            database.create().result(timeout)
+        except gexc.AlreadyExists:
+            return False
     return True
 
 
@@ -116,12 +132,23 @@ def applied_versions(database: Database) -> dict[int, str]:
 
 
 def apply(database: Database, variant: Variant, *, timeout: float = 300) -> list[int]:
-    """Create the database if needed and apply pending versions; returns those applied."""
+    """Apply the versions not yet applied, in order; returns those applied.
+
+    The database must exist (`create_database`). Each version's statements go in one
+    DDL operation, then a TrackerSchema row records it; a database holds one variant.
+    """
+    with _translated(database):
+        return _apply(database, variant, timeout)
+
+
+def _apply(database: Database, variant: Variant, timeout: float) -> list[int]:
     from google.cloud import spanner
 
     done = applied_versions(database)
     if done and set(done.values()) != {variant}:
-        raise ValueError(f"database has the {sorted(set(done.values()))} variant, not {variant}")
+        raise ConfigError(
+            f"--variant {variant}: the database has the {sorted(set(done.values()))} variant"
+        )
     pending = [(v, s) for v, s in migrations() if v not in done]
     applied = []
     for version, statements in pending:

@@ -187,7 +187,7 @@ class _SqliteTx:
                 item.id,
                 item.operation.name,
                 item.operation.SerializeToString(),
-                item.state.SerializeToString(),
+                b"",  # State: unused since the outbox carries the Operation only
                 ts(item.created_at),
             ),
         )
@@ -439,7 +439,6 @@ class SqliteStore(Store):
         return OutboxItem(
             id=r[0],
             operation=operations_pb2.Operation.FromString(r[1]),
-            state=OperationState.FromString(r[2]),
             created_at=_from_ts(r[3]),
             attempts=r[4],
             next_attempt_at=_from_ts(r[5]) if r[5] else None,
