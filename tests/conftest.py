@@ -17,8 +17,10 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.cloud.spanner_v1.keyset import KeySet
 
 from tests.emulators import harness
 from tracker.stores.base import Store
@@ -89,6 +91,39 @@ def spanner_database(backend: str, hosts: dict[str, str], monkeypatch: pytest.Mo
     return f"projects/{PROJECT}/instances/{INSTANCE}/databases/{database_id}"
 
 
+# One database per Spanner server and session; each test gets tables of its own under a
+# prefix (`tracker schema apply --table-prefix`), as tenants of one database would. A
+# prefix whose test is over is emptied and used again: DDL on a schema that keeps growing
+# gets slower with every table, deleting rows does not.
+_session_databases: dict[tuple[str, str], str] = {}
+_free_prefixes: dict[str, list[str]] = {}
+_prefixes = itertools.count()
+
+
+def session_database(backend: str, hosts: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's database on `backend`'s server (created, empty, on first use)."""
+    from google.cloud import spanner
+
+    host = hosts[SPANNER_SERVER[backend]]
+    monkeypatch.setenv("SPANNER_EMULATOR_HOST", host)
+    for key, value in harness.SPANNER_CLIENT_ENV.items():
+        monkeypatch.setenv(key, value)
+    if (backend, host) not in _session_databases:
+        client = spanner.Client(project=PROJECT)
+        instance = client.instance(
+            INSTANCE, configuration_name=f"projects/{PROJECT}/instanceConfigs/emulator-config"
+        )
+        if backend == "spanner-google":
+            with contextlib.suppress(Exception):
+                instance.create().result(60)
+        database_id = f"s{os.getpid()}x{next(_db_ids)}"
+        instance.database(database_id).create().result(60)
+        _session_databases[backend, host] = (
+            f"projects/{PROJECT}/instances/{INSTANCE}/databases/{database_id}"
+        )
+    return _session_databases[backend, host]
+
+
 def open_backend(
     kind: str,
     tmp_path: Path,
@@ -100,14 +135,42 @@ def open_backend(
     if kind == "sqlite":
         return SqliteStore(tmp_path / "tracker.db", strict=strict)
     assert hosts is not None and monkeypatch is not None
+    from tracker.stores import spanner_schema
     from tracker.stores.spanner import SpannerStore
 
+    path = session_database(kind, hosts, monkeypatch)
+    database = spanner_schema.open_database(path)
+    free = _free_prefixes.setdefault(path, [])
+    if free:
+        names = spanner_schema.Names(free.pop())
+    else:
+        names = spanner_schema.Names(f"t{next(_prefixes)}_")
+        spanner_schema.apply(database, VARIANT[kind], names=names)  # type: ignore[arg-type]
     return SpannerStore(
-        spanner_database(kind, hosts, monkeypatch),
+        database,
         strict=strict,
+        table_prefix=names.prefix,
         # handy-spanner returns no transaction id from an inline begin (tests/README.md).
         explicit_begin=kind == "spanner-handy",
     )
+
+
+def release(store: Store) -> None:
+    """Close `store`; a Spanner tenant's tables are emptied for the next test to use."""
+    from tracker.stores import spanner_schema
+    from tracker.stores.spanner import SpannerStore
+
+    if isinstance(store, SpannerStore):
+        names = store.n
+
+        def wipe(transaction: Any) -> None:
+            for table in spanner_schema.TABLES:
+                if table != spanner_schema.SCHEMA_TABLE:
+                    transaction.delete(names(table), KeySet(all_=True))
+
+        store.database.run_in_transaction(wipe)
+        _free_prefixes.setdefault(store.database.name, []).append(names.prefix)
+    store.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -122,7 +185,7 @@ def store(
     hosts = request.getfixturevalue("spanner_hosts") if backend != "sqlite" else None
     s = open_backend(backend, tmp_path, hosts=hosts, monkeypatch=monkeypatch)
     yield s
-    s.close()
+    release(s)
 
 
 @pytest.fixture
@@ -132,4 +195,4 @@ def strict_store(
     hosts = request.getfixturevalue("spanner_hosts") if backend != "sqlite" else None
     s = open_backend(backend, tmp_path, strict=True, hosts=hosts, monkeypatch=monkeypatch)
     yield s
-    s.close()
+    release(s)

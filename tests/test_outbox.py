@@ -97,7 +97,9 @@ def reopen(store: Store) -> Store:
     from tracker.stores.spanner import SpannerStore
 
     assert isinstance(store, SpannerStore)
-    return SpannerStore(store.database.name, explicit_begin=store.explicit_begin)
+    return SpannerStore(
+        store.database.name, explicit_begin=store.explicit_begin, table_prefix=store.n.prefix
+    )
 
 
 def test_a_failing_item_does_not_hold_back_the_others_in_the_same_drain(store: Store) -> None:

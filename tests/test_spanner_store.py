@@ -54,3 +54,25 @@ def test_a_write_spanner_can_never_take_is_store_rejected_poison(
         assert store.get("operations/fine") is not None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["spanner-handy", "spanner-google"])
+def test_two_table_prefixes_in_one_database_do_not_see_each_other(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = request.getfixturevalue("spanner_hosts")
+    a = open_backend(backend, tmp_path, hosts=hosts, monkeypatch=monkeypatch)
+    b = open_backend(backend, tmp_path, hosts=hosts, monkeypatch=monkeypatch)
+    try:
+        assert a.database.name == b.database.name  # type: ignore[attr-defined]
+        assert a.n.prefix != b.n.prefix  # type: ignore[attr-defined]
+        a.apply([make_event(Kind.SUCCEEDED, "operations/shared-name")])
+        assert a.get("operations/shared-name") is not None
+        assert b.get("operations/shared-name") is None
+        assert b.outbox_pending() == [] and len(a.outbox_pending()) == 1
+        b.apply([make_event(Kind.PROGRESS, "operations/shared-name", data={"percent": 5})])
+        assert not b.get("operations/shared-name").operation.done  # type: ignore[union-attr]
+        assert a.get("operations/shared-name").operation.done  # type: ignore[union-attr]
+    finally:
+        a.close()
+        b.close()

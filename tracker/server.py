@@ -330,7 +330,16 @@ def running(
         await stop_requested.wait()
         await server.stop()
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    def run() -> None:
+        loop.run_until_complete(main())
+        # What libraries left running (sse-starlette's shutdown watcher) ends with the loop.
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.wait(leftovers))
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     ready.wait(30)
     if failure:

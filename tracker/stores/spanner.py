@@ -45,6 +45,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.spanner_schema import Names
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -99,14 +100,19 @@ class _Layout:
 
 
 class _SpannerTx:
-    def __init__(self, transaction: Any, layout: _Layout, done_ttl: timedelta) -> None:
+    def __init__(
+        self, transaction: Any, layout: _Layout, done_ttl: timedelta, names: Names
+    ) -> None:
         self.t = transaction
         self.layout = layout
         self.done_ttl = done_ttl
+        self.n = names
 
     def due(self, now: datetime, limit: int) -> list[str]:
         rows = self.t.execute_sql(
-            "SELECT key FROM Operations WHERE DueTime <= @now ORDER BY DueTime LIMIT @limit",
+            self.n.sql(
+                "SELECT key FROM Operations WHERE DueTime <= @now ORDER BY DueTime LIMIT @limit"
+            ),
             params={"now": now, "limit": limit},
             param_types={"now": spanner.param_types.TIMESTAMP, "limit": spanner.param_types.INT64},
         )
@@ -115,7 +121,10 @@ class _SpannerTx:
     def removed(self, names: Sequence[str]) -> set[str]:
         # A query, not a read: handy-spanner cannot read a key prefix as a range.
         rows = self.t.execute_sql(
-            "SELECT DISTINCT OperationKey FROM AppliedEvents WHERE OperationKey IN UNNEST(@names)",
+            self.n.sql(
+                "SELECT DISTINCT OperationKey FROM AppliedEvents"
+                " WHERE OperationKey IN UNNEST(@names)"
+            ),
             params={"names": list(names)},
             param_types={"names": spanner.param_types.Array(spanner.param_types.STRING)},
         )
@@ -123,14 +132,14 @@ class _SpannerTx:
 
     def delete(self, name: str) -> bool:
         keys = KeySet(keys=[[name]])
-        found = list(self.t.read("Operations", ("key",), keys))
+        found = list(self.t.read(self.n("Operations"), ("key",), keys))
         if found:
-            self.t.delete("Operations", keys)
+            self.t.delete(self.n("Operations"), keys)
         return bool(found)
 
     def tombstone(self, name: str, now: datetime) -> None:
         self.t.insert_or_update(
-            "AppliedEvents",
+            self.n("AppliedEvents"),
             ("OperationKey", "Source", "EventId", "Outcome", "AppliedAt"),
             [(name, TOMBSTONE_SOURCE, TOMBSTONE_ID, TOMBSTONE_OUTCOME, spanner.COMMIT_TIMESTAMP)],
         )
@@ -138,7 +147,9 @@ class _SpannerTx:
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         if not names:
             return {}
-        rows = self.t.read("Operations", ("key", "State"), KeySet(keys=[[n] for n in names]))
+        rows = self.t.read(
+            self.n("Operations"), ("key", "State"), KeySet(keys=[[n] for n in names])
+        )
         return {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
@@ -146,7 +157,7 @@ class _SpannerTx:
         if not keys:
             return set()
         rows = self.t.read(
-            "AppliedEvents", ("OperationKey", "Source", "EventId"), KeySet(keys=keys)
+            self.n("AppliedEvents"), ("OperationKey", "Source", "EventId"), KeySet(keys=keys)
         )
         return {(str(r[0]), str(r[1]), str(r[2])) for r in rows}
 
@@ -179,18 +190,18 @@ class _SpannerTx:
             # key is the primary key: needed to address an update; generated on insert.
             values["key"] = state.name
         write = self.t.insert if insert else self.t.update
-        write("Operations", tuple(values), [tuple(values.values())])
+        write(self.n("Operations"), tuple(values), [tuple(values.values())])
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.t.insert(
-            "AppliedEvents",
+            self.n("AppliedEvents"),
             ("OperationKey", "Source", "EventId", "Outcome", "AppliedAt"),
             [(*ident, outcome.value, spanner.COMMIT_TIMESTAMP) for ident, outcome in identities],
         )
 
     def add_outbox(self, item: OutboxItem) -> None:
         self.t.insert(
-            "Outbox",
+            self.n("Outbox"),
             ("Id", "OperationKey", "Payload", "State", "CreatedAt", "Attempts", "SentAt"),
             [
                 (
@@ -205,7 +216,7 @@ class _SpannerTx:
             ],
         )
         self.t.insert(
-            "OutboxDue",
+            self.n("OutboxDue"),
             ("Id", "NextAttemptAt"),
             [(item.id, item.next_attempt_at or item.created_at)],
         )
@@ -222,10 +233,14 @@ class SpannerStore(Store):
         done_ttl: timedelta = DEFAULT_DONE_TTL,
         client: spanner.Client | None = None,
         explicit_begin: bool = False,
+        table_prefix: str = "",
     ) -> None:
         """`explicit_begin` sends BeginTransaction before the first read, for servers that
         do not return a transaction id from an inline begin (handy-spanner). Off by default:
-        Cloud Spanner begins inline and saves a round trip."""
+        Cloud Spanner begins inline and saves a round trip. `table_prefix` names the
+        tenant's own tables in a database several share (`tracker schema apply
+        --table-prefix` created them)."""
+        self.n = Names(table_prefix)
         self.strict = strict
         self.explicit_begin = explicit_begin
         self.done_ttl = done_ttl
@@ -234,7 +249,7 @@ class SpannerStore(Store):
         else:
             self.database = database
         with self._guard():
-            versions = spanner_schema.applied_versions(self.database)
+            versions = spanner_schema.applied_versions(self.database, self.n)
         if not versions:
             raise ConfigError(
                 "Spanner schema not found: run `tracker schema apply --store spanner"
@@ -270,7 +285,9 @@ class SpannerStore(Store):
             return result
 
     def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
-        return self._tx(lambda transaction: fn(_SpannerTx(transaction, self.layout, self.done_ttl)))
+        return self._tx(
+            lambda transaction: fn(_SpannerTx(transaction, self.layout, self.done_ttl, self.n))
+        )
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -283,7 +300,7 @@ class SpannerStore(Store):
 
     def _read(self, keyset: KeySet, limit: int = 0) -> list[Stored]:
         with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(snapshot.read("Operations", OPS_COLUMNS, keyset, limit=limit))
+            rows = list(snapshot.read(self.n("Operations"), OPS_COLUMNS, keyset, limit=limit))
         return [self._stored(r) for r in rows]
 
     def get(self, name: str) -> Stored | None:
@@ -292,7 +309,7 @@ class SpannerStore(Store):
 
     def _read_column(self, name: str, column: str) -> list[Any]:
         with self._guard(), self.database.snapshot() as snapshot:
-            return list(snapshot.read("Operations", (column,), KeySet(keys=[[name]])))
+            return list(snapshot.read(self.n("Operations"), (column,), KeySet(keys=[[name]])))
 
     def get_operation(self, name: str) -> operations_pb2.Operation | None:
         rows = self._read_column(name, "Operation")
@@ -330,7 +347,7 @@ class SpannerStore(Store):
     def _query_after(
         self, after: str, limit: int, where: str, params: dict[str, Any], types: dict[str, Any]
     ) -> list[Stored]:
-        sql = (
+        sql = self.n.sql(
             "SELECT key, Operation, State, Checkpoint FROM Operations"
             f" WHERE key > @after{where} ORDER BY key LIMIT @limit"
         )
@@ -354,7 +371,7 @@ class SpannerStore(Store):
         """Rows of (Id, Payload, State, CreatedAt, Attempts, LastError, when) as items;
         `when` is GaveUpAt if `failed`, else NextAttemptAt."""
         with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(snapshot.execute_sql(sql, params=params, param_types=types))
+            rows = list(snapshot.execute_sql(self.n.sql(sql), params=params, param_types=types))
         return [
             OutboxItem(
                 id=str(r[0]),
@@ -380,18 +397,23 @@ class SpannerStore(Store):
         with self._guard(), self.database.snapshot() as snapshot:
             ids = [
                 str(r[0])
-                for r in snapshot.execute_sql("SELECT Id FROM Outbox WHERE SentAt IS NULL")
+                for r in snapshot.execute_sql(
+                    self.n.sql("SELECT Id FROM Outbox WHERE SentAt IS NULL")
+                )
             ]
         for start in range(0, len(ids), 1000):
             keys = KeySet(keys=[[i] for i in ids[start : start + 1000]])
 
             def work(transaction: Any, keys: KeySet = keys) -> None:
-                known = {str(r[0]) for r in transaction.read("OutboxDue", ("Id",), keys)}
-                known |= {str(r[0]) for r in transaction.read("FailedNotifications", ("Id",), keys)}
-                rows = transaction.read("Outbox", ("Id", "CreatedAt", "SentAt"), keys)
+                known = {str(r[0]) for r in transaction.read(self.n("OutboxDue"), ("Id",), keys)}
+                known |= {
+                    str(r[0])
+                    for r in transaction.read(self.n("FailedNotifications"), ("Id",), keys)
+                }
+                rows = transaction.read(self.n("Outbox"), ("Id", "CreatedAt", "SentAt"), keys)
                 legacy = [(r[0], r[1]) for r in rows if r[2] is None and str(r[0]) not in known]
                 if legacy:
-                    transaction.insert("OutboxDue", ("Id", "NextAttemptAt"), legacy)
+                    transaction.insert(self.n("OutboxDue"), ("Id", "NextAttemptAt"), legacy)
 
             self._tx(work)
         self._outbox_backfilled = True
@@ -420,27 +442,30 @@ class SpannerStore(Store):
             return
 
         def work(transaction: Any) -> None:
-            transaction.update("Outbox", ("Id", "SentAt"), [(i, now) for i in keys])
+            transaction.update(self.n("Outbox"), ("Id", "SentAt"), [(i, now) for i in keys])
             keyset = KeySet(keys=[[i] for i in keys])
-            transaction.delete("OutboxDue", keyset)
-            transaction.delete("FailedNotifications", keyset)
+            transaction.delete(self.n("OutboxDue"), keyset)
+            transaction.delete(self.n("FailedNotifications"), keyset)
 
         self._tx(work)
 
-    @staticmethod
-    def _count_attempt(transaction: Any, item_id: str) -> tuple[str, int]:
+    def _count_attempt(self, transaction: Any, item_id: str) -> tuple[str, int]:
         """Attempts + 1 on the Outbox row; returns its operation name and the new count."""
-        (row,) = transaction.read("Outbox", ("OperationKey", "Attempts"), KeySet(keys=[[item_id]]))
+        (row,) = transaction.read(
+            self.n("Outbox"), ("OperationKey", "Attempts"), KeySet(keys=[[item_id]])
+        )
         attempts = int(row[1]) + 1
-        transaction.update("Outbox", ("Id", "Attempts"), [(item_id, attempts)])
+        transaction.update(self.n("Outbox"), ("Id", "Attempts"), [(item_id, attempts)])
         return str(row[0]), attempts
 
     def outbox_reschedule(self, item_id: str, retry_at: datetime, error: str) -> None:
         def work(transaction: Any) -> None:
-            if not list(transaction.read("OutboxDue", ("Id",), KeySet(keys=[[item_id]]))):
+            if not list(transaction.read(self.n("OutboxDue"), ("Id",), KeySet(keys=[[item_id]]))):
                 return  # not pending (any more): leave it
             transaction.update(
-                "OutboxDue", ("Id", "NextAttemptAt", "LastError"), [(item_id, retry_at, error)]
+                self.n("OutboxDue"),
+                ("Id", "NextAttemptAt", "LastError"),
+                [(item_id, retry_at, error)],
             )
             self._count_attempt(transaction, item_id)
 
@@ -449,12 +474,12 @@ class SpannerStore(Store):
     def outbox_give_up(self, item_id: str, now: datetime, error: str) -> None:
         def work(transaction: Any) -> None:
             keys = KeySet(keys=[[item_id]])
-            if not list(transaction.read("OutboxDue", ("Id",), keys)):
+            if not list(transaction.read(self.n("OutboxDue"), ("Id",), keys)):
                 return
-            transaction.delete("OutboxDue", keys)
+            transaction.delete(self.n("OutboxDue"), keys)
             operation, attempts = self._count_attempt(transaction, item_id)
             transaction.insert_or_update(
-                "FailedNotifications",
+                self.n("FailedNotifications"),
                 ("Id", "OperationKey", "GaveUpAt", "Attempts", "LastError"),
                 [(item_id, operation, now, attempts, error)],
             )
@@ -484,17 +509,17 @@ class SpannerStore(Store):
     def requeue_failed(self, item_id: str, now: datetime) -> bool:
         def work(transaction: Any) -> bool:
             keys = KeySet(keys=[[item_id]])
-            failed = list(transaction.read("FailedNotifications", ("LastError",), keys))
-            sent = [r[0] for r in transaction.read("Outbox", ("SentAt",), keys)]
+            failed = list(transaction.read(self.n("FailedNotifications"), ("LastError",), keys))
+            sent = [r[0] for r in transaction.read(self.n("Outbox"), ("SentAt",), keys)]
             if not failed or sent != [None]:
                 return False
-            transaction.delete("FailedNotifications", keys)
+            transaction.delete(self.n("FailedNotifications"), keys)
             transaction.insert_or_update(
-                "OutboxDue",
+                self.n("OutboxDue"),
                 ("Id", "NextAttemptAt", "LastError"),
                 [(item_id, now, failed[0][0])],
             )
-            transaction.update("Outbox", ("Id", "Attempts"), [(item_id, 0)])
+            transaction.update(self.n("Outbox"), ("Id", "Attempts"), [(item_id, 0)])
             return True
 
         return self._tx(work)
@@ -525,13 +550,13 @@ class SpannerStore(Store):
         )
 
         def work(transaction: Any) -> None:
-            transaction.insert("DeadLetters", self._DL_COLUMNS, [row])
+            transaction.insert(self.n("DeadLetters"), self._DL_COLUMNS, [row])
 
         self._tx(work)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(snapshot.read("DeadLetters", self._DL_COLUMNS, KeySet(all_=True)))
+            rows = list(snapshot.read(self.n("DeadLetters"), self._DL_COLUMNS, KeySet(all_=True)))
         letters = [
             DeadLetter(
                 id=str(r[0]),
@@ -551,9 +576,9 @@ class SpannerStore(Store):
     def remove_dead_letter(self, letter_id: str) -> bool:
         def work(transaction: Any) -> bool:
             keys = KeySet(keys=[[letter_id]])
-            found = list(transaction.read("DeadLetters", ("Id",), keys))
+            found = list(transaction.read(self.n("DeadLetters"), ("Id",), keys))
             if found:
-                transaction.delete("DeadLetters", keys)
+                transaction.delete(self.n("DeadLetters"), keys)
             return bool(found)
 
         return self._tx(work)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from google.cloud.spanner_v1.database import Database
@@ -30,6 +31,52 @@ from tracker.schemas import migrations as schema_files
 Variant = Literal["canonical", "emulator"]
 VARIANTS: Final = ("canonical", "emulator")
 SCHEMA_TABLE: Final = "TrackerSchema"
+# Every table and index of the schema: what a tenant's prefix goes in front of.
+TABLES: Final = (
+    "Operations",
+    "AppliedEvents",
+    "Outbox",
+    "OutboxDue",
+    "FailedNotifications",
+    "DeadLetters",
+    SCHEMA_TABLE,
+)
+INDEXES: Final = (
+    "OperationsByDone",
+    "OperationsDue",
+    "OutboxPending",
+    "OutboxDueByNextAttempt",
+    "FailedNotificationsByGaveUp",
+)
+_IDENTIFIER = re.compile(
+    r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
+)
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class Names:
+    """The schema's table and index names under a prefix (one database, many tenants:
+    the seed's `<project>_Operations`). The empty prefix is the plain schema."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.prefix and not _PREFIX.fullmatch(self.prefix):
+            raise ConfigError(
+                f"--table-prefix: {self.prefix!r} must start with a letter and hold only"
+                " letters, digits and _ (at most 64)"
+            )
+
+    def __call__(self, table: str) -> str:
+        return self.prefix + table
+
+    def sql(self, text: str) -> str:
+        """`text` (DDL or a query) with every table and index name prefixed."""
+        return _IDENTIFIER.sub(lambda m: self.prefix + m.group(0), text) if self.prefix else text
+
+
+PLAIN: Final = Names()
 
 
 def migrations() -> list[tuple[int, list[str]]]:
@@ -118,33 +165,47 @@ def create_database(database: Database, *, timeout: float = 300) -> bool:
     return True
 
 
-def applied_versions(database: Database) -> dict[int, str]:
+def applied_versions(database: Database, names: Names = PLAIN) -> dict[int, str]:
     """Version -> variant of what is applied; empty if the schema table is missing."""
     from google.api_core import exceptions as gexc
     from google.cloud.spanner_v1.keyset import KeySet
 
     try:
         with database.snapshot() as snapshot:
-            rows = list(snapshot.read(SCHEMA_TABLE, ("Version", "Variant"), KeySet(all_=True)))
+            rows = list(
+                snapshot.read(names(SCHEMA_TABLE), ("Version", "Variant"), KeySet(all_=True))
+            )
     except (gexc.NotFound, gexc.InvalidArgument):
         return {}
     return {int(r[0]): str(r[1]) for r in rows}
 
 
-def apply(database: Database, variant: Variant, *, timeout: float = 300) -> list[int]:
+def apply(
+    database: Database, variant: Variant, *, names: Names = PLAIN, timeout: float = 300
+) -> list[int]:
     """Apply the versions not yet applied, in order; returns those applied.
 
     The database must exist (`create_database`). Each version's statements go in one
     DDL operation, then a TrackerSchema row records it; a database holds one variant.
+    With a prefix (`names`), every table and index is the tenant's own; the proto
+    bundle is the database's, created by whichever tenant comes first.
     """
     with _translated(database):
-        return _apply(database, variant, timeout)
+        return _apply(database, variant, names, timeout)
 
 
-def _apply(database: Database, variant: Variant, timeout: float) -> list[int]:
+def _has_proto_bundle(database: Database) -> bool:
+    database.reload()
+    return any(
+        str(s).lstrip().upper().startswith("CREATE PROTO BUNDLE")
+        for s in database.ddl_statements or ()
+    )
+
+
+def _apply(database: Database, variant: Variant, names: Names, timeout: float) -> list[int]:
     from google.cloud import spanner
 
-    done = applied_versions(database)
+    done = applied_versions(database, names)
     if done and set(done.values()) != {variant}:
         raise ConfigError(
             f"--variant {variant}: the database has the {sorted(set(done.values()))} variant"
@@ -152,7 +213,10 @@ def _apply(database: Database, variant: Variant, timeout: float) -> list[int]:
     pending = [(v, s) for v, s in migrations() if v not in done]
     applied = []
     for version, statements in pending:
-        ddl = statements_for(statements, variant)
+        ddl = [names.sql(statement) for statement in statements_for(statements, variant)]
+        bundles = [d for d in ddl if d.upper().startswith("CREATE PROTO BUNDLE")]
+        if bundles and names.prefix and _has_proto_bundle(database):
+            ddl = [d for d in ddl if d not in bundles]
         kwargs: dict[str, Any] = {}
         if variant == "canonical":
             kwargs["proto_descriptors"] = proto_descriptors()
@@ -160,7 +224,7 @@ def _apply(database: Database, variant: Variant, timeout: float) -> list[int]:
 
         def record(transaction: Any, version: int = version) -> None:
             transaction.insert(
-                SCHEMA_TABLE,
+                names(SCHEMA_TABLE),
                 ("Version", "Variant", "AppliedAt"),
                 [(version, variant, spanner.COMMIT_TIMESTAMP)],
             )
