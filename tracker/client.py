@@ -9,6 +9,10 @@ its google.rpc status name (NOT_FOUND -> `NotFound`, INVALID_ARGUMENT -> `Invali
 or `InvalidEvent` when the server names a reason, ...), and a tracker that cannot be
 reached raises `TrackerUnavailable`. Re-publishing an event after `TrackerUnavailable`
 is safe: the tracker applies an event id once.
+
+Credentials (`token=`, `id_token_audience=`, `auth=`, or TRACKER_TOKEN /
+TRACKER_ID_TOKEN_AUDIENCE) come from `tracker.credentials`, the one place that makes
+them; a refusal is `Unauthenticated` (401) or `PermissionDenied` (403).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from tracker import errors
+from tracker import credentials, errors
 from tracker.events import (
     DATA_MESSAGES,
     JSON_CONTENT_TYPE,
@@ -492,6 +496,8 @@ class _Producers(abc.ABC, Generic[R]):
     url: str
     mode: Mode
     content_type: str
+    auth: httpx.Auth | None
+    _owns_auth: bool
     _timeout: httpx.Timeout
 
     def _configure(
@@ -501,6 +507,9 @@ class _Producers(abc.ABC, Generic[R]):
         source: str | None,
         mode: Mode,
         content_type: str,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         """What the sync and async clients set alike."""
         self.url = url.rstrip("/")
@@ -508,6 +517,13 @@ class _Producers(abc.ABC, Generic[R]):
         self.mode = mode
         self.content_type = content_type
         self._timeout = _timeout(timeout)
+        self.auth = credentials.resolve(token, id_token_audience, auth)
+        self._owns_auth = auth is None  # made here: closed with the client
+
+    def _close_auth(self) -> None:
+        close = getattr(self.auth, "close", None)
+        if self._owns_auth and callable(close):
+            close()
 
     @abc.abstractmethod
     def _emit(self, event: Event) -> R:
@@ -630,6 +646,13 @@ class TrackerClient(_Producers[PublishResult]):
         mode: default content mode of `publish` and the producer verbs.
         content_type: default data encoding, application/json or application/protobuf.
         transport: an httpx transport (e.g. httpx.MockTransport in a user's tests).
+        headers: headers sent with every request.
+        token: a bearer token to send (`Authorization: Bearer ...`).
+        id_token_audience: send a Google ID token for this audience, minted from
+            Application Default Credentials and refreshed when it expires.
+        auth: any `httpx.Auth` instead (e.g. `tracker.credentials.GoogleIdToken` with
+            credentials of your own). With none of the three, TRACKER_TOKEN or
+            TRACKER_ID_TOKEN_AUDIENCE from the environment is used, if set.
     """
 
     def __init__(
@@ -642,10 +665,17 @@ class TrackerClient(_Producers[PublishResult]):
         content_type: str = JSON_CONTENT_TYPE,
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
-        self._configure(url, timeout, source, mode, content_type)
+        self._configure(url, timeout, source, mode, content_type, token, id_token_audience, auth)
         self._http = httpx.Client(
-            base_url=self.url, timeout=self._timeout, transport=transport, headers=headers
+            base_url=self.url,
+            timeout=self._timeout,
+            transport=transport,
+            headers=headers,
+            auth=self.auth,
         )
 
     def __enter__(self) -> TrackerClient:
@@ -656,6 +686,7 @@ class TrackerClient(_Producers[PublishResult]):
 
     def close(self) -> None:
         self._http.close()
+        self._close_auth()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -839,10 +870,17 @@ class AsyncTrackerClient(_Producers[Coroutine[Any, Any, PublishResult]]):
         content_type: str = JSON_CONTENT_TYPE,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
-        self._configure(url, timeout, source, mode, content_type)
+        self._configure(url, timeout, source, mode, content_type, token, id_token_audience, auth)
         self._http = httpx.AsyncClient(
-            base_url=self.url, timeout=self._timeout, transport=transport, headers=headers
+            base_url=self.url,
+            timeout=self._timeout,
+            transport=transport,
+            headers=headers,
+            auth=self.auth,
         )
 
     async def __aenter__(self) -> AsyncTrackerClient:
@@ -853,6 +891,7 @@ class AsyncTrackerClient(_Producers[Coroutine[Any, Any, PublishResult]]):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        self._close_auth()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
