@@ -5,6 +5,8 @@ loopback metadata server, in real `tracker` processes), the one-line refusals, a
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -269,3 +271,35 @@ def test_hash_token_bad_input_is_one_line_and_exit_2(
     assert result.exit_code == 2
     assert expected in assert_one_error_line(result.output)
     assert "two words" not in result.output  # a token is never echoed
+
+
+def test_hash_token_prompts_without_echo_on_a_terminal() -> None:
+    token = "typed-at-the-prompt-0123456789abcdef"
+    env = clean_env()  # made before the fork: the child only execs
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: stdin, stdout and stderr are the terminal
+        try:
+            os.execve(TRACKER, [TRACKER, "auth", "hash-token"], env)
+        finally:
+            os._exit(127)
+    try:
+        seen = _read_until(terminal, b"Token:")
+        os.write(terminal, token.encode() + b"\n")
+        seen += _read_until(terminal, b"sha256:" + token_digest(token)[7:].encode())
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert token.encode() not in seen  # not echoed
+    assert b"warning" not in seen
+
+
+def _read_until(fd: int, wanted: bytes) -> bytes:
+    seen = b""
+    while wanted not in seen:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, f"no {wanted!r} on the terminal within 30 s: {seen!r}"
+        chunk = os.read(fd, 4096)
+        assert chunk, f"the terminal closed before {wanted!r}: {seen!r}"
+        seen += chunk
+    return seen
