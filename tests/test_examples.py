@@ -2,7 +2,9 @@
 
 End to end: the Go and Node examples publish created -> progress -> progress ->
 succeeded|failed to a pstest topic, which a tracker drains with a PullSubscriber; the curl
-example posts the same sequence to a running tracker's POST /v1/events. The stored
+example posts the same sequence to a running tracker's POST /v1/events. All three post
+to a tracker that checks callers, refused without TRACKER_TOKEN (401) and stored with it
+(Go and Node with `--url`). The stored
 Operation must show what was sent: type and labels from created, the last progress
 message, percent 100 and the response on success, the error code on failure.
 
@@ -43,6 +45,8 @@ from google.rpc import code_pb2
 
 from tests.emulators import harness
 from tests.test_pubsub import PubSub, drain
+from tests.tokens import TOKEN
+from tracker.auth import token_digest
 from tracker.bindings import parse_pubsub
 from tracker.config import Config
 from tracker.events import Kind, decode_data
@@ -283,6 +287,47 @@ def test_curl_example_sequence_is_stored_by_the_tracker(
     answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert [a["results"][0]["outcome"] for a in answers] == ["applied"] * 4
     check_operation(server, name, "curl", outcome)
+
+
+@pytest.fixture
+def secured_server(tmp_path: Path) -> Iterator[Server]:
+    """A tracker that lets token:ci publish, and nobody else."""
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'ci = "{token_digest(TOKEN)}"\n')
+    config = Config(
+        db=str(tmp_path / "t.db"),
+        http_port=0,
+        grpc_port=-1,
+        auth_tokens_file=str(tokens),
+        grant=("events.publish=token:ci",),
+    )
+    with running(config) as s:
+        yield s
+
+
+@pytest.mark.parametrize("example", LANGUAGES)
+def test_http_example_sends_TRACKER_TOKEN(
+    example: str, secured_server: Server, request: pytest.FixtureRequest
+) -> None:
+    name = f"operations/example-{example}-token"
+    url = secured_server.http_url
+    if example == "curl":
+        command = [*request.getfixturevalue("shell"), str(CURL_SCRIPT), url, name]
+    else:
+        command = [*request.getfixturevalue(f"{example}_example"), "--url", url]
+        command += ["--operation", name]
+    env = {k: v for k, v in os.environ.items() if k != "TRACKER_TOKEN"}
+
+    refused = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+    )
+    assert refused.returncode != 0, refused.stdout
+    said = refused.stdout + refused.stderr
+    assert "401" in said and "events.publish needs credentials" in said, said
+    assert secured_server.store.get(name) is None
+
+    _run(command, env={**env, "TRACKER_TOKEN": TOKEN})
+    check_operation(secured_server, name, example, "succeeded")
 
 
 # ---- test vectors ------------------------------------------------------------------------

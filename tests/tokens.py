@@ -1,7 +1,10 @@
-"""Test identities: a signing key, a loopback certificate endpoint, ID tokens minted here.
+"""Test identities: a signing key, a loopback certificate endpoint, ID tokens minted here,
+a loopback GCE metadata server minting them for clients, and a tracker that checks callers.
 
 The tracker fetches certificates from its configured URL exactly as it fetches Google's
 in production; in tests that URL is a loopback server publishing these test keys.
+Clients get ID tokens from Application Default Credentials exactly as on Google Cloud;
+in tests the metadata server they ask is `MetadataServer`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import http.server
 import json
 import threading
 import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -18,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+
+from tracker.config import Config
 
 AUDIENCE = "https://tracker.example.run.app"
 ACCOUNT = "push@proj.iam.gserviceaccount.com"
@@ -109,3 +117,128 @@ def id_token(key: str = KEY, kid: str = "k1", audience: str = AUDIENCE, **overri
 def expired(**overrides: Any) -> str:
     now = int(time.time())
     return id_token(exp=now - 3600, iat=now - 7200, **overrides)
+
+
+class MetadataServer:
+    """A loopback GCE metadata server, as google-auth talks to it for ID tokens.
+
+    google-auth pings `http://$GCE_METADATA_IP/` and wants `Metadata-Flavor: Google`
+    back; it then GETs `http://$GCE_METADATA_HOST/computeMetadata/v1/instance/
+    service-accounts/default/identity?audience=A&format=full` with the same header and
+    takes the body as the ID token (after reading the account's email from
+    `.../service-accounts/default/?recursive=true`). This one mints it with the test key, valid for
+    `lifetime` seconds; `identities` lists the audience of each mint, `on_gce=False`
+    answers the ping as something that is not a metadata server.
+    """
+
+    IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
+    ACCOUNT_INFO = "/computeMetadata/v1/instance/service-accounts/default/"
+
+    def __init__(self, lifetime: int = 3600, on_gce: bool = True) -> None:
+        self.lifetime = lifetime
+        self.on_gce = on_gce
+        self.identities: list[str] = []
+        # With `hold`, each mint waits for GET /test/release (GET /test/arrived returns
+        # once a mint waits); `held` records whether the release came (True) or the wait
+        # gave up (False).
+        self.hold = False
+        self.held: list[bool] = []
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                flavored = self.headers.get("metadata-flavor") == "Google"
+                if url.path == "/test/arrived":
+                    self._answer(200 if outer.arrived.wait(30) else 504, b"")
+                elif url.path == "/test/release":
+                    outer.released.set()
+                    self._answer(200, b"")
+                elif url.path == "/" and flavored:
+                    self._answer(200, b"", flavor=outer.on_gce)
+                elif url.path == outer.ACCOUNT_INFO and flavored:
+                    info = {"email": ACCOUNT, "aliases": ["default"], "scopes": []}
+                    self._answer(200, json.dumps(info).encode(), "application/json")
+                elif url.path == outer.IDENTITY and flavored and query.get("format") == ["full"]:
+                    audience = query.get("audience", [""])[0]
+                    outer.identities.append(audience)
+                    if outer.hold:
+                        outer.arrived.set()
+                        outer.held.append(outer.released.wait(20))
+                    now = int(time.time())
+                    token = id_token(audience=audience, iat=now, exp=now + outer.lifetime)
+                    self._answer(200, token.encode())
+                else:
+                    self._answer(403 if not flavored else 404, b"no")
+
+            def _answer(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str = "application/text",
+                flavor: bool = True,
+            ) -> None:
+                self.send_response(status)
+                if flavor:
+                    self.send_header("Metadata-Flavor", "Google")
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """`base` pointing google-auth at this server, with no other credentials."""
+        env = {k: v for k, v in base.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+        env.update(GCE_METADATA_HOST=self.host, GCE_METADATA_IP=self.host)
+        return env
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ---- a tracker that checks its callers ---------------------------------------------------
+
+TOKEN = "ci-" + "0123456789abcdef" * 3  # token:ci: publishes, reads, cancels, deletes
+READER_TOKEN = "reader-" + "fedcba9876543210" * 3  # token:reader: reads only
+SECURED_GRANTS = (
+    "events.publish=token:ci",
+    "operations.read=token:ci",
+    "operations.write=token:ci",
+    "operations.read=token:reader",
+    f"events.publish=serviceAccount:{ACCOUNT}",
+    f"operations.read=serviceAccount:{ACCOUNT}",
+)
+
+
+def secured_config(folder: Path, certs_url: str, **overrides: Any) -> Config:
+    """A tracker on free loopback ports accepting the two static tokens above and ID
+    tokens for AUDIENCE signed by the key `certs_url` publishes."""
+    from tracker.auth import token_digest
+
+    tokens = folder / "tokens.toml"
+    tokens.write_text(f'ci = "{token_digest(TOKEN)}"\nreader = "{token_digest(READER_TOKEN)}"\n')
+    settings: dict[str, Any] = {
+        "db": ":memory:",
+        "http_port": 0,
+        "grpc_port": 0,
+        "auth_tokens_file": str(tokens),
+        "auth_audience": (AUDIENCE,),
+        "auth_certs_url": certs_url,
+        "grant": SECURED_GRANTS,
+        "max_wait_seconds": 30,
+    }
+    settings.update(overrides)
+    return Config(**settings)

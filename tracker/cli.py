@@ -34,9 +34,10 @@ from rich.progress import (
 from rich.table import Table
 
 from tracker import __version__
-from tracker.client import DEFAULT_URL, TrackerClient, metadata, operation_to_dict, to_any
+from tracker.cli_auth import Connection, auth, client_options, refusal
+from tracker.client import TrackerClient, metadata, operation_to_dict, to_any
 from tracker.config import SETTINGS, Config, Setting
-from tracker.errors import ConfigError, TrackerError, TrackerUnavailable
+from tracker.errors import ConfigError, PermissionDenied, TrackerError, Unauthenticated, Unavailable
 from tracker.events import DATA_MESSAGES, PROTOBUF_CONTENT_TYPE, Kind, decode_data
 from tracker.v1 import events_pb2
 
@@ -62,10 +63,12 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TrackerUnavailable as exc:
+        except Unavailable as exc:  # the tracker, or the ID-token issuer, out of reach
             fail(exc.message, EXIT_USAGE)
         except ConfigError as exc:
             fail(str(exc), EXIT_USAGE)
+        except (Unauthenticated, PermissionDenied) as exc:
+            fail(refusal(exc), EXIT_FAILED)
         except TrackerError as exc:
             fail(exc.message, EXIT_FAILED)
 
@@ -147,21 +150,6 @@ def _os_error(exc: OSError, config: Config) -> str:
 
 
 # ---- client commands -------------------------------------------------------------------
-
-
-def url_option(func: F) -> F:
-    return click.option(
-        "--url",
-        envvar="TRACKER_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        show_envvar=True,
-        help="Base URL of the tracker's HTTP server.",
-    )(func)
-
-
-def _client(url: str) -> TrackerClient:
-    return TrackerClient(url)
 
 
 _CODE_NAMES: Final = frozenset(code_pb2.Code.keys())
@@ -325,7 +313,7 @@ def build_data(kind: Kind, data_json: str | None, options: dict[str, Any]) -> Me
 @click.option(
     "--protobuf", is_flag=True, help="Send the data as application/protobuf instead of JSON."
 )
-@url_option
+@client_options
 def publish(
     kind: str,
     name: str,
@@ -343,7 +331,7 @@ def publish(
     response: str | None,
     mode: str,
     protobuf: bool,
-    url: str,
+    connect: Connection,
 ) -> None:
     """Publish one event of KIND for operation NAME and print what the tracker did.
 
@@ -363,7 +351,7 @@ def publish(
         "--file": file,
     }
     data = build_data(event_kind, data_json, options)
-    with _client(url) as client:
+    with connect.client() as client:
         if source:
             client.source = source
         event = client.event(event_kind, name, data, seq=seq, event_id=event_id)
@@ -380,10 +368,10 @@ def publish(
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the Operation as JSON.")
-@url_option
-def get(name: str, as_json: bool, url: str) -> None:
+@client_options
+def get(name: str, as_json: bool, connect: Connection) -> None:
     """Show operation NAME."""
-    with _client(url) as client:
+    with connect.client() as client:
         operation = client.get(name)
     if as_json:
         click.echo(json.dumps(operation_to_dict(operation), indent=2))
@@ -405,10 +393,10 @@ def get(name: str, as_json: bool, url: str) -> None:
     help="Operations per request (0: the server's default).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of Operations.")
-@url_option
-def list_(filter_text: str, page_size: int, as_json: bool, url: str) -> None:
+@client_options
+def list_(filter_text: str, page_size: int, as_json: bool, connect: Connection) -> None:
     """List operations (every page)."""
-    with _client(url) as client:
+    with connect.client() as client:
         operations = list(client.list(filter_text, page_size))
     if as_json:
         click.echo(json.dumps([operation_to_dict(o) for o in operations], indent=2))
@@ -431,20 +419,20 @@ def list_(filter_text: str, page_size: int, as_json: bool, url: str) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
-@url_option
-def cancel(name: str, url: str) -> None:
+@client_options
+def cancel(name: str, connect: Connection) -> None:
     """Cancel operation NAME (it ends as CANCELLED unless already done)."""
-    with _client(url) as client:
+    with connect.client() as client:
         client.cancel(name)
     click.echo(f"cancelled {name}")
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
-@url_option
-def delete(name: str, url: str) -> None:
+@client_options
+def delete(name: str, connect: Connection) -> None:
     """Delete operation NAME."""
-    with _client(url) as client:
+    with connect.client() as client:
         client.delete(name)
     click.echo(f"deleted {name}")
 
@@ -460,14 +448,16 @@ def delete(name: str, url: str) -> None:
     "--no-progress", is_flag=True, help="No progress display; one WaitOperation call at a time."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final Operation as JSON.")
-@url_option
-def wait(name: str, timeout: float | None, no_progress: bool, as_json: bool, url: str) -> None:
+@client_options
+def wait(
+    name: str, timeout: float | None, no_progress: bool, as_json: bool, connect: Connection
+) -> None:
     """Wait for operation NAME to be done, showing its progress.
 
     Exits 0 when it succeeded, 1 when it failed or was cancelled, 3 when --timeout
     passed first.
     """
-    with _client(url) as client:
+    with connect.client() as client:
         operation = client.wait(name, timeout) if no_progress else _watch(client, name, timeout)
     if as_json:
         click.echo(json.dumps(operation_to_dict(operation), indent=2))
@@ -489,10 +479,10 @@ def wait(name: str, timeout: float | None, no_progress: bool, as_json: bool, url
     default="-",
     help="Write the bytes to FILE (default: stdout).",
 )
-@url_option
-def checkpoint(name: str, output: Any, url: str) -> None:
+@client_options
+def checkpoint(name: str, output: Any, connect: Connection) -> None:
     """Write the latest checkpoint bytes of operation NAME."""
-    with _client(url) as client:
+    with connect.client() as client:
         data = client.get_checkpoint(name)
     if data is None:
         fail(f"{name} has no checkpoint", EXIT_FAILED)
@@ -694,6 +684,8 @@ def schema_show(variant: str) -> None:
         for statement in spanner_schema.statements_for(statements, variant):  # type: ignore[arg-type]
             click.echo(statement + ";")
 
+
+cli.add_command(auth)
 
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

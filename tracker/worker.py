@@ -42,12 +42,14 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+import httpx
 from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from tracker.bindings import to_binary
 from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
+from tracker.client.credentials import resolve
 from tracker.errors import NotFound, clip, code_name
 from tracker.events import JSON_CONTENT_TYPE, Event
 
@@ -486,18 +488,33 @@ class Worker:
         *,
         tracker_url: str | None = None,
         heartbeat_every: float | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
+        """`auth`: the credentials the reader sends when it is made from `tracker_url`
+        (`tracker.client.credentials.resolve` makes them; None reads the environment)."""
         self.producer = producer
         self.tracker_url = tracker_url
         self.heartbeat_every = heartbeat_every
+        self._auth = auth
+        self._owns_auth = False  # True when a constructor here made `auth`
         self._reader: TrackerClient | None = (
             producer if isinstance(producer, TrackerClient) else None
         )
 
     @classmethod
-    def http(cls, url: str = "http://127.0.0.1:8080", **kwargs: Any) -> Worker:
-        """Events over HTTP straight to the tracker (the embedded default)."""
-        return cls(TrackerClient(url), tracker_url=url, **kwargs)
+    def http(
+        cls,
+        url: str = "http://127.0.0.1:8080",
+        *,
+        token: str | None = None,
+        id_token_audience: str | None = None,
+        **kwargs: Any,
+    ) -> Worker:
+        """Events over HTTP straight to the tracker (the embedded default), with the
+        credentials of `TrackerClient` (`token`, `id_token_audience`, else from the
+        environment)."""
+        client = TrackerClient(url, token=token, id_token_audience=id_token_audience)
+        return cls(client, tracker_url=url, **kwargs)
 
     @classmethod
     def pubsub(
@@ -508,11 +525,18 @@ class Worker:
         source: str | None = None,
         content_type: str = JSON_CONTENT_TYPE,
         heartbeat_every: float | None = None,
+        token: str | None = None,
+        id_token_audience: str | None = None,
     ) -> Worker:
         """Events to a Pub/Sub topic. `tracker_url` enables reading back (checkpoint,
-        cancel, and the end check of `heartbeat`)."""
+        cancel, and the end check of `heartbeat`), with `token` / `id_token_audience`
+        (else from the environment) as credentials; Pub/Sub itself uses Application
+        Default Credentials."""
         producer = PubSubProducer(topic, source=source, content_type=content_type)
-        return cls(producer, tracker_url=tracker_url, heartbeat_every=heartbeat_every)
+        auth = resolve(token, id_token_audience)
+        worker = cls(producer, tracker_url=tracker_url, heartbeat_every=heartbeat_every, auth=auth)
+        worker._owns_auth = True
+        return worker
 
     def __enter__(self) -> Worker:
         return self
@@ -526,6 +550,9 @@ class Worker:
             close = getattr(client, "close", None)
             if callable(close):
                 close()
+        close_auth = getattr(self._auth, "close", None)
+        if self._owns_auth and callable(close_auth):
+            close_auth()
 
     @property
     def can_read(self) -> bool:
@@ -536,7 +563,9 @@ class Worker:
         if self._reader is None:
             if not self.tracker_url:
                 raise RuntimeError("reading back needs the tracker's URL (tracker_url=...)")
-            self._reader = TrackerClient(self.tracker_url)
+            # The worker keeps `auth` (shared by every reader it makes), so the client
+            # must not close it: pass it as the caller's own.
+            self._reader = TrackerClient(self.tracker_url, auth=self._auth)
         return self._reader
 
     def operation(

@@ -4,6 +4,7 @@
 # binary content mode (attributes in ce-* headers, the data as the JSON body).
 #
 #   examples/curl/publish.sh http://127.0.0.1:8080 operations/demo-1 [succeeded|failed]
+#   TRACKER_TOKEN=... examples/curl/publish.sh ...     # a tracker that checks callers
 #
 # Source it to use publish_event alone: `source examples/curl/publish.sh`.
 
@@ -11,7 +12,9 @@ SOURCE="${SOURCE:-/examples/curl}"  # ce-source: this producer
 
 # publish_event URL TYPE OPERATION ID SEQUENCE TIME DATA [CURL-ARGS...]
 # One event. An empty SEQUENCE, TIME or DATA is not sent. Further arguments go to curl,
-# e.g. -H 'ce-traceparent: 00-...' for an extension attribute, or an Authorization header.
+# e.g. -H 'ce-traceparent: 00-...' for an extension attribute. With TRACKER_TOKEN set,
+# it goes as "Authorization: Bearer", read by curl from stdin so that no process
+# listing shows it.
 publish_event() {
   local headers=(
     -H 'ce-specversion: 1.0'
@@ -27,8 +30,10 @@ publish_event() {
   else
     headers+=(-H 'content-type:')  # no data: drop the form content type curl would add
   fi
-  curl -sS --fail-with-body --max-time 10 "${headers[@]}" --data-binary "$7" \
-    "${@:8}" "$1/v1/events" || return
+  local auth=()
+  [[ -z "${TRACKER_TOKEN:-}" ]] || auth=(-H @-)
+  curl -sS --fail-with-body --max-time 10 "${headers[@]}" "${auth[@]}" --data-binary "$7" \
+    "${@:8}" "$1/v1/events" <<<"authorization: Bearer ${TRACKER_TOKEN:-}" || return
   echo
 }
 

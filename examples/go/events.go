@@ -1,12 +1,18 @@
 package main
 
-// The part to copy: Event, Encode and publish, plus the data messages you send.
+// The part to copy: Event, Encode, publish (Pub/Sub) or post (HTTP), plus the data
+// messages you send.
 // The contract is schemas/README.md; docs/publishing.md explains each attribute.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -64,6 +70,37 @@ func publish(ctx context.Context, pub *pubsub.Publisher, e Event) error {
 	msg := &pubsub.Message{Data: body, Attributes: attrs, OrderingKey: e.Subject}
 	_, err = pub.Publish(ctx, msg).Get(ctx)
 	return err
+}
+
+// post sends e to the tracker's POST /v1/events in HTTP binary mode: the attributes
+// as headers, the data as the body. A non-empty token goes as "Authorization: Bearer",
+// which a tracker that checks its callers needs (a 401 answer says it is missing).
+func post(ctx context.Context, client *http.Client, url, token string, e Event) error {
+	attrs, body, err := Encode(e)
+	if err != nil {
+		return err
+	}
+	endpoint := strings.TrimRight(url, "/") + "/v1/events"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for name, value := range attrs {
+		req.Header.Set(name, value)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+	}
+	return nil
 }
 
 // The data message of each kind (schemas/proto/tracker/v1/events.proto) with its

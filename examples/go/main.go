@@ -1,9 +1,12 @@
-// Command producer publishes the life of one operation to a Pub/Sub topic that the
-// tracker pulls from: created -> progress 25% -> progress 75% -> succeeded (or failed),
-// as CloudEvents in Pub/Sub binary content mode, numbered by ce-sequence and ordered by
-// the operation name as ordering key. See docs/publishing.md.
+// Command producer publishes the life of one operation: created -> progress 25% ->
+// progress 75% -> succeeded (or failed), as CloudEvents in binary content mode,
+// numbered by ce-sequence. To a Pub/Sub topic that the tracker pulls from (ordered by
+// the operation name as ordering key), or with -url straight to the tracker's
+// POST /v1/events, sending $TRACKER_TOKEN as a bearer token when it is set. See
+// docs/publishing.md.
 //
 //	go run . -topic projects/P/topics/T -operation operations/demo-1 [-outcome failed]
+//	TRACKER_TOKEN=... go run . -url http://127.0.0.1:8080 -operation operations/demo-2
 //
 // It honours PUBSUB_EMULATOR_HOST (the Go client does). With -print-vector CASE it
 // prints what Encode makes of a case of schemas/testdata/vectors.json instead.
@@ -14,6 +17,7 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -23,6 +27,7 @@ import (
 
 func main() {
 	topic := flag.String("topic", os.Getenv("TRACKER_TOPIC"), "Pub/Sub topic: projects/P/topics/T (env TRACKER_TOPIC)")
+	url := flag.String("url", "", "post to this tracker's POST /v1/events instead of Pub/Sub, e.g. http://127.0.0.1:8080")
 	operation := flag.String("operation", "", "operation name: operations/...")
 	outcome := flag.String("outcome", "succeeded", "how the operation ends: succeeded or failed")
 	source := flag.String("source", "/examples/go", "CloudEvents source: this producer")
@@ -36,7 +41,7 @@ func main() {
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		err = run(ctx, *topic, *operation, *outcome, *source)
+		err = run(ctx, *topic, *url, *operation, *outcome, *source)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "producer:", err)
@@ -44,10 +49,30 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, topic, operation, outcome, source string) error {
+// sender returns how events go out: over HTTP with -url, else to the Pub/Sub topic.
+func sender(ctx context.Context, topic, url string) (func(Event) error, func(), error) {
+	if url != "" {
+		client := &http.Client{Timeout: 10 * time.Second}
+		token := os.Getenv("TRACKER_TOKEN") // empty: no Authorization header
+		return func(e Event) error { return post(ctx, client, url, token, e) }, func() {}, nil
+	}
 	parts := strings.Split(topic, "/") // projects/P/topics/T
-	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" || operation == "" {
-		return fmt.Errorf("need -topic projects/P/topics/T and -operation operations/NAME")
+	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" {
+		return nil, nil, fmt.Errorf("need -topic projects/P/topics/T or -url URL")
+	}
+	client, err := pubsub.NewClient(ctx, parts[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	pub := client.Publisher(topic)
+	pub.EnableMessageOrdering = true
+	stop := func() { pub.Stop(); client.Close() }
+	return func(e Event) error { return publish(ctx, pub, e) }, stop, nil
+}
+
+func run(ctx context.Context, topic, url, operation, outcome, source string) error {
+	if operation == "" {
+		return fmt.Errorf("need -operation operations/NAME")
 	}
 	last := map[string]any{
 		"succeeded": Succeeded{Response: map[string]any{"rows": 1200, "uri": "gs://example/export.csv"}},
@@ -56,15 +81,11 @@ func run(ctx context.Context, topic, operation, outcome, source string) error {
 	if last == nil {
 		return fmt.Errorf("-outcome %q: want succeeded or failed", outcome)
 	}
-
-	client, err := pubsub.NewClient(ctx, parts[1])
+	send, stop, err := sender(ctx, topic, url)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	pub := client.Publisher(topic)
-	pub.EnableMessageOrdering = true
-	defer pub.Stop()
+	defer stop()
 
 	steps := []struct {
 		kind string
@@ -76,7 +97,7 @@ func run(ctx context.Context, topic, operation, outcome, source string) error {
 		{outcome, last},
 	}
 	for i, step := range steps {
-		err := publish(ctx, pub, Event{
+		err := send(Event{
 			Type:     step.kind,
 			Source:   source,
 			ID:       rand.Text(), // new per event; keep it when you retry the same event

@@ -1,5 +1,5 @@
-// The part to copy: encode() and publish(). The contract is schemas/README.md;
-// docs/publishing.md explains each attribute.
+// The part to copy: encode(), and publish() (Pub/Sub) or post() (HTTP). The contract is
+// schemas/README.md; docs/publishing.md explains each attribute.
 
 /**
  * The attributes and data of one tracker event in CloudEvents binary content mode.
@@ -38,4 +38,24 @@ export function encode({ type, source, id, subject, time, sequence, data, extens
 export async function publish(topic, event) {
   const { attributes, body } = encode(event);
   return topic.publishMessage({ data: body, attributes, orderingKey: event.subject });
+}
+
+/**
+ * Post one event to the tracker's POST /v1/events in HTTP binary mode: the attributes
+ * as headers, the data as the body. A token goes as `Authorization: Bearer`, which a
+ * tracker that checks its callers needs (a 401 answer says it is missing).
+ */
+export async function post(url, event, token) {
+  const { attributes, body } = encode(event);
+  const headers = { ...attributes };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${url.replace(/\/+$/, '')}/v1/events`, {
+    method: 'POST',
+    headers,
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const answer = await response.text();
+  if (!response.ok) throw new Error(`tracker answered ${response.status}: ${answer.trim()}`);
+  return JSON.parse(answer);
 }

@@ -1,9 +1,11 @@
-// Publish the life of one operation to a Pub/Sub topic that the tracker pulls from:
-// created -> progress 25% -> progress 75% -> succeeded (or failed), as CloudEvents in
-// Pub/Sub binary content mode, numbered by ce-sequence and ordered by the operation
-// name as ordering key. See docs/publishing.md.
+// Publish the life of one operation: created -> progress 25% -> progress 75% ->
+// succeeded (or failed), as CloudEvents in binary content mode, numbered by
+// ce-sequence. To a Pub/Sub topic that the tracker pulls from (ordered by the operation
+// name as ordering key), or with --url straight to the tracker's POST /v1/events,
+// sending $TRACKER_TOKEN as a bearer token when it is set. See docs/publishing.md.
 //
 //   node main.mjs --topic projects/P/topics/T --operation operations/demo-1 [--outcome failed]
+//   TRACKER_TOKEN=... node main.mjs --url http://127.0.0.1:8080 --operation operations/demo-2
 //
 // Honours PUBSUB_EMULATOR_HOST (the client does). With --print-vector CASE it prints
 // what encode() makes of a case of schemas/testdata/vectors.json instead.
@@ -11,11 +13,12 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub } from '@google-cloud/pubsub';
-import { publish } from './events.mjs';
+import { post, publish } from './events.mjs';
 
 const { values: args } = parseArgs({
   options: {
     topic: { type: 'string', default: process.env.TRACKER_TOPIC ?? '' },
+    url: { type: 'string', default: '' },
     operation: { type: 'string', default: '' },
     outcome: { type: 'string', default: 'succeeded' },
     source: { type: 'string', default: '/examples/node' },
@@ -24,17 +27,28 @@ const { values: args } = parseArgs({
   },
 });
 
-async function run({ topic: topicName, operation, outcome, source }) {
+// How events go out: over HTTP with --url, else to the Pub/Sub topic.
+function sender(topicName, url) {
+  if (url) {
+    const token = process.env.TRACKER_TOKEN; // unset or empty: no Authorization header
+    return { send: (event) => post(url, event, token), close: async () => {} };
+  }
   const project = /^projects\/([^/]+)\/topics\/[^/]+$/.exec(topicName)?.[1];
-  if (!project || !operation) throw new Error('need --topic projects/P/topics/T and --operation operations/NAME');
+  if (!project) throw new Error('need --topic projects/P/topics/T or --url URL');
+  const pubsub = new PubSub({ projectId: project });
+  const topic = pubsub.topic(topicName, { messageOrdering: true });
+  return { send: (event) => publish(topic, event), close: () => pubsub.close() };
+}
+
+async function run({ topic, url, operation, outcome, source }) {
+  if (!operation) throw new Error('need --operation operations/NAME');
   const last = {
     succeeded: { response: { rows: 1200, uri: 'gs://example/export.csv' } },
     failed: { error: { code: 9, message: 'bucket example does not exist' } }, // FAILED_PRECONDITION
   }[outcome];
   if (!last) throw new Error(`--outcome ${outcome}: want succeeded or failed`);
 
-  const pubsub = new PubSub({ projectId: project });
-  const topic = pubsub.topic(topicName, { messageOrdering: true });
+  const { send, close } = sender(topic, url);
   const steps = [
     ['created', { operationType: 'export', labels: { example: 'node' } }],
     ['progress', { percent: 25, message: 'reading rows' }],
@@ -43,7 +57,7 @@ async function run({ topic: topicName, operation, outcome, source }) {
   ];
   try {
     for (const [i, [type, data]] of steps.entries()) {
-      await publish(topic, {
+      await send({
         type,
         source,
         id: randomUUID(), // new per event; keep it when you retry the same event
@@ -55,7 +69,7 @@ async function run({ topic: topicName, operation, outcome, source }) {
       console.log(`published ${type} ${operation} (sequence ${i + 1})`);
     }
   } finally {
-    await pubsub.close();
+    await close();
   }
 }
 

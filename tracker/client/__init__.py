@@ -13,7 +13,8 @@ is safe: the tracker applies an event id once.
 
 Credentials (`tracker.client.credentials`): `token=` or TRACKER_TOKEN for a bearer
 token, `id_token_audience=` or TRACKER_ID_TOKEN_AUDIENCE for a Google ID token from
-Application Default Credentials.
+Application Default Credentials, or any `auth=`; a refusal is `Unauthenticated` (401)
+or `PermissionDenied` (403).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from google.longrunning import operations_pb2
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
 from tracker.client._producers import Producer, default_source
-from tracker.client.credentials import from_settings
+from tracker.client.credentials import resolve
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
@@ -46,10 +46,12 @@ class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
         self.mode = mode
         self.content_type = content_type
         self._timeout = _core.as_timeout(timeout)
+        self.auth = resolve(token, id_token_audience, auth)
+        self._owns_auth = auth is None  # made here: closed with the client
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=self._timeout,
-            auth=auth or from_settings(token, id_token_audience),
+            auth=self.auth,
             transport=transport,
             headers=headers,
         )
@@ -62,6 +64,7 @@ class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        _core.close_auth(self.auth, self._owns_auth)
 
     async def _send(self, request: Request) -> httpx.Response:
         try:

@@ -140,8 +140,6 @@ def error_from_answer(status_code: int, body: bytes, *, event: bool = False) -> 
     message = str(info.get("message") or body.decode("utf-8", "replace").strip()[:500])
     message = message or f"HTTP {status_code}"
     reason, metadata = _error_info(info)
-    if status == "UNAUTHENTICATED":
-        message += " (send credentials: token=... / --token / TRACKER_TOKEN, or an ID token)"
     if event and status in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED") and reason:
         error: errors.TrackerError = errors.InvalidEvent(
             reason.lower(), message, event_id=metadata.get("eventId")
@@ -207,6 +205,13 @@ def with_read(timeout: httpx.Timeout, read: float | None) -> httpx.Timeout:
 
 def as_timeout(value: float | httpx.Timeout | None) -> httpx.Timeout:
     return value if isinstance(value, httpx.Timeout) else httpx.Timeout(value)
+
+
+def close_auth(auth: httpx.Auth | None, owned: bool) -> None:
+    """Close credentials a client made itself (their token-minting session)."""
+    close = getattr(auth, "close", None)
+    if owned and callable(close):
+        close()
 
 
 def httpx_arguments(request: Request, timeout: httpx.Timeout) -> dict[str, Any]:

@@ -1,39 +1,70 @@
-"""Credentials the SDK, `tracker.worker` and the CLI send: `Authorization: Bearer ...`.
+"""What clients send to prove who they are: one place for the SDK, the worker and the CLI.
 
-- `BearerToken`: a token you hold, e.g. a static token from the tracker's tokens file.
-- `GoogleIdToken`: a Google-signed ID token for an audience, from Application Default
-  Credentials (google-auth): a service account key, the GCE/GKE/Cloud Run metadata
-  server, or `gcloud auth application-default login` for a user. It is fetched once and
-  refreshed shortly before it expires; the async client refreshes in a thread.
+A tracker that authenticates callers (`--auth-tokens-file`, `--auth-audience`; see
+docs/auth.md) wants `Authorization: Bearer <token>` on every request. Two kinds of token:
 
-`from_settings` picks one from arguments or the environment (TRACKER_TOKEN,
-TRACKER_ID_TOKEN_AUDIENCE), the order every entry point uses.
+- `BearerToken`: a static token (one the tracker keeps the SHA-256 digest of), or any
+  token minted elsewhere, e.g. `gcloud auth print-identity-token`.
+- `GoogleIdToken`: a Google-signed ID token for an audience, minted from Application
+  Default Credentials (a service account key in GOOGLE_APPLICATION_CREDENTIALS, or the
+  metadata server on Google Cloud). The credentials are made once and refreshed only
+  when the token is about to expire, so a long-running worker asks for a token about
+  once an hour, not once a request.
+
+Both are `httpx.Auth`s, so one object serves `httpx.Client` and `httpx.AsyncClient`
+alike; the async flow mints in a thread so the event loop never waits on the metadata
+server. `resolve` picks one from arguments, else from TRACKER_TOKEN /
+TRACKER_ID_TOKEN_AUDIENCE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any, Final
 
 import httpx
 
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, Unavailable, clip
 
-TOKEN_ENV: Final = "TRACKER_TOKEN"
-AUDIENCE_ENV: Final = "TRACKER_ID_TOKEN_AUDIENCE"
+__all__ = [
+    "ENV_ID_TOKEN_AUDIENCE",
+    "ENV_TOKEN",
+    "BearerToken",
+    "GoogleIdToken",
+    "check_token",
+    "resolve",
+]
+
+ENV_TOKEN: Final = "TRACKER_TOKEN"
+ENV_ID_TOKEN_AUDIENCE: Final = "TRACKER_ID_TOKEN_AUDIENCE"
+# What an HTTP header value may hold without quoting: visible ASCII, no spaces.
+_TOKEN_CHARS: Final = re.compile(r"[\x21-\x7e]+")
+
+
+def check_token(token: str) -> str:
+    """`token` without surrounding whitespace; ConfigError unless it can travel in a
+    header as it is. The message never quotes the token: it is a secret."""
+    token = token.strip()
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise ConfigError(
+            "the bearer token must be printable ASCII without spaces"
+            f" ({len(token)} characters given)"
+        )
+    return token
 
 
 class BearerToken(httpx.Auth):
-    """A fixed bearer token."""
+    """Sends one fixed token. Its text never appears in an error message or a repr."""
 
     def __init__(self, token: str) -> None:
-        token = token.strip()
-        if not token:
-            raise ConfigError("an empty bearer token")
-        self._header = f"Bearer {token}"
+        self._header = f"Bearer {check_token(token)}"
+
+    def __repr__(self) -> str:
+        return "BearerToken(***)"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
@@ -41,69 +72,126 @@ class BearerToken(httpx.Auth):
 
 
 class GoogleIdToken(httpx.Auth):
-    """An ID token for `audience` from Application Default Credentials."""
+    """Sends a Google ID token for `audience`, minted from Application Default Credentials.
+
+    Args:
+        audience: the audience the tracker accepts (its `--auth-audience`, usually its URL).
+        credentials: google-auth ID-token credentials to use instead of looking them up
+            (e.g. `impersonated_credentials.IDTokenCredentials`); they must have
+            `refresh(request)`, `valid` and `token`.
+    """
 
     def __init__(self, audience: str, credentials: Any = None) -> None:
-        self.audience = audience
+        if not audience.strip():
+            raise ConfigError("the ID token audience must not be empty")
+        self.audience = audience.strip()
         self._credentials = credentials
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time, from any thread or loop
+        self._session: Any = None
 
-    def _fresh_token(self) -> str:
-        """The current token, fetched or refreshed (blocking) when needed."""
-        from google.auth import exceptions as auth_exceptions
-        from google.auth.transport.requests import Request
+    def __repr__(self) -> str:
+        return f"GoogleIdToken({self.audience!r})"
+
+    @property
+    def _fresh(self) -> str | None:
+        """The cached token while it is still valid (google-auth refreshes a few minutes
+        before expiry), without any I/O."""
+        credentials = self._credentials
+        if credentials is not None and credentials.valid and credentials.token:
+            return str(credentials.token)
+        return None
+
+    def token(self) -> str:
+        """A valid ID token; blocks while one is minted (at most one refresh at a time)."""
+        fresh = self._fresh
+        if fresh is not None:
+            return fresh
+        with self._lock:
+            fresh = self._fresh  # another thread may have refreshed meanwhile
+            if fresh is not None:
+                return fresh
+            return self._refresh()
+
+    def _refresh(self) -> str:
+        from google.auth import exceptions
+        from google.auth.transport import requests as google_requests
         from google.oauth2 import id_token
 
-        with self._lock:
-            try:
-                if self._credentials is None:
-                    self._credentials = id_token.fetch_id_token_credentials(  # type: ignore[no-untyped-call]
-                        self.audience, request=Request()
-                    )
-                credentials = self._credentials
-                # `valid` turns false a few minutes before expiry (google-auth's margin).
-                if not credentials.valid:
-                    credentials.refresh(Request())
-            except auth_exceptions.GoogleAuthError as exc:
-                raise ConfigError(
-                    f"cannot get a Google ID token for {self.audience!r}: {exc}"
-                    " (set up Application Default Credentials, or use a bearer token)"
-                ) from None
-            return str(credentials.token)
+        if self._session is None:
+            self._session = google_requests.Request()
+        try:
+            if self._credentials is None:
+                self._credentials = id_token.fetch_id_token_credentials(  # type: ignore[no-untyped-call]
+                    self.audience, request=self._session
+                )
+            self._credentials.refresh(self._session)
+        except exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(
+                f"cannot get an ID token for {self.audience}: no Application Default"
+                " Credentials that mint ID tokens (a service account key in"
+                " GOOGLE_APPLICATION_CREDENTIALS, or the metadata server on Google Cloud):"
+                f" {clip(exc, 300)}"
+            ) from None
+        except (exceptions.GoogleAuthError, ValueError) as exc:
+            raise Unavailable(
+                f"cannot get an ID token for {self.audience}: {clip(exc, 300)}"
+            ) from None
+        token = self._credentials.token
+        if not token:
+            raise Unavailable(f"cannot get an ID token for {self.audience}: none was issued")
+        return str(token)
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._fresh_token()}"
+        request.headers["Authorization"] = f"Bearer {self.token()}"
         yield request
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await asyncio.to_thread(self._fresh_token)  # google-auth's I/O blocks
+        token = self._fresh or await asyncio.to_thread(self.token)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
+    def close(self) -> None:
+        """Close the HTTP session used to mint tokens (the credentials stay cached)."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.session.close()
 
-def from_settings(
-    token: str | None = None, id_token_audience: str | None = None
+
+def resolve(
+    token: str | None = None,
+    id_token_audience: str | None = None,
+    auth: httpx.Auth | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> httpx.Auth | None:
-    """The credentials arguments ask for, else the environment's, else none."""
-    if token and id_token_audience:
-        raise ConfigError("give a bearer token or an ID-token audience, not both")
+    """The credentials a client sends: the arguments when any is given, else the
+    environment (TRACKER_TOKEN or TRACKER_ID_TOKEN_AUDIENCE), else none.
+
+    An empty string counts as not given. Two kinds at once is a ConfigError: which one
+    was meant cannot be guessed.
+    """
+    given = [x for x in (token, id_token_audience, auth) if x]
+    if len(given) > 1:
+        raise ConfigError("give one of a bearer token, an ID token audience or an auth, not two")
+    if auth is not None:
+        return auth
     if token:
         return BearerToken(token)
     if id_token_audience:
         return GoogleIdToken(id_token_audience)
-    env_token = os.environ.get(TOKEN_ENV, "")
-    env_audience = os.environ.get(AUDIENCE_ENV, "")
+    env = os.environ if environ is None else environ
+    env_token, env_audience = env.get(ENV_TOKEN, ""), env.get(ENV_ID_TOKEN_AUDIENCE, "")
     if env_token and env_audience:
-        raise ConfigError(f"set {TOKEN_ENV} or {AUDIENCE_ENV}, not both")
+        raise ConfigError(
+            f"{ENV_TOKEN} and {ENV_ID_TOKEN_AUDIENCE} are both set; unset one (or pass one"
+            " explicitly, which wins over the environment)"
+        )
     if env_token:
         return BearerToken(env_token)
     if env_audience:
         return GoogleIdToken(env_audience)
     return None
-
-
-__all__ = ["AUDIENCE_ENV", "TOKEN_ENV", "BearerToken", "GoogleIdToken", "from_settings"]
