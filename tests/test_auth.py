@@ -225,3 +225,10 @@ async def _check_async(g: Guard, token: str, permission: Permission) -> str:
         return (await g.check(f"Bearer {token}", permission)).member
     except (Unauthenticated, PermissionDenied) as exc:
         return f"{type(exc).__name__}:{exc.error_reason}"
+
+
+def test_an_open_tracker_ignores_credentials_it_cannot_check() -> None:
+    from tracker.auth import OPEN
+
+    for authorization in (None, "Bearer stray-token", "Basic abc", "garbage"):
+        assert asyncio.run(OPEN.check(authorization, WRITE)) is ANONYMOUS
