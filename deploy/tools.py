@@ -19,7 +19,7 @@ Usage (from the repository root)::
     python deploy/tools.py build          # all three; prints their paths
     python deploy/tools.py build tofu     # or one of: tofu, provider, checkov
 
-tests/test_deploy.py calls ``tofu()``, ``provider_mirror()`` and ``checkov()``, which build
+tests/deploy/test_deploy.py calls ``tofu()``, ``provider_mirror()`` and ``checkov()``, which build
 what is missing; ./scripts/test builds them before pytest starts.
 """
 

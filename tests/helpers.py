@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import any_pb2, struct_pb2
@@ -19,6 +21,7 @@ from tracker.server import Server
 from tracker.stores.base import BatchResult
 from tracker.v1 import events_pb2
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _clock = itertools.count()
 
@@ -125,3 +128,20 @@ def google_error(response: Any) -> tuple[str, str, dict[str, str]]:
     info = infos[0]
     assert info["domain"] == "tracker" and info["reason"] == info["reason"].upper(), info
     return str(error["status"]), str(info["reason"]), dict(info.get("metadata") or {})
+
+
+def envelope(
+    attributes: dict[str, str], data: bytes | str, message_id: str = "m1"
+) -> dict[str, Any]:
+    encoded = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return {
+        "message": {
+            "attributes": attributes,
+            "data": encoded,
+            "messageId": message_id,
+            "publishTime": "2026-01-01T00:00:00Z",
+            "orderingKey": "operations/ingest-1",
+        },
+        "subscription": "projects/p/subscriptions/tracker-push",
+        "deliveryAttempt": 1,
+    }

@@ -2,7 +2,7 @@
 # Pin the image's Python packages, with hashes: tracker's runtime dependencies from
 # pyproject.toml plus setuptools (to build tracker itself without network), resolved for
 # the image's Python (3.13, Linux x86_64, wheels only). Run after changing dependencies
-# in pyproject.toml; tests/test_deploy.py fails while this file is out of date.
+# in pyproject.toml; tests/deploy/test_deploy.py fails while this file is out of date.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"

@@ -2,7 +2,7 @@
 
 Usage, from the repository root: python schemas/testdata/generate.py [--out DIR]
 
-The output is deterministic: rerunning rewrites identical files (tests/test_schema_vectors.py
+The output is deterministic: rerunning rewrites identical files (tests/unit/test_schema_vectors.py
 checks it). Protobuf bodies come from the generated code in tracker/v1, serialized
 deterministically. See schemas/README.md for what each field of a case means.
 """

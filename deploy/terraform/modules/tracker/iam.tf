@@ -1,5 +1,5 @@
 # Least privilege: every grant is on one resource (topic, subscription, database, service,
-# service account), none on the project. tests/test_deploy.py holds this list.
+# service account), none on the project. tests/deploy/test_deploy.py holds this list.
 
 # ---- the tracker (Cloud Run service identity) ------------------------------------------
 

@@ -46,7 +46,7 @@ resource "google_cloud_run_v2_service" "tracker" {
     containers {
       image = var.image
       # No command/args: the image's ENTRYPOINT ["tracker"] CMD ["serve"] runs, exactly
-      # what tests/test_deploy.py checks against the CLI.
+      # what tests/deploy/test_deploy.py checks against the CLI.
 
       ports {
         container_port = local.http_port

@@ -1,6 +1,6 @@
 # `tofu test` with a mocked google provider: the module planned and applied offline in
 # both delivery modes, with and without the tracker's own authentication
-# (tests/test_deploy.py runs it).
+# (tests/deploy/test_deploy.py runs it).
 
 mock_provider "google" {
   mock_data "google_project" {
@@ -101,7 +101,7 @@ run "invokers" {
 }
 
 # The tracker's own checks behind Cloud Run's: static tokens from Secret Manager, ID
-# tokens for the given audiences, grants. tests/test_deploy.py runs the tracker with the
+# tokens for the given audiences, grants. tests/deploy/test_deploy.py runs the tracker with the
 # environment this run proves (cloud_run_auth_env.json).
 run "tracker_auth" {
   command = apply

@@ -16,7 +16,7 @@ the CloudEvents binding gives the same event), the body must decode to the same 
 and the tracker's parser must read the example's bytes as the case's expected event.
 
 Builds happen once and are reused while their inputs are unchanged: the Go example into
-.tools/bin, `npm ci` into examples/node/node_modules. `python -m tests.test_examples`
+.tools/bin, `npm ci` into examples/node/node_modules. `python -m tests.integration.test_examples`
 does both up front (./scripts/test runs it). A missing go, node, npm, bash or curl fails
 these tests; nothing is skipped.
 """
@@ -44,7 +44,8 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2
 
 from tests.emulators import harness
-from tests.test_pubsub import PubSub, drain
+from tests.helpers import ROOT
+from tests.pubsub_kit import PubSub, drain
 from tests.tokens import TOKEN
 from tracker.auth import token_digest
 from tracker.bindings import parse_pubsub
@@ -53,7 +54,6 @@ from tracker.events import Kind, decode_data
 from tracker.server import Server, running
 from tracker.v1 import operation_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 GO_DIR = EXAMPLES / "go"
 NODE_DIR = EXAMPLES / "node"
@@ -551,7 +551,7 @@ def test_docs_excerpts_are_the_examples_code() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tests.test_examples`: build the examples now, print how long it took."""
+    """`python -m tests.integration.test_examples`: build the examples now, print how long it took."""
     del argv
     for name, seconds in build_all().items():
         print(f"example {name}\tready in {seconds:.1f}s", file=sys.stderr)

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import make_event
-from tests.test_ingest import envelope
+from tests.helpers import envelope, make_event
 from tests.tokens import ACCOUNT, AUDIENCE, CERT, KEY, OTHER_KEY, Certs, id_token
 from tracker.bindings import to_binary
 from tracker.config import Config

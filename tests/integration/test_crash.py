@@ -18,14 +18,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import make_event
-from tests.test_pubsub import PROJECT, PubSub
+from tests.helpers import ROOT, make_event
+from tests.pubsub_kit import PROJECT, PubSub
 from tracker.bindings import DoneNotification, to_binary
 from tracker.done import subscribe_done
 from tracker.events import Kind
 from tracker.stores.sqlite import SqliteStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def start(db: Path, topic: str) -> tuple[subprocess.Popen[str], str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.test_cli import TRACKER, assert_one_error_line, clean_env, invoke
+from tests.cli_kit import TRACKER, assert_one_error_line, clean_env, invoke
 from tests.tokens import AUDIENCE, CERT, READER_TOKEN, TOKEN, Certs, MetadataServer, secured_config
 from tracker.auth import StaticTokens, token_digest
 from tracker.cli import cli

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf import json_format
 
-from tests.helpers import make_event
+from tests.helpers import ROOT, make_event
 from tracker.bindings import (
     parse_batch,
     parse_message,
@@ -23,9 +22,7 @@ from tracker.bindings import (
 from tracker.errors import InvalidEvent
 from tracker.events import EventRules, Kind
 
-VECTORS = json.loads((Path(__file__).parent.parent / "schemas/testdata/vectors.json").read_text())[
-    "cases"
-]
+VECTORS = json.loads((ROOT / "schemas/testdata/vectors.json").read_text())["cases"]
 
 
 def _body(case: dict[str, Any]) -> bytes:
@@ -317,7 +314,7 @@ def test_name_segments_of_dots_are_refused_by_the_default_pattern() -> None:
     ],
 )
 def test_json_the_protobuf_parser_trips_on_is_invalid_data(kind: Kind, data: Any) -> None:
-    """Found by tests/test_fuzz.py: json_format raised AttributeError / KeyError (a 500, and
+    """Found by tests/integration/test_fuzz.py: json_format raised AttributeError / KeyError (a 500, and
     an "internal" dead letter on the push route)."""
     body = json.dumps(data).encode()
     assert _reason({**HEADERS, "ce-type": kind.type}, body) == "invalid_data"

@@ -128,7 +128,7 @@ def test_google_api_core_reads_the_error_info(server: Server) -> None:
 
 
 def test_caller_text_without_a_utf8_form_is_escaped_in_messages(http: httpx.Client) -> None:
-    """Found by tests/test_fuzz.py: a structured event with the attribute name "\\ud800"
+    """Found by tests/integration/test_fuzz.py: a structured event with the attribute name "\\ud800"
     (a JSON escape) was quoted into the message, and encoding the answer failed (a 500)."""
     from tracker.errors import InvalidEvent, clip
 

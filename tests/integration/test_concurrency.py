@@ -17,13 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import spanner_database
-from tests.helpers import T0, make_event
+from tests.helpers import ROOT, T0, make_event
 from tracker.bindings import to_structured_dict
 from tracker.events import Event, Kind
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def stream(operations: int, per_op: int) -> list[Event]:

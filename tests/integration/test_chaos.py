@@ -38,14 +38,13 @@ import pytest
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import T0, make_event, packed_struct
-from tests.test_pubsub import PubSub
+from tests.helpers import ROOT, T0, make_event, packed_struct
+from tests.pubsub_kit import PubSub
 from tracker.bindings import DoneNotification, parse_done, to_batch, to_binary, to_structured
 from tracker.events import Event, Kind
 from tracker.stores.sqlite import SqliteStore
 from tracker.v1 import operation_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = 60
 COPIES = 3
 CLIENTS = 4

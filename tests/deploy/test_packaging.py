@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 UV = Path(sys.executable).with_name("uv")
 
 

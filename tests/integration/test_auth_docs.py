@@ -20,7 +20,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.helpers import make_event
+from tests.helpers import ROOT, make_event
 from tracker.api.guard import OPEN_SERVICES, RPC_PERMISSIONS
 from tracker.api.http import PERMISSIONS as RESOURCE_PERMISSIONS
 from tracker.auth import Permission, Policy, StaticTokens, token_digest
@@ -30,7 +30,7 @@ from tracker.errors import ConfigError
 from tracker.events import Kind
 from tracker.server import Server, running
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "auth.md"
+DOC = ROOT / "docs" / "auth.md"
 TEXT = DOC.read_text()
 OPEN = "none"
 

@@ -17,21 +17,19 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
 from google.rpc import code_pb2
 
-from tracker.cli import cli
+from tests.cli_kit import TRACKER, assert_one_error_line, clean_env, invoke
 from tracker.client import TrackerClient, metadata
 from tracker.config import SETTINGS, Config
 from tracker.server import Server, running
 
-TRACKER = str(Path(sys.executable).parent / "tracker")
 LINE_TIMEOUT = 30.0
 
 
@@ -50,31 +48,6 @@ def sdk(server: Server) -> Iterator[TrackerClient]:
 @pytest.fixture
 def name() -> str:
     return f"operations/cli-{uuid.uuid4().hex[:12]}"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def invoke(
-    args: Sequence[str], url: str | None = None, env: Mapping[str, str | None] | None = None
-) -> Result:
-    runner = CliRunner()
-    full = [*args, "--url", url] if url else [*args]
-    # No TRACKER_* from the developer's shell may leak into a test.
-    base: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TRACKER_")}
-    base.update(env or {})
-    return runner.invoke(cli, full, env=base, terminal_width=200, catch_exceptions=False)
-
-
-def assert_one_error_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert "Traceback" not in text
-    assert len(lines) == 1, text
-    assert lines[0].startswith("tracker: error: "), text
-    return lines[0]
 
 
 class Lines:
@@ -584,7 +557,6 @@ def test_checkpoint_of_an_operation_without_one_exits_1(
 def test_missing_google_credentials_is_one_line(args: list[str], tmp_path: Path) -> None:
     import os
     import subprocess
-    import sys
 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
     # A credentials file that does not exist fails at once, before any metadata-server

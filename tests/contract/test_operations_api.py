@@ -128,7 +128,7 @@ class RestApi:
 
     def __init__(self, server: Server) -> None:
         transport = OperationsRestTransport(
-            host=server.http_url,  # the scheme in the host: see tests/test_api_http.py
+            host=server.http_url,  # the scheme in the host: see tests/integration/test_api_http.py
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             url_scheme="http",
             http_options=HTTP_OPTIONS,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import threading
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from google.longrunning import operations_pb2
 
-from tests.helpers import google_error, make_event
+from tests.helpers import envelope, google_error, make_event
 from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.config import Config
 from tracker.events import Kind
@@ -189,23 +188,6 @@ def test_http_strict_unknown_operation_is_400(strict_server: Server) -> None:
 
 
 # ---- Pub/Sub push -----------------------------------------------------------------------
-
-
-def envelope(
-    attributes: dict[str, str], data: bytes | str, message_id: str = "m1"
-) -> dict[str, Any]:
-    encoded = data if isinstance(data, str) else base64.b64encode(data).decode()
-    return {
-        "message": {
-            "attributes": attributes,
-            "data": encoded,
-            "messageId": message_id,
-            "publishTime": "2026-01-01T00:00:00Z",
-            "orderingKey": OP,
-        },
-        "subscription": "projects/p/subscriptions/tracker-push",
-        "deliveryAttempt": 1,
-    }
 
 
 def push_event(

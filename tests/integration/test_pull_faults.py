@@ -14,12 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import make_event
-from tests.test_pubsub import PubSub
+from tests.helpers import ROOT, make_event
+from tests.pubsub_kit import PubSub
 from tracker.events import Kind
 from tracker.stores.sqlite import SqliteStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

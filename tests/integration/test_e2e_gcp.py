@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,15 +27,14 @@ from google.protobuf import struct_pb2
 
 from tests.conftest import INSTANCE, PROJECT, SPANNER_SERVER
 from tests.emulators import harness
-from tests.helpers import make_event
-from tests.test_pubsub import PubSub
+from tests.helpers import ROOT, make_event
+from tests.pubsub_kit import PubSub
 from tracker.client import wait_done
 from tracker.config import Config
 from tracker.events import Kind
 from tracker.server import Server, running
 from tracker.v1 import operation_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = 5
 
 

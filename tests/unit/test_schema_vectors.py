@@ -19,9 +19,9 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2
 from jsonschema import Draft202012Validator
 
+from tests.helpers import ROOT
 from tracker.v1 import events_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "schemas/jsonschema/tracker.operation.v1.json").read_text())
 TESTDATA = ROOT / "schemas/testdata"
 CASES: list[dict[str, Any]] = json.loads((TESTDATA / "vectors.json").read_text())["cases"]

@@ -25,7 +25,7 @@ import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 
-from tests.helpers import google_error, make_event
+from tests.helpers import ROOT, google_error, make_event
 from tests.tokens import AUDIENCE, CERT, Certs, expired, id_token
 from tracker.bindings import to_binary
 from tracker.config import Config
@@ -34,7 +34,6 @@ from tracker.events import Kind
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 
-ROOT = Path(__file__).resolve().parent.parent
 PUSH_AUDIENCE = "https://tracker.example.run.app/v1/pubsub/push"
 SA = {
     "events.publish": "publisher@p.iam.gserviceaccount.com",

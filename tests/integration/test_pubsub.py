@@ -8,82 +8,24 @@ topic with filterable attributes, and a notification committed before a crash.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ingest, make_event
-from tracker.bindings import DONE_TYPE, done_attributes, ordering_key, to_binary, to_structured
+from tests.helpers import ROOT, ingest, make_event
+from tests.pubsub_kit import PROJECT, PubSub, _names, drain
+from tracker.bindings import DONE_TYPE, done_attributes, ordering_key
 from tracker.config import Config
-from tracker.events import Event, Kind
+from tracker.events import Kind
 from tracker.server import Server, running
 from tracker.sources.pubsub_pull import PullSubscriber
 from tracker.stores.sqlite import SqliteStore
 from tracker.v1 import operation_pb2
-
-PROJECT = "tracker-test"
-_names = itertools.count()
-
-
-class PubSub:
-    """Admin and client helpers bound to the pstest server."""
-
-    def __init__(self) -> None:
-        self.publisher = pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-        )
-        self.subscriber = pubsub_v1.SubscriberClient()
-
-    def topic(self) -> str:
-        name = f"projects/{PROJECT}/topics/t{next(_names)}"
-        self.publisher.create_topic(name=name)
-        return name
-
-    def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
-        name = f"projects/{PROJECT}/subscriptions/s{next(_names)}"
-        self.subscriber.create_subscription(
-            request={
-                "name": name,
-                "topic": topic,
-                "filter": filter,
-                "enable_message_ordering": ordered,
-                "ack_deadline_seconds": 10,
-            }
-        )
-        return name
-
-    def publish(self, topic: str, event: Event, mode: str = "binary", **extra: str) -> None:
-        headers, body = (to_binary if mode == "binary" else to_structured)(event)
-        self.publisher.publish(
-            topic, body, ordering_key=event.operation, **headers, **extra
-        ).result(10)
-
-    def publish_raw(self, topic: str, data: bytes, **attributes: str) -> None:
-        self.publisher.publish(topic, data, **attributes).result(10)
-
-    def pull_all(self, subscription: str) -> list[Any]:
-        """Everything there is now, acked."""
-        out: list[Any] = []
-        while True:
-            try:
-                response = self.subscriber.pull(
-                    subscription=subscription, max_messages=100, timeout=5
-                )
-            except Exception:
-                return out
-            if not response.received_messages:
-                return out
-            out += [r.message for r in response.received_messages]
-            self.subscriber.acknowledge(
-                subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
-            )
 
 
 @pytest.fixture
@@ -95,12 +37,6 @@ def pubsub(pubsub_env: str) -> PubSub:
 def server(tmp_path: Path) -> Iterator[Server]:
     with running(Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=0)) as s:
         yield s
-
-
-def drain(server: Server, subscription: str, **kwargs: Any) -> int:
-    puller = PullSubscriber(server.tracker, subscription, **kwargs)
-    loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
-    return asyncio.run_coroutine_threadsafe(puller.drain(), loop).result(60)
 
 
 def test_pull_applies_binary_and_structured_and_absorbs_redelivery(
@@ -456,7 +392,7 @@ def test_serve_stops_with_one_line_when_the_subscription_does_not_exist(pubsub_e
             "--subscription",
             f"projects/{PROJECT}/subscriptions/missing",
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         env=dict(os.environ),
         capture_output=True,
         text=True,

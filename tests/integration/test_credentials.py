@@ -15,7 +15,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -27,6 +26,7 @@ from google.auth.exceptions import RefreshError
 from google.oauth2.credentials import Credentials as OAuthCredentials
 from google.rpc import code_pb2
 
+from tests.helpers import ROOT
 from tests.tokens import (
     ACCOUNT,
     AUDIENCE,
@@ -43,7 +43,6 @@ from tracker.client import AsyncTrackerClient, TrackerClient, credentials, metad
 from tracker.server import Server, running
 from tracker.worker import Worker
 
-ROOT = Path(__file__).resolve().parent.parent
 REST_RULES = {
     "google.longrunning.Operations.ListOperations": [
         {"method": "get", "uri": "/v1/{name=operations}"}

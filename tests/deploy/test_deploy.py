@@ -45,14 +45,13 @@ from packaging.utils import canonicalize_name
 
 from tests.conftest import INSTANCE, PROJECT
 from tests.emulators import harness
-from tests.helpers import make_event
+from tests.helpers import ROOT, make_event
 from tracker import cli
 from tracker.bindings import to_binary
 from tracker.config import SETTINGS, Config
 from tracker.errors import ConfigError
 from tracker.events import Kind
 
-ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "deploy" / "terraform"
 MODULE = TERRAFORM / "modules" / "tracker"
 EXAMPLE = TERRAFORM / "example"

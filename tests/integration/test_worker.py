@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2
 
-from tests.test_pubsub import PubSub, drain
+from tests.pubsub_kit import PubSub, drain
 from tracker.client import PublishResult, TrackerClient, metadata
 from tracker.config import Config
 from tracker.events import Event

@@ -1,0 +1,79 @@
+"""Pub/Sub helpers for tests: admin and client calls bound to the emulator, and a drain."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import google.cloud.pubsub_v1 as pubsub_v1
+
+from tracker.bindings import to_binary, to_structured
+from tracker.events import Event
+from tracker.server import Server
+from tracker.sources.pubsub_pull import PullSubscriber
+
+PROJECT = "tracker-test"
+
+
+_names = itertools.count()
+
+
+class PubSub:
+    """Admin and client helpers bound to the pstest server."""
+
+    def __init__(self) -> None:
+        self.publisher = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        self.subscriber = pubsub_v1.SubscriberClient()
+
+    def topic(self) -> str:
+        name = f"projects/{PROJECT}/topics/t{next(_names)}"
+        self.publisher.create_topic(name=name)
+        return name
+
+    def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
+        name = f"projects/{PROJECT}/subscriptions/s{next(_names)}"
+        self.subscriber.create_subscription(
+            request={
+                "name": name,
+                "topic": topic,
+                "filter": filter,
+                "enable_message_ordering": ordered,
+                "ack_deadline_seconds": 10,
+            }
+        )
+        return name
+
+    def publish(self, topic: str, event: Event, mode: str = "binary", **extra: str) -> None:
+        headers, body = (to_binary if mode == "binary" else to_structured)(event)
+        self.publisher.publish(
+            topic, body, ordering_key=event.operation, **headers, **extra
+        ).result(10)
+
+    def publish_raw(self, topic: str, data: bytes, **attributes: str) -> None:
+        self.publisher.publish(topic, data, **attributes).result(10)
+
+    def pull_all(self, subscription: str) -> list[Any]:
+        """Everything there is now, acked."""
+        out: list[Any] = []
+        while True:
+            try:
+                response = self.subscriber.pull(
+                    subscription=subscription, max_messages=100, timeout=5
+                )
+            except Exception:
+                return out
+            if not response.received_messages:
+                return out
+            out += [r.message for r in response.received_messages]
+            self.subscriber.acknowledge(
+                subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
+            )
+
+
+def drain(server: Server, subscription: str, **kwargs: Any) -> int:
+    puller = PullSubscriber(server.tracker, subscription, **kwargs)
+    loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+    return asyncio.run_coroutine_threadsafe(puller.drain(), loop).result(60)
