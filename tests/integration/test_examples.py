@@ -551,7 +551,7 @@ def test_docs_excerpts_are_the_examples_code() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m tests.integration.test_examples`: build the examples now, print how long it took."""
+    """`python -m tests.integration.test_examples`: build the examples now, print the time."""
     del argv
     for name, seconds in build_all().items():
         print(f"example {name}\tready in {seconds:.1f}s", file=sys.stderr)

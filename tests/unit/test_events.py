@@ -314,7 +314,7 @@ def test_name_segments_of_dots_are_refused_by_the_default_pattern() -> None:
     ],
 )
 def test_json_the_protobuf_parser_trips_on_is_invalid_data(kind: Kind, data: Any) -> None:
-    """Found by tests/integration/test_fuzz.py: json_format raised AttributeError / KeyError (a 500, and
-    an "internal" dead letter on the push route)."""
+    """Found by tests/integration/test_fuzz.py: json_format raised AttributeError /
+    KeyError (a 500, and an "internal" dead letter on the push route)."""
     body = json.dumps(data).encode()
     assert _reason({**HEADERS, "ce-type": kind.type}, body) == "invalid_data"
