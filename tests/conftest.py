@@ -37,7 +37,7 @@ _db_ids = itertools.count()
 def spanner_hosts() -> Iterator[dict[str, str]]:
     """Host of each Spanner server, started lazily on first use."""
     started: dict[str, harness.RunningServer] = {}
-    hosts: dict[str, str] = _LazyHosts(started)  # type: ignore[assignment]
+    hosts: dict[str, str] = _LazyHosts(started)
     yield hosts
     for server in started.values():
         server.stop()

@@ -71,7 +71,7 @@ def ingest(server: Server, events: Sequence[Event], route: str = "test") -> Batc
     return future.result(timeout=30)
 
 
-def packed_struct(**fields: object) -> any_pb2.Any:
+def packed_struct(**fields: Any) -> any_pb2.Any:
     """A google.protobuf.Struct of `fields`, packed in an Any."""
     s = struct_pb2.Struct()
     s.update(fields)

@@ -22,9 +22,9 @@ from tests.conftest import open_backend
 from tests.helpers import google_error, make_event
 from tracker import events
 from tracker.apply import apply_event, render
+from tracker.bindings import done_attributes
 from tracker.config import Config
 from tracker.events import Kind
-from tracker.notify.pubsub import done_attributes
 from tracker.server import Server, running
 from tracker.v1 import events_pb2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.longrunning import operations_pb2
@@ -271,7 +272,9 @@ def test_failed_notifications_page_oldest_first(store: Store) -> None:
             break
         assert len(page) <= 2
         pages += page
-        after = (page[-1].gave_up_at, page[-1].id)  # type: ignore[assignment]
+        last = page[-1]
+        assert last.gave_up_at is not None
+        after = (last.gave_up_at, last.id)
     assert [p.id for p in pages] == [e.id for e in expected]
     assert _names(expected)[0] == "operations/f1" and _names(expected)[-1] == "operations/f4"
 
@@ -398,7 +401,7 @@ def test_dead_letters_recorded_and_removed(store: Store) -> None:
     assert store.dead_letters() == []
 
 
-def _any_struct(value: dict[str, object]):  # type: ignore[no-untyped-def]
+def _any_struct(value: dict[str, Any]) -> Any:
     from google.protobuf import any_pb2
 
     s = struct_pb2.Struct()

@@ -491,7 +491,7 @@ def spanner_client(host: str, project: str = "test-project") -> object:
 
     return spanner.Client(
         project=project,
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        credentials=AnonymousCredentials(),
         client_options={"api_endpoint": host},
         disable_builtin_metrics=True,
     )

@@ -131,7 +131,7 @@ def env(**values: str | None) -> Iterator[None]:
 
 def probe_pubsub(host: str, label: str) -> list[Result]:
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1
     from google.cloud.pubsub_v1.types import DeadLetterPolicy, PublisherOptions
 
     print(f"== Pub/Sub: {label} at {host}", flush=True)

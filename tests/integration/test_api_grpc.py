@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -51,7 +52,7 @@ def prefix() -> str:
     return f"operations/t{uuid.uuid4().hex[:12]}"
 
 
-def struct(**fields: object) -> struct_pb2.Struct:
+def struct(**fields: Any) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(fields)
     return s
@@ -175,8 +176,8 @@ def test_wait_errors(
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.WaitOperation(request_, timeout=10)
-    assert info.value.code() == code  # type: ignore[attr-defined]
-    assert info.value.details()  # type: ignore[attr-defined]
+    assert info.value.code() == code
+    assert info.value.details()
 
 
 # ---- operation futures (google.api_core.operation.from_gapic) ---------------------------
@@ -300,7 +301,7 @@ def test_page_token_of_another_filter_is_invalid_argument(
     )
     with pytest.raises(grpc.RpcError) as info:
         stub.ListOperations(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_negative_page_size_and_foreign_collection_are_invalid(
@@ -312,7 +313,7 @@ def test_negative_page_size_and_foreign_collection_are_invalid(
     ):
         with pytest.raises(grpc.RpcError) as info:
             stub.ListOperations(request, timeout=10)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 METHODS = ["GetOperation", "ListOperations", "DeleteOperation", "CancelOperation", "WaitOperation"]
@@ -328,13 +329,13 @@ def test_a_request_that_does_not_parse_is_invalid_argument(
     channel: grpc.Channel, method: str, raw: bytes
 ) -> None:
     """Was UNKNOWN ("Exception deserializing request") from grpc's own deserializer."""
-    call = channel.unary_unary(f"/google.longrunning.Operations/{method}")
+    call: Any = channel.unary_unary(f"/google.longrunning.Operations/{method}")
     with pytest.raises(grpc.RpcError) as info:
         call(raw, timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert "google.longrunning." in info.value.details()  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "google.longrunning." in str(info.value.details())
     # The answer carries the google.rpc.Status with its ErrorInfo, like every other error.
-    trailers = dict(info.value.trailing_metadata())  # type: ignore[attr-defined]
+    trailers: dict[str, Any] = dict(info.value.trailing_metadata())  # type: ignore[arg-type]
     detail = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
     assert detail.code == code_pb2.INVALID_ARGUMENT
 
@@ -374,13 +375,13 @@ def test_unexpected_error_is_internal_without_details(
 @pytest.mark.parametrize("service_name", ["", "google.longrunning.Operations"])
 def test_health_is_serving(channel: grpc.Channel, service_name: str) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    response = health.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=10)
+    response = health.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=10)  # type: ignore[attr-defined]  # stubs lack the method
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_reflection_lists_the_operations_service(channel: grpc.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    responses = stub.ServerReflectionInfo(
+    responses = stub.ServerReflectionInfo(  # type: ignore[operator]  # stubs: Incomplete
         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
     )
     services = {s.name for r in responses for s in r.list_services_response.service}

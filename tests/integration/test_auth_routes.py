@@ -219,7 +219,7 @@ def test_grpc_method_refuses_every_bad_credential_and_admits_the_right_one(
             metadata = [] if authorization is None else [("authorization", authorization)]
             with pytest.raises(grpc.RpcError) as info:
                 call(request, metadata=metadata, timeout=10)
-            code = info.value.code()  # type: ignore[attr-defined]
+            code = info.value.code()
             want = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
             assert code == want[expected], (label, info.value)
             assert snapshot(server) == before, label
@@ -231,7 +231,7 @@ def test_grpc_health_and_reflection_need_no_credentials(server: Server) -> None:
 
     with grpc.insecure_channel(server.grpc_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)  # type: ignore[attr-defined]  # stubs lack the method
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 

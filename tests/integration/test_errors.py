@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import httpx
@@ -108,8 +109,8 @@ def test_grpc_errors_carry_the_status_with_error_info(server: Server) -> None:
                 operations_pb2.GetOperationRequest(name="operations/nope"), timeout=10
             )
     error = info.value
-    assert error.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
-    trailers = dict(error.trailing_metadata())  # type: ignore[attr-defined]
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    trailers: dict[str, Any] = dict(error.trailing_metadata())  # type: ignore[arg-type]
     rpc = status_pb2.Status.FromString(trailers[status.DETAILS_KEY])
     assert rpc.code == code_pb2.NOT_FOUND and "operations/nope" in rpc.message
     detail = error_details_pb2.ErrorInfo()

@@ -787,12 +787,12 @@ def test_grpc_methods(server: Server, channel: grpc.Channel, db: Path) -> None:
             method(raw, timeout=30)
             code = grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (
                 code,
-                exc.details(),  # type: ignore[attr-defined]
+                exc.details(),
             )
-            assert exc.details()  # type: ignore[attr-defined]
+            assert exc.details()
             assert snapshot(db) == before, "a rejected call changed the store"
         seen[code.name] += 1
 

@@ -18,6 +18,7 @@ from tests.helpers import envelope, google_error, make_event
 from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.config import Config
 from tracker.events import Kind
+from tracker.notify.outbox import Dispatcher
 from tracker.server import Server, running
 from tracker.stores.sqlite import SqliteStore
 
@@ -340,7 +341,7 @@ def test_notification_committed_before_a_crash_is_delivered_after_restart(db: Pa
         import asyncio
 
         asyncio.run_coroutine_threadsafe(
-            server.tracker.dispatcher.drain(),
+            _dispatcher(server).drain(),
             server.loop,  # type: ignore[attr-defined]
         ).result(10)
         assert server.store.outbox_pending() == []
@@ -393,3 +394,8 @@ def test_retention_deletes_done_operations_after_the_ttl(tmp_path: Path) -> None
     assert store.get("operations/old") is None
     assert store.get("operations/running") is not None  # not done: kept
     store.close()
+
+
+def _dispatcher(server: Server) -> Dispatcher:
+    assert server.tracker.dispatcher is not None, "a durable sink is configured"
+    return server.tracker.dispatcher

@@ -172,7 +172,7 @@ def test_full_jitter_stays_within_a_cap_that_doubles_up_to_the_maximum() -> None
     assert policy.cap(10_000) == 300  # no overflow
     for bad in ({"initial_seconds": 0}, {"max_seconds": 0.1}, {"max_attempts": 0}):
         with pytest.raises(ValueError):
-            RetryPolicy(**bad)  # type: ignore[arg-type]
+            RetryPolicy(**bad)
 
 
 def test_gives_up_after_max_attempts_then_an_operator_requeues_it(
@@ -349,4 +349,4 @@ def test_serve_settings_set_the_retry_policy(tmp_path: Path) -> None:
         ({"notify_max_attempts": 0}, "--notify-max-attempts"),
     ):
         with pytest.raises(ConfigError, match=flag):
-            Config(**bad).validate()  # type: ignore[arg-type]
+            Config(**bad).validate()

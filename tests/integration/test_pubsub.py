@@ -177,7 +177,7 @@ def test_done_notifications_reach_exactly_the_filtered_subscribers(
                 make_event(Kind.PROGRESS, "operations/c"),  # not done: no notification
             ],
         )
-        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        loop: asyncio.AbstractEventLoop = server.loop
         asyncio.run_coroutine_threadsafe(server.tracker.dispatcher.drain(), loop).result(30)
         assert server.store.outbox_pending() == []
     got = {
@@ -205,7 +205,7 @@ def test_notification_committed_before_a_crash_is_published_after_restart(
     (pending,) = crashed.outbox_pending()
     crashed.close()
     with _done_server(tmp_path, done) as server:
-        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        loop: asyncio.AbstractEventLoop = server.loop
         asyncio.run_coroutine_threadsafe(server.tracker.dispatcher.drain(), loop).result(30)
     messages = pubsub.pull_all(sub)
     # Exactly one id, the outbox row's, even if the start-up sweep and drain both ran.
@@ -509,7 +509,7 @@ def test_subscribe_done_never_runs_one_id_twice_at_once() -> None:
             raise RuntimeError("fails once")
 
     subscriber = _OneCallbackSubscriber()
-    subscribe_done("projects/p/subscriptions/s", on_done, subscriber=subscriber)  # type: ignore[arg-type]
+    subscribe_done("projects/p/subscriptions/s", on_done, subscriber=subscriber)
     first, duplicate = _Delivery("n1"), _Delivery("n1")
     running = threading.Thread(target=subscriber.callback, args=(first,))
     running.start()

@@ -46,7 +46,7 @@ def streams(draw: st.DrawFn) -> tuple[list[Event], bool]:
                 id=f"e{i}",
                 seq=i + 1 if with_sequence else None,
                 time=T0 + timedelta(seconds=i),
-                data=data,  # type: ignore[arg-type]
+                data=data,
             )
         )
     return events, with_sequence

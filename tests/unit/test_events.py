@@ -21,6 +21,7 @@ from tracker.bindings import (
 )
 from tracker.errors import InvalidEvent
 from tracker.events import EventRules, Kind
+from tracker.v1 import events_pb2
 
 VECTORS = json.loads((ROOT / "schemas/testdata/vectors.json").read_text())["cases"]
 
@@ -71,12 +72,13 @@ def test_every_kind_has_a_valid_vector() -> None:
 @pytest.mark.parametrize("content_type", ["application/json", "application/protobuf"])
 @pytest.mark.parametrize("kind", list(Kind))
 def test_round_trip_binary_structured_batch(kind: Kind, content_type: str) -> None:
-    data: dict[str, Any] = {
+    samples: dict[Kind, dict[str, Any]] = {
         Kind.PROGRESS: {"percent": 42.5, "message": "m"},
         Kind.CHECKPOINT: {"data": b"\x00\xff"},
         Kind.FAILED: {"error": {"code": 5, "message": "gone"}},
         Kind.CREATED: {"operation_type": "t", "labels": {"a": "b"}},
-    }.get(kind, {})
+    }
+    data = samples.get(kind, {})
     event = make_event(kind, "operations/rt", seq=7, data=_message(kind, data))
     for headers, body in (to_binary(event, content_type), to_structured(event, content_type)):
         (back,) = parse_message(headers, body)
@@ -106,6 +108,7 @@ def test_plain_json_object_in_any_becomes_struct() -> None:
         "content-type": "application/json",
     }
     (event,) = parse_message(headers, b'{"response": {"rows": 3}}')
+    assert isinstance(event.data, events_pb2.Succeeded)
     assert event.data.response.type_url == "type.googleapis.com/google.protobuf.Struct"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import httpx_sse
@@ -56,7 +56,7 @@ class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
             headers=headers,
         )
 
-    async def __aenter__(self) -> AsyncTrackerClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

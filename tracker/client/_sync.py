@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import httpx
 import httpx_sse
@@ -68,7 +68,7 @@ class TrackerClient(Producer[PublishResult]):
             headers=headers,
         )
 
-    def __enter__(self) -> TrackerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
