@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from google.longrunning import operations_pb2
+
 from tracker.config import Config
 from tracker.errors import StoreUnavailable
 from tracker.events import Event
@@ -26,6 +28,7 @@ from tracker.stores.base import BatchResult
 from tracker.stores.sqlite import SqliteStore
 
 EXPLODE = "explode"
+SECRET = "faulty store: secret connection string"
 
 
 class FaultyStore(SqliteStore):
@@ -41,6 +44,11 @@ class FaultyStore(SqliteStore):
         if any(EXPLODE in e.operation for e in events):
             raise RuntimeError("faulty store: disk on fire")
         return super().apply(events, now, notify=notify)
+
+    def get_operation(self, name: str) -> operations_pb2.Operation | None:
+        if EXPLODE in name:  # a failure whose text must never reach the caller
+            raise RuntimeError(SECRET)
+        return super().get_operation(name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,18 +92,6 @@ def running_op(server: Server, name: str, percent: float = 10.0, **labels: str) 
 def succeed(server: Server, name: str, **fields: object) -> None:
     """End `name` successfully with a Struct response of `fields`."""
     ingest(server, [make_event(Kind.SUCCEEDED, name, data={"response": packed_struct(**fields)})])
-
-
-def later(delay: float, action: Callable[[], None]) -> threading.Thread:
-    """Run `action` on another thread after `delay` (the one deliberate delay: wake tests)."""
-
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"

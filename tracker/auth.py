@@ -155,6 +155,12 @@ class CertificateCache:
             self._inflight.add_done_callback(_log_failed_fetch)
         return self._inflight
 
+    async def settled(self) -> None:
+        """Return once no fetch is in flight (shutdown, and tests)."""
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            await asyncio.wait([inflight])
+
     async def get(self, kid: str | None) -> dict[str, str]:
         now = time.monotonic()
         if not self._certs:  # nothing to verify with yet: everyone waits for the first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,7 +16,8 @@ from google.rpc import code_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.helpers import ingest, later, make_event, running_op, succeed
+from tests.faulty_serve import EXPLODE, SECRET, FaultyStore
+from tests.helpers import ingest, make_event, running_op, succeed
 from tracker import service
 from tracker.config import Config
 from tracker.events import Kind
@@ -211,11 +213,10 @@ def test_future_polls_until_the_operation_completes(
     name = f"{prefix}/job"
     running_op(server, name)
     fut = future(client, name)
-    assert not fut.done()
-    completer = later(0.2, lambda: succeed(server, name, rows=1))
+    assert not fut.done()  # polled once: running
+    succeed(server, name, rows=1)
 
-    result = fut.result(timeout=30)
-    completer.join(10)
+    result = fut.result(timeout=30)  # polls again until done
 
     assert dict(result) == {"rows": 1}
 
@@ -350,23 +351,19 @@ def test_a_name_longer_than_any_stored_is_invalid_argument(
 
 
 def test_unexpected_error_is_internal_without_details(
-    server: Server,
-    client: operations_v1.OperationsClient,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(name: str) -> operations_pb2.Operation:
-        raise RuntimeError("secret connection string")
-
-    monkeypatch.setattr(server.tracker, "get", broken)
-
-    with pytest.raises(exceptions.InternalServerError) as info:
-        client.get_operation("operations/x", retry=None)
+    store = FaultyStore(str(tmp_path / "f.db"))
+    config = Config(db=str(tmp_path / "f.db"), http_port=0, grpc_port=0)
+    with running(config, store=store) as server, grpc.insecure_channel(server.grpc_target) as ch:
+        client = operations_v1.OperationsClient(ch)
+        with pytest.raises(exceptions.InternalServerError) as info:
+            client.get_operation(f"operations/{EXPLODE}", retry=None)
 
     assert "internal error" in str(info.value)
     assert "secret" not in str(info.value)
     logged = [r.exc_info[1] for r in caplog.records if r.exc_info and r.exc_info[1]]
-    assert any(str(exc) == "secret connection string" for exc in logged)
+    assert any(str(exc) == SECRET for exc in logged)
 
 
 # ---- health and reflection -------------------------------------------------------------

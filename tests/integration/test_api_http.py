@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +15,10 @@ from google.api_core import exceptions
 from google.api_core.operations_v1 import AbstractOperationsClient
 from google.api_core.operations_v1.transports.rest import OperationsRestTransport
 from google.auth.credentials import AnonymousCredentials
-from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from tests.faulty_serve import EXPLODE, SECRET, FaultyStore
 from tests.helpers import ERROR_INFO, google_error, ingest, make_event, running_op, succeed
 from tracker.api import http as api_http
 from tracker.api import status
@@ -492,22 +493,17 @@ def test_wrong_method_is_405_json(http: httpx.Client, method: str, path: str, al
 
 
 def test_unexpected_error_is_500_without_details(
-    server: Server,
-    http: httpx.Client,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(name: str) -> operations_pb2.Operation:
-        raise RuntimeError("secret connection string")
-
-    monkeypatch.setattr(server.tracker, "get", broken)
-
-    message = expect_error(http.get(url("operations/x")), 500, "INTERNAL")
+    store = FaultyStore(str(tmp_path / "f.db"))
+    config = Config(db=str(tmp_path / "f.db"), http_port=0, grpc_port=-1)
+    with running(config, store=store) as server, httpx.Client(base_url=server.http_url) as http:
+        message = expect_error(http.get(url(f"operations/{EXPLODE}")), 500, "INTERNAL")
 
     assert message.startswith(status.INTERNAL_MESSAGE)
     assert "secret" not in message
     logged = [r.exc_info[1] for r in caplog.records if r.exc_info and r.exc_info[1]]
-    assert any(str(exc) == "secret connection string" for exc in logged)
+    assert any(str(exc) == SECRET for exc in logged)
 
 
 @pytest.mark.parametrize(

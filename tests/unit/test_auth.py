@@ -209,11 +209,15 @@ def test_valid_tokens_never_queue_behind_a_slow_fetch(certs: Certs) -> None:
 
 def test_expired_certificates_refresh_in_the_background(certs: Certs) -> None:
     certs.max_age = 0  # every response is stale at once
-    g = guard(certs, f"operations.read={SA}")
+    cache = CertificateCache(certs.url)
+    g = Guard(
+        Policy.build([Policy.parse_grant(f"operations.read={SA}")]),
+        [GoogleIdTokens([AUDIENCE], cache)],
+    )
 
     async def run() -> list[str]:
         out = [await _check_async(g, id_token(), READ) for _ in range(5)]
-        await asyncio.sleep(0.2)  # let the background refreshes finish before the loop ends
+        await cache.settled()  # the refresh started by the last check has ended
         return out
 
     assert asyncio.run(run()) == [SA] * 5
