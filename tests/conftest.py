@@ -23,6 +23,8 @@ import pytest
 from google.cloud.spanner_v1.keyset import KeySet
 
 from tests.emulators import harness
+from tests.tokens import CERT, Certs, secured_config
+from tracker.server import Server, running
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 
@@ -196,3 +198,19 @@ def strict_store(
     s = open_backend(backend, tmp_path, strict=True, hosts=hosts, monkeypatch=monkeypatch)
     yield s
     release(s)
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certs]:
+    """A loopback endpoint publishing the test signing certificate (tests/tokens.py)."""
+    c = Certs({"k1": CERT})
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def secured_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A tracker that checks every caller: the tokens file, grants and ID tokens of
+    tests/tokens.py `secured_config`."""
+    with running(secured_config(tmp_path_factory.mktemp("auth"), certs.url)) as s:
+        yield s

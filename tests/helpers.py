@@ -131,3 +131,40 @@ def envelope(
         "subscription": "projects/p/subscriptions/tracker-push",
         "deliveryAttempt": 1,
     }
+
+
+# operations.proto's HTTP rules, with the collection spelled as this server serves it.
+REST_RULES = {
+    "google.longrunning.Operations.ListOperations": [
+        {"method": "get", "uri": "/v1/{name=operations}"}
+    ],
+    "google.longrunning.Operations.GetOperation": [
+        {"method": "get", "uri": "/v1/{name=operations/**}"}
+    ],
+    "google.longrunning.Operations.DeleteOperation": [
+        {"method": "delete", "uri": "/v1/{name=operations/**}"}
+    ],
+    "google.longrunning.Operations.CancelOperation": [
+        {"method": "post", "uri": "/v1/{name=operations/**}:cancel", "body": "*"}
+    ],
+}
+
+
+def rest_client(url: str, credentials: Any = None) -> Any:
+    """Google's REST operations client (api_core's AbstractOperationsClient) for `url`.
+
+    OperationsRestTransport accepts url_scheme but (api-core 2.44) does not pass it on to
+    its base class, which then defaults to https; the base class does honour a scheme
+    written in `host`, so the URL goes there whole.
+    """
+    from google.api_core.operations_v1 import AbstractOperationsClient
+    from google.api_core.operations_v1.transports.rest import OperationsRestTransport
+    from google.auth.credentials import AnonymousCredentials
+
+    transport = OperationsRestTransport(
+        host=url,
+        credentials=credentials or AnonymousCredentials(),
+        url_scheme="http",
+        http_options=REST_RULES,
+    )
+    return AbstractOperationsClient(transport=transport)

@@ -17,14 +17,11 @@ from typing import Any, Protocol
 import grpc
 import pytest
 from google.api_core import exceptions, operations_v1
-from google.api_core.operations_v1 import AbstractOperationsClient
-from google.api_core.operations_v1.transports.rest import OperationsRestTransport
-from google.auth.credentials import AnonymousCredentials
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ingest, make_event, running_op, succeed
+from tests.helpers import ingest, make_event, rest_client, running_op, succeed
 from tracker import AsyncTrackerClient, TrackerClient, errors
 from tracker.config import Config
 from tracker.events import Kind
@@ -107,34 +104,11 @@ class GrpcApi:
         self.channel.close()
 
 
-# operations.proto's HTTP rules, with the collection spelled as this server serves it.
-HTTP_OPTIONS = {
-    "google.longrunning.Operations.ListOperations": [
-        {"method": "get", "uri": "/v1/{name=operations}"}
-    ],
-    "google.longrunning.Operations.GetOperation": [
-        {"method": "get", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.DeleteOperation": [
-        {"method": "delete", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.CancelOperation": [
-        {"method": "post", "uri": "/v1/{name=operations/**}:cancel", "body": "*"}
-    ],
-}
-
-
 class RestApi:
     name, waits = "rest", False
 
     def __init__(self, server: Server) -> None:
-        transport = OperationsRestTransport(
-            host=server.http_url,  # the scheme in the host: see tests/integration/test_api_http.py
-            credentials=AnonymousCredentials(),
-            url_scheme="http",
-            http_options=HTTP_OPTIONS,
-        )
-        self.client = AbstractOperationsClient(transport=transport)
+        self.client = rest_client(server.http_url)
 
     def get(self, name: str) -> operations_pb2.Operation:
         return _mapped(lambda: self.client.get_operation(name, retry=None))

@@ -13,13 +13,19 @@ import httpx
 import pytest
 from google.api_core import exceptions
 from google.api_core.operations_v1 import AbstractOperationsClient
-from google.api_core.operations_v1.transports.rest import OperationsRestTransport
-from google.auth.credentials import AnonymousCredentials
 from google.protobuf import any_pb2, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.faulty_serve import EXPLODE, SECRET, FaultyStore
-from tests.helpers import ERROR_INFO, google_error, ingest, make_event, running_op, succeed
+from tests.helpers import (
+    ERROR_INFO,
+    google_error,
+    ingest,
+    make_event,
+    rest_client,
+    running_op,
+    succeed,
+)
 from tracker.api import http as api_http
 from tracker.api import status
 from tracker.config import Config
@@ -537,39 +543,14 @@ def test_status_mapping(code: int, http_status: int, name: str) -> None:
 
 # ---- Google's REST operations client ---------------------------------------------------
 
-# operations.proto's rules, with the collection spelled as this server serves it.
-HTTP_OPTIONS = {
-    "google.longrunning.Operations.ListOperations": [
-        {"method": "get", "uri": "/v1/{name=operations}"}
-    ],
-    "google.longrunning.Operations.GetOperation": [
-        {"method": "get", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.DeleteOperation": [
-        {"method": "delete", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.CancelOperation": [
-        {"method": "post", "uri": "/v1/{name=operations/**}:cancel", "body": "*"}
-    ],
-}
-
 
 @pytest.fixture(scope="module")
-def rest_client(server: Server) -> AbstractOperationsClient:
-    # OperationsRestTransport accepts url_scheme but (api-core 2.44) does not pass it on
-    # to its base class, which then defaults to https; the base class does honour a
-    # scheme written in `host`, so the URL goes there whole.
-    transport = OperationsRestTransport(
-        host=server.http_url,
-        credentials=AnonymousCredentials(),
-        url_scheme="http",
-        http_options=HTTP_OPTIONS,
-    )
-    return AbstractOperationsClient(transport=transport)
+def rest(server: Server) -> AbstractOperationsClient:
+    return rest_client(server.http_url)
 
 
-def test_rest_client_errors(rest_client: AbstractOperationsClient) -> None:
+def test_rest_client_errors(rest: AbstractOperationsClient) -> None:
     with pytest.raises(exceptions.NotFound, match="does-not-exist"):
-        rest_client.get_operation("operations/does-not-exist")
+        rest.get_operation("operations/does-not-exist")
     with pytest.raises(exceptions.BadRequest, match="unknown field"):
-        list(rest_client.list_operations("operations", "colour = red"))
+        list(rest.list_operations("operations", "colour = red"))

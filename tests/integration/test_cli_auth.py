@@ -9,14 +9,13 @@ import pty
 import select
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from tests.cli_kit import TRACKER, assert_one_error_line, clean_env, invoke
-from tests.tokens import AUDIENCE, CERT, READER_TOKEN, TOKEN, Certs, MetadataServer, secured_config
+from tests.tokens import AUDIENCE, READER_TOKEN, TOKEN, MetadataServer
 from tracker.auth import StaticTokens, token_digest
 from tracker.cli import cli
 from tracker.client import TrackerClient
@@ -26,16 +25,8 @@ from tracker.server import Server, running
 
 
 @pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    c = Certs({"k1": CERT})
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(secured_config(tmp_path_factory.mktemp("auth"), certs.url)) as s:
-        yield s
+def server(secured_server: Server) -> Server:
+    return secured_server
 
 
 @pytest.fixture

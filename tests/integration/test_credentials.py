@@ -20,56 +20,28 @@ import grpc
 import pytest
 from google.api_core import exceptions
 from google.api_core import operations_v1 as gapic_operations
-from google.api_core.operations_v1 import AbstractOperationsClient
-from google.api_core.operations_v1.transports.rest import OperationsRestTransport
 from google.auth.exceptions import RefreshError
 from google.oauth2.credentials import Credentials as OAuthCredentials
 from google.rpc import code_pb2
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, rest_client
 from tests.tokens import (
     ACCOUNT,
     AUDIENCE,
-    CERT,
     READER_TOKEN,
     TOKEN,
-    Certs,
     MetadataServer,
     id_token,
-    secured_config,
 )
 from tracker import errors
 from tracker.client import AsyncTrackerClient, TrackerClient, credentials, metadata
-from tracker.server import Server, running
+from tracker.server import Server
 from tracker.worker import Worker
 
-REST_RULES = {
-    "google.longrunning.Operations.ListOperations": [
-        {"method": "get", "uri": "/v1/{name=operations}"}
-    ],
-    "google.longrunning.Operations.GetOperation": [
-        {"method": "get", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.DeleteOperation": [
-        {"method": "delete", "uri": "/v1/{name=operations/**}"}
-    ],
-    "google.longrunning.Operations.CancelOperation": [
-        {"method": "post", "uri": "/v1/{name=operations/**}:cancel", "body": "*"}
-    ],
-}
-
 
 @pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    c = Certs({"k1": CERT})
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(secured_config(tmp_path_factory.mktemp("auth"), certs.url)) as s:
-        yield s
+def server(secured_server: Server) -> Server:
+    return secured_server
 
 
 @pytest.fixture(autouse=True)
@@ -292,19 +264,10 @@ def test_operations_client_over_a_channel_with_call_credentials(server: Server, 
             client.get_operation(name)
 
 
-def rest_client(server: Server, creds: object) -> AbstractOperationsClient:
-    transport = OperationsRestTransport(
-        host=server.http_url,
-        credentials=creds,  # type: ignore[arg-type]
-        http_options=REST_RULES,
-    )
-    return AbstractOperationsClient(transport=transport)
-
-
 def test_rest_operations_client_with_a_bearer_token(server: Server, name: str) -> None:
     with TrackerClient(server.http_url, token=TOKEN) as sdk:
         sdk.created(name)
-    client = rest_client(server, OAuthCredentials(TOKEN))
+    client = rest_client(server.http_url, OAuthCredentials(TOKEN))
     assert client.get_operation(name).name == name
     assert [op.name for op in client.list_operations("operations", f'name = "{name}"')] == [name]
     client.cancel_operation(name)
@@ -314,7 +277,7 @@ def test_rest_operations_client_with_a_bearer_token(server: Server, name: str) -
     # A refused token: google-auth's session answers a 401 by refreshing the credentials,
     # which a bare token cannot do.
     with pytest.raises(RefreshError):
-        rest_client(server, OAuthCredentials("not-" + TOKEN)).get_operation(name)
+        rest_client(server.http_url, OAuthCredentials("not-" + TOKEN)).get_operation(name)
 
 
 # ---- ID tokens from Application Default Credentials -------------------------------------

@@ -15,8 +15,7 @@ from google.longrunning import operations_pb2
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
-from tracker.client._producers import Producer, default_source
-from tracker.client.credentials import resolve
+from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
@@ -24,7 +23,7 @@ from tracker.events import JSON_CONTENT_TYPE, Event
 T = TypeVar("T")
 
 
-class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
+class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, PublishResult]]):
     """Asynchronous client of one tracker (see `TrackerClient` for the arguments)."""
 
     def __init__(
@@ -41,20 +40,10 @@ class AsyncTrackerClient(Producer[Coroutine[Any, Any, PublishResult]]):
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.source = source or default_source()
-        self.mode = mode
-        self.content_type = content_type
-        self._timeout = _core.as_timeout(timeout)
-        self.auth = resolve(token, id_token_audience, auth)
-        self._owns_auth = auth is None  # made here: closed with the client
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=self._timeout,
-            auth=self.auth,
-            transport=transport,
-            headers=headers,
+        settings = self._setup(
+            url, timeout, source, mode, content_type, (token, id_token_audience, auth), headers
         )
+        self._http = httpx.AsyncClient(transport=transport, **settings)
 
     async def __aenter__(self) -> Self:
         return self

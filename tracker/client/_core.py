@@ -207,6 +207,47 @@ def as_timeout(value: float | httpx.Timeout | None) -> httpx.Timeout:
     return value if isinstance(value, httpx.Timeout) else httpx.Timeout(value)
 
 
+class HttpClientBase:
+    """What both clients set up alike: where, as whom, how (their __init__ calls this)."""
+
+    url: str
+    source: str
+    mode: Mode
+    content_type: str
+    auth: httpx.Auth | None
+    _owns_auth: bool
+    _timeout: httpx.Timeout
+
+    def _setup(
+        self,
+        url: str,
+        timeout: float | httpx.Timeout | None,
+        source: str | None,
+        mode: Mode,
+        content_type: str,
+        credentials: tuple[str | None, str | None, httpx.Auth | None],
+        headers: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        """Set the attributes; returns the keyword arguments of the httpx client."""
+        from tracker.client._producers import default_source
+        from tracker.client.credentials import resolve
+
+        token, id_token_audience, auth = credentials
+        self.url = url.rstrip("/")
+        self.source = source or default_source()
+        self.mode = mode
+        self.content_type = content_type
+        self._timeout = as_timeout(timeout)
+        self.auth = resolve(token, id_token_audience, auth)
+        self._owns_auth = auth is None  # made here: closed with the client
+        return {
+            "base_url": self.url,
+            "timeout": self._timeout,
+            "auth": self.auth,
+            "headers": headers,
+        }
+
+
 def close_auth(auth: httpx.Auth | None, owned: bool) -> None:
     """Close credentials a client made itself (their token-minting session)."""
     close = getattr(auth, "close", None)

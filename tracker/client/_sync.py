@@ -12,8 +12,7 @@ from google.longrunning import operations_pb2
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
-from tracker.client._producers import Producer, default_source
-from tracker.client.credentials import resolve
+from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
@@ -21,7 +20,7 @@ from tracker.events import JSON_CONTENT_TYPE, Event
 T = TypeVar("T")
 
 
-class TrackerClient(Producer[PublishResult]):
+class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
     """Synchronous client of one tracker.
 
     Args:
@@ -53,20 +52,10 @@ class TrackerClient(Producer[PublishResult]):
         transport: httpx.BaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.source = source or default_source()
-        self.mode = mode
-        self.content_type = content_type
-        self._timeout = _core.as_timeout(timeout)
-        self.auth = resolve(token, id_token_audience, auth)
-        self._owns_auth = auth is None  # made here: closed with the client
-        self._http = httpx.Client(
-            base_url=self.url,
-            timeout=self._timeout,
-            auth=self.auth,
-            transport=transport,
-            headers=headers,
+        settings = self._setup(
+            url, timeout, source, mode, content_type, (token, id_token_audience, auth), headers
         )
+        self._http = httpx.Client(transport=transport, **settings)
 
     def __enter__(self) -> Self:
         return self
