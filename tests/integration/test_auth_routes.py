@@ -26,7 +26,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 
 from tests.helpers import ROOT, google_error, make_event
-from tests.tokens import AUDIENCE, CERT, Certs, expired, id_token
+from tests.tokens import AUDIENCE, Certs, expired, id_token
 from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.errors import ConfigError
@@ -42,13 +42,6 @@ SA = {
     "operations.write": "writer@p.iam.gserviceaccount.com",
 }
 OP = "operations/guarded"
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    c = Certs({"k1": CERT})
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,6 @@ def token(key: str = KEY, kid: str = "k1", **overrides: Any) -> str:
     return id_token(key, kid, **overrides)
 
 
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    c = Certs({"k1": CERT})
-    yield c
-    c.close()
-
-
 @pytest.fixture
 def server(certs: Certs) -> Iterator[Server]:
     config = Config(
