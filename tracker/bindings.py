@@ -29,13 +29,13 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2
 
+from tracker.constants import MAX_SEQUENCE
 from tracker.errors import InvalidArgument, InvalidEvent, echo
 from tracker.events import (
     BATCH_CONTENT_TYPE,
     DEFAULT_RULES,
     JSON_CONTENT_TYPE,
     MAX_ID_CHARS,
-    MAX_SEQUENCE,
     MAX_SOURCE_BYTES,
     PROTOBUF_TYPES,
     SEQUENCE_ATTR,

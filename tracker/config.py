@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tracker.constants import GOOGLE_CERTS_URL
+from tracker.constants import DEFAULT_MAX_WAIT_SECONDS, GOOGLE_CERTS_URL
 from tracker.errors import ConfigError
 from tracker.events import (
     DEFAULT_MAX_EVENT_BYTES,
@@ -86,7 +86,7 @@ class Config:
         metadata={"help": "Largest accepted event (attributes and data), in bytes; at most 2 MiB."},
     )
     max_wait_seconds: float = field(
-        default=300.0,
+        default=DEFAULT_MAX_WAIT_SECONDS,
         metadata={"help": "Longest WaitOperation; a longer or unset timeout is cut to this."},
     )
     watch_keepalive_seconds: float = field(

@@ -35,7 +35,6 @@ _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9.\-]+\+)?json$")
 DEFAULT_NAME_PATTERN: Final = (
     r"^operations/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$"
 )
-MAX_SEQUENCE: Final = 2**63 - 1
 
 # ---- limits ------------------------------------------------------------------------------
 # What every store and the completion topic can hold, checked once, here, when an event is

@@ -24,6 +24,7 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering
 from tracker.bindings import parse_pubsub
+from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
 from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules
 from tracker.hooks import AfterCommit, Committed, run_hooks
@@ -61,7 +62,7 @@ class Tracker:
         *,
         rules: EventRules = DEFAULT_RULES,
         sinks: Sequence[Sink] = (),
-        max_wait_seconds: float = 300.0,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:

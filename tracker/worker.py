@@ -50,6 +50,7 @@ from google.rpc import code_pb2
 from tracker.bindings import to_binary
 from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
 from tracker.client.credentials import resolve
+from tracker.constants import DEFAULT_URL
 from tracker.errors import NotFound, clip, code_name
 from tracker.events import JSON_CONTENT_TYPE, Event
 
@@ -504,7 +505,7 @@ class Worker:
     @classmethod
     def http(
         cls,
-        url: str = "http://127.0.0.1:8080",
+        url: str = DEFAULT_URL,
         *,
         token: str | None = None,
         id_token_audience: str | None = None,

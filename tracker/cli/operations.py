@@ -14,6 +14,7 @@ from tracker.cli.auth import Connection, client_options
 from tracker.cli.event_data import _CodeType, _labels, build_data
 from tracker.cli.render import _done_text, _outcome, _ProgressView, _stdout_console, describe
 from tracker.client import TrackerClient, metadata, operation_to_dict
+from tracker.constants import MAX_SEQUENCE
 from tracker.events import PROTOBUF_CONTENT_TYPE, Kind
 
 
@@ -29,7 +30,10 @@ from tracker.events import PROTOBUF_CONTENT_TYPE, Kind
     "--file", type=click.File("rb"), help="checkpoint: read the bytes from FILE (- is stdin)."
 )
 @click.option(
-    "--seq", type=click.IntRange(0, 2**63 - 1), metavar="N", help="Per-operation sequence number."
+    "--seq",
+    type=click.IntRange(0, MAX_SEQUENCE),
+    metavar="N",
+    help="Per-operation sequence number.",
 )
 @click.option(
     "--id", "event_id", help="Event id (default: a fresh uuid); repeat it to retry safely."
