@@ -23,6 +23,7 @@ from google.longrunning import operations_pb2
 from tracker.config import Config
 from tracker.errors import StoreUnavailable
 from tracker.events import Event
+from tracker.notices import Wanted
 from tracker.server import Server
 from tracker.stores.base import BatchResult
 from tracker.stores.sqlite import SqliteStore
@@ -37,7 +38,7 @@ class FaultyStore(SqliteStore):
         self.busy_flag = busy_flag
 
     def apply(
-        self, events: Sequence[Event], now: datetime | None = None, *, notify: bool = True
+        self, events: Sequence[Event], now: datetime | None = None, *, notify: Wanted | bool = True
     ) -> BatchResult:
         if self.busy_flag is not None and self.busy_flag.exists():
             raise StoreUnavailable("faulty store: unavailable while the flag file exists")

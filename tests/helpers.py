@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from tracker.events import Event, Kind
 from tracker.server import Server
-from tracker.stores.base import BatchResult
+from tracker.stores.base import BatchResult, OutboxItem
 from tracker.v1 import events_pb2
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
@@ -168,3 +169,8 @@ def rest_client(url: str, credentials: Any = None) -> Any:
         http_options=REST_RULES,
     )
     return AbstractOperationsClient(transport=transport)
+
+
+def outbox_item(item_id: str, operation: operations_pb2.Operation) -> OutboxItem:
+    """A done-notice for the topics, as the outbox hands it to a sink."""
+    return OutboxItem(id=item_id, operation=operation, created_at=datetime.now(UTC))

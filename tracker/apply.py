@@ -10,9 +10,12 @@ Rules (docs/semantics.md has the long form):
 2. Terminal wins: the first terminal event sets the result; a later one is ignored.
    A non-terminal event newer than the terminal one is late and ignored; one older
    than it (delivered late) still fills its facet, as it would have in order.
-3. Newest wins: per facet, by sequence when both events carry one, else event time,
-   ties broken by event id.
+3. Newest wins: per facet, a later attempt first; in the same attempt by sequence when
+   both events carry one, else event time, ties broken by event id.
 4. Unknown operations are created by their first event, unless strict.
+5. Attempts: an event of a higher attempt than the operation's starts that attempt (a
+   restarted worker); a retry policy turns a stall or a retryable failure of the current
+   attempt into the next attempt and a resume notice (`tracker.notices`), until the last.
 """
 
 from __future__ import annotations
@@ -20,18 +23,22 @@ from __future__ import annotations
 import contextlib
 import enum
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from tracker import notices
 from tracker.errors import InvalidEvent, echo
 from tracker.events import Event, Kind
 from tracker.v1 import events_pb2, operation_pb2
 
 OperationState = operation_pb2.OperationState
 EventKey = operation_pb2.EventKey
+Notice = notices.Notice
+ReasonValue = notices.ReasonValue
 # The event id of the terminal key the tracker writes itself (cancel, expiry); it sorts
 # after every id a producer can send.
 TRACKER_END_ID = "\U0010ffff"
@@ -51,16 +58,38 @@ class Transition:
     state: OperationState
     outcome: Outcome
     became_done: bool = False
+    # Resume or cancel notices this transition causes (done-notices are the writer's).
+    notices: tuple[Notice, ...] = ()
 
 
-def _ts(when: datetime) -> timestamp_pb2.Timestamp:
+# A failed event with one of these codes starts the next attempt, when the operation has
+# a retry policy that names no codes of its own.
+DEFAULT_RETRYABLE: Final = frozenset(
+    {
+        code_pb2.UNAVAILABLE,
+        code_pb2.ABORTED,
+        code_pb2.RESOURCE_EXHAUSTED,
+        code_pb2.DEADLINE_EXCEEDED,
+        code_pb2.INTERNAL,
+    }
+)
+DEFAULT_INITIAL_BACKOFF: Final = timedelta(seconds=1)
+DEFAULT_MAX_BACKOFF: Final = timedelta(seconds=300)
+
+
+def timestamp(when: datetime) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(when)
     return ts
 
 
+def attempt_of(state: OperationState) -> int:
+    """The operation's current attempt (1 for rows written before attempts existed)."""
+    return state.attempt or 1
+
+
 def event_key(event: Event) -> EventKey:
-    key = EventKey(time=_ts(event.time), event_id=event.id)
+    key = EventKey(time=timestamp(event.time), event_id=event.id, attempt=event.run)
     if event.sequence is not None:
         key.has_sequence = True
         key.sequence = event.sequence
@@ -75,14 +104,16 @@ def newer(a: EventKey, b: EventKey) -> bool:
     """True when a is strictly newer than b (b may be unset: then a is newer)."""
     if not b.event_id:
         return True
+    if (a.attempt or 1) != (b.attempt or 1):
+        return (a.attempt or 1) > (b.attempt or 1)
     if a.has_sequence and b.has_sequence and a.sequence != b.sequence:
         return a.sequence > b.sequence
     return _sort_tuple(a) > _sort_tuple(b)
 
 
 def new_state(name: str, event: Event) -> OperationState:
-    state = OperationState(name=name)
-    state.create_time.CopyFrom(_ts(event.time))
+    state = OperationState(name=name, attempt=event.run)
+    state.create_time.CopyFrom(timestamp(event.time))
     return state
 
 
@@ -103,8 +134,16 @@ def apply_event(
     else:
         state = _copy(state)
     key = event_key(event)
+    notices: tuple[Notice, ...] = ()
     if event.kind.terminal:
-        outcome = _terminal(state, event, key)
+        if state.done or (event.run < attempt_of(state) and event.kind is not Kind.SUCCEEDED):
+            # A second terminal event; or the failure of an attempt that was already
+            # superseded (retried, or restarted): only a success still counts.
+            outcome = Outcome.LATE
+        elif (resume := _retry_failure(state, event, key, now)) is not None:
+            outcome, notices = Outcome.APPLIED, (resume,)
+        else:
+            outcome = _terminal(state, event, key)
     elif state.done and (ended_by_tracker(state) or newer(key, state.terminal_key)):
         outcome = Outcome.LATE
     else:
@@ -112,12 +151,85 @@ def apply_event(
     if outcome is not Outcome.LATE:
         _liveness(state, key)
     if outcome is Outcome.APPLIED or created:
-        state.update_time.CopyFrom(_ts(now))
+        state.update_time.CopyFrom(timestamp(now))
     return Transition(
         state=state,
         outcome=outcome if not created else Outcome.APPLIED,
-        became_done=outcome is Outcome.APPLIED and event.kind.terminal,
+        became_done=outcome is Outcome.APPLIED and event.kind.terminal and state.done,
+        notices=notices,
     )
+
+
+def _retryable(state: OperationState, code: int, now: datetime) -> bool:
+    """Whether a failure with `code` of the current attempt starts another attempt."""
+    if not state.HasField("retry") or state.done:
+        return False
+    policy = state.retry
+    codes = set(policy.retryable_status_codes) or DEFAULT_RETRYABLE
+    if code not in codes or state.retries + 1 >= max(policy.max_attempts, 1):
+        return False
+    return not (state.HasField("deadline") and state.deadline.ToDatetime(UTC) <= now)
+
+
+def backoff(policy: events_pb2.RetryPolicy, retries: int) -> timedelta:
+    """The wait before the retry after `retries` earlier ones (gRPC's retryPolicy)."""
+    initial = (
+        policy.initial_backoff.ToTimedelta()
+        if policy.HasField("initial_backoff")
+        else DEFAULT_INITIAL_BACKOFF
+    )
+    most = (
+        policy.max_backoff.ToTimedelta() if policy.HasField("max_backoff") else DEFAULT_MAX_BACKOFF
+    )
+    factor = policy.backoff_multiplier or 2.0
+    seconds = initial.total_seconds() * factor ** min(retries, 64)
+    return min(most, timedelta(seconds=min(seconds, most.total_seconds())))
+
+
+def next_attempt(
+    state: OperationState,
+    now: datetime,
+    reason: ReasonValue,
+    error: status_pb2.Status | None = None,
+    *,
+    retry: bool = True,
+) -> Notice:
+    """Start the operation's next attempt (mutates `state`); the resume notice for it.
+
+    `retry`: a retry of the policy (counted against max_attempts and waiting its
+    backoff); else a continuation, such as the children's end, which starts at once.
+    """
+    wait = backoff(state.retry, state.retries) if retry else timedelta(0)
+    if retry:
+        state.retries += 1
+    state.attempt = attempt_of(state) + 1
+    state.attempt_reason = notices.REASON_NAMES.get(reason, "")
+    state.last_sequence = 0
+    if error is not None:
+        state.last_attempt_error.CopyFrom(error)
+    start = now + wait
+    state.attempt_start_time.CopyFrom(timestamp(start))
+    state.update_time.CopyFrom(timestamp(now))
+    return notices.make(
+        notices.RESUME,
+        state.name,
+        attempt=state.attempt,
+        reason=reason,
+        has_checkpoint=state.has_checkpoint,
+        operation_type=state.operation_type,
+        error=error,
+        children=state.children if state.HasField("children") else None,
+        not_before=start,
+    )
+
+
+def _retry_failure(
+    state: OperationState, event: Event, key: EventKey, now: datetime
+) -> Notice | None:
+    data = event.data
+    if not isinstance(data, events_pb2.Failed) or not _retryable(state, data.error.code, now):
+        return None
+    return next_attempt(state, now, Notice.FAILED, data.error)
 
 
 def ended_by_tracker(state: OperationState) -> bool:
@@ -126,7 +238,13 @@ def ended_by_tracker(state: OperationState) -> bool:
 
 
 def _liveness(state: OperationState, key: EventKey) -> None:
-    if key.has_sequence and key.sequence > state.last_sequence:
+    run = key.attempt or 1
+    if run > attempt_of(state):  # a restarted worker: its numbering starts again
+        state.attempt = run
+        state.attempt_reason = "restarted"
+        state.last_sequence = key.sequence if key.has_sequence else 0
+        state.ClearField("attempt_start_time")
+    elif run == attempt_of(state) and key.has_sequence and key.sequence > state.last_sequence:
         state.last_sequence = key.sequence
     when = (key.time.seconds, key.time.nanos)
     if when > (state.last_heartbeat_time.seconds, state.last_heartbeat_time.nanos):
@@ -137,6 +255,10 @@ def _liveness(state: OperationState, key: EventKey) -> None:
         state.create_time.nanos,
     ):
         state.create_time.CopyFrom(key.time)
+
+
+def _before(a: timestamp_pb2.Timestamp, b: timestamp_pb2.Timestamp) -> bool:
+    return (a.seconds, a.nanos) < (b.seconds, b.nanos)
 
 
 def _copy(state: OperationState) -> OperationState:
@@ -170,6 +292,12 @@ def _non_terminal(state: OperationState, event: Event, key: EventKey) -> Outcome
     data = event.data
     changed = False
     if isinstance(data, events_pb2.Created):
+        # createTime is the earliest created event's: a restarted worker's second
+        # `created` never moves it (and the rule does not depend on arrival order).
+        first = not state.created_key.event_id
+        if first or _before(key.time, state.create_time):
+            state.create_time.CopyFrom(key.time)
+            changed = True
         if newer(key, state.created_key):
             state.created_key.CopyFrom(key)
             state.operation_type = data.operation_type
@@ -181,7 +309,14 @@ def _non_terminal(state: OperationState, event: Event, key: EventKey) -> Outcome
                     getattr(state, name).CopyFrom(getattr(data, name))
                 else:
                     state.ClearField(name)
-            state.create_time.CopyFrom(key.time)
+            for name in ("retry", "children_policy"):
+                source = "children" if name == "children_policy" else name
+                if data.HasField(source):
+                    getattr(state, name).CopyFrom(getattr(data, source))
+                else:
+                    state.ClearField(name)
+            del state.webhooks[:]
+            state.webhooks.extend(data.webhooks)
             changed = True
         changed = (
             _metadata(state, data.metadata if data.HasField("metadata") else None, key) or changed
@@ -213,7 +348,7 @@ def _metadata(state: OperationState, metadata: any_pb2.Any | None, key: EventKey
     return True
 
 
-def _end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Status) -> None:
+def end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Status) -> None:
     """End a not-done operation from the tracker's side (cancel, expiry).
 
     Every event that arrives after such an end is late, whatever its sequence or time:
@@ -222,29 +357,43 @@ def _end_by_tracker(state: OperationState, now: datetime, error: status_pb2.Stat
     different: older events delivered after it still fill their facets, rule 2.)
     """
     state.done = True
-    key = EventKey(time=_ts(now), has_sequence=False, event_id=TRACKER_END_ID)
+    key = EventKey(time=timestamp(now), has_sequence=False, event_id=TRACKER_END_ID)
     state.terminal_key.CopyFrom(key)
-    state.end_time.CopyFrom(_ts(now))
-    state.update_time.CopyFrom(_ts(now))
+    state.end_time.CopyFrom(timestamp(now))
+    state.update_time.CopyFrom(timestamp(now))
     state.error.CopyFrom(error)
 
 
-def request_cancel(state: OperationState, now: datetime) -> OperationState:
+def request_cancel(
+    state: OperationState, now: datetime, reason: ReasonValue = Notice.CANCEL_REQUESTED
+) -> Transition:
     """CancelOperation: the operation ends as CANCELLED at once (AIP-151), if not done.
 
-    The worker learns of it from the operation (cancel_requested, or done with
-    CANCELLED) and its own later events are counted as late.
+    The worker learns of it from the cancel notice (`tracker.notices`), from the answer
+    to its next event, or from the operation (cancel_requested, or done with CANCELLED);
+    its own later events are counted as late.
     """
     state = _copy(state)
     state.cancel_requested = True
-    state.update_time.CopyFrom(_ts(now))
-    if not state.done:
-        _end_by_tracker(
-            state,
-            now,
-            status_pb2.Status(code=code_pb2.CANCELLED, message="cancelled by CancelOperation"),
-        )
-    return state
+    state.update_time.CopyFrom(timestamp(now))
+    if state.done:
+        return Transition(state, Outcome.LATE)
+    message = (
+        "cancelled by CancelOperation"
+        if reason == Notice.CANCEL_REQUESTED
+        else "cancelled: its parent operation ended"
+    )
+    end_by_tracker(state, now, status_pb2.Status(code=code_pb2.CANCELLED, message=message))
+    notice = notices.make(
+        notices.CANCEL,
+        state.name,
+        attempt=attempt_of(state),
+        reason=reason,
+        has_checkpoint=state.has_checkpoint,
+        operation_type=state.operation_type,
+        children=state.children if state.children.total else None,
+    )
+    return Transition(state, Outcome.APPLIED, became_done=True, notices=(notice,))
 
 
 def due_time(state: OperationState) -> datetime | None:
@@ -267,13 +416,17 @@ def due_time(state: OperationState) -> datetime | None:
             if state.HasField("last_heartbeat_time")
             else state.create_time
         )
+        if state.HasField("attempt_start_time") and _before(last, state.attempt_start_time):
+            last = state.attempt_start_time  # a retry's liveness counts from its start
         with contextlib.suppress(OverflowError):  # past datetime.max: never
             candidates.append(last.ToDatetime(UTC) + timeout.ToTimedelta())
     return min(candidates) if candidates else None
 
 
-def expire(state: OperationState, now: datetime) -> OperationState | None:
-    """The operation failed with DEADLINE_EXCEEDED, if it is due by `now`; else None."""
+def expire(state: OperationState, now: datetime) -> Transition | None:
+    """The operation, if it is due by `now`: failed with DEADLINE_EXCEEDED, or, when its
+    heartbeat timeout expired and its retry policy allows, in its next attempt (with the
+    resume notice). None if it is not due."""
     due = due_time(state)
     if due is None or due > now:
         return None
@@ -284,8 +437,14 @@ def expire(state: OperationState, now: datetime) -> OperationState | None:
     else:
         seconds = state.heartbeat_timeout.ToTimedelta().total_seconds()
         message = f"no event for {seconds:g} s (heartbeat timeout)"
-    _end_by_tracker(state, now, status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=message))
-    return state
+        if attempt_of(state) > 1:
+            message += f" in attempt {attempt_of(state)}"
+    error = status_pb2.Status(code=code_pb2.DEADLINE_EXCEEDED, message=message)
+    if not deadline_passed and _retryable(state, code_pb2.DEADLINE_EXCEEDED, now):
+        notice = next_attempt(state, now, Notice.STALLED, error)
+        return Transition(state, Outcome.APPLIED, notices=(notice,))
+    end_by_tracker(state, now, error)
+    return Transition(state, Outcome.APPLIED, became_done=True)
 
 
 def metadata_message(state: OperationState) -> operation_pb2.OperationMetadata:
@@ -297,8 +456,11 @@ def metadata_message(state: OperationState) -> operation_pb2.OperationMetadata:
         parent=state.parent,
         cancel_requested=state.cancel_requested,
         last_sequence=state.last_sequence,
+        attempt=attempt_of(state),
+        attempt_reason=state.attempt_reason,
     )
-    for name in ("create_time", "update_time", "end_time", "last_heartbeat_time", "deadline"):
+    names = ("create_time", "update_time", "end_time", "last_heartbeat_time", "deadline")
+    for name in (*names, "last_attempt_error", "children", "attempt_start_time"):
         if state.HasField(name):
             getattr(meta, name).CopyFrom(getattr(state, name))
     return meta

@@ -32,9 +32,11 @@ from google.rpc import code_pb2
 from tracker.constants import MAX_SEQUENCE
 from tracker.errors import InvalidArgument, InvalidEvent, echo
 from tracker.events import (
+    ATTEMPT_ATTR,
     BATCH_CONTENT_TYPE,
     DEFAULT_RULES,
     JSON_CONTENT_TYPE,
+    MAX_ATTEMPT,
     MAX_ID_CHARS,
     MAX_SOURCE_BYTES,
     PROTOBUF_TYPES,
@@ -71,6 +73,23 @@ def _parse_sequence(value: Any) -> int | None:
     return int(text)
 
 
+def _parse_attempt(value: Any) -> int | None:
+    """The attempt, a decimal 1..2^31-1 (a string, or a JSON integer in structured mode)."""
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(text) > 12
+        or not 1 <= int(text) <= MAX_ATTEMPT
+    ):
+        raise InvalidEvent(
+            "bad_attempt",
+            f"attempt {echo(text or repr(value))} is not a decimal integer in 1..2^31-1",
+        )
+    return int(text)
+
+
 _CORE_ATTRIBUTES: Final = frozenset(
     {
         "id",
@@ -82,6 +101,7 @@ _CORE_ATTRIBUTES: Final = frozenset(
         "datacontenttype",
         "dataschema",
         SEQUENCE_ATTR,
+        ATTEMPT_ATTR,
     }
 )
 
@@ -115,6 +135,7 @@ def from_cloudevent(
     extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
     try:
         sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
+        attempt = _parse_attempt(attrs.get(ATTEMPT_ATTR))
         data = decode_data(kind, attrs.get("datacontenttype"), raw_data)
     except InvalidEvent as exc:
         exc.event_id = event_id
@@ -128,6 +149,7 @@ def from_cloudevent(
         data=data,
         sequence=sequence,
         extensions=extensions,
+        attempt=attempt,
     )
 
 
@@ -158,7 +180,8 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event
     for name, value in attrs.items():
         # CloudEvents attribute types are String, Integer and Boolean (URI, Timestamp and
         # Binary are written as strings); the core attributes are all strings.
-        if name in _CORE_ATTRIBUTES and name != SEQUENCE_ATTR and not isinstance(value, str):
+        integer = (SEQUENCE_ATTR, ATTEMPT_ATTR)
+        if name in _CORE_ATTRIBUTES and name not in integer and not isinstance(value, str):
             raise InvalidEvent("invalid_attributes", f"attribute {echo(name)} must be a string")
         if not isinstance(value, (str, int)):
             raise InvalidEvent(
@@ -179,6 +202,8 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event
         attrs["time"] = when
     if SEQUENCE_ATTR in attrs:
         attrs[SEQUENCE_ATTR] = str(_parse_sequence(attrs[SEQUENCE_ATTR]))
+    if ATTEMPT_ATTR in attrs:
+        attrs[ATTEMPT_ATTR] = str(_parse_attempt(attrs[ATTEMPT_ATTR]))
     try:
         ce = CloudEvent(attrs, None)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
@@ -317,6 +342,8 @@ def attributes(event: Event) -> dict[str, str]:
     }
     if event.sequence is not None:
         attrs[SEQUENCE_ATTR] = str(event.sequence)
+    if event.attempt is not None:
+        attrs[ATTEMPT_ATTR] = str(event.attempt)
     attrs.update(event.extensions)
     return attrs
 

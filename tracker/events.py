@@ -24,6 +24,10 @@ from tracker.v1 import events_pb2
 
 TYPE_PREFIX: Final = "tracker.operation.v1."
 SEQUENCE_ATTR: Final = "sequence"
+# The run of the work an event comes from (1, 2, ...): ordered before the sequence, so a
+# restarted worker numbering its events from 1 again is newer than the run before.
+ATTEMPT_ATTR: Final = "attempt"
+MAX_ATTEMPT: Final = 2**31 - 1
 STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -135,6 +139,12 @@ class Event:
     data: Message
     sequence: int | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
+    attempt: int | None = None  # None reads as 1, the first run
+
+    @property
+    def run(self) -> int:
+        """The attempt this event belongs to: 1 when it names none."""
+        return self.attempt or 1
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -155,6 +165,14 @@ class EventRules:
     def max_batch_bytes(self) -> int:
         """The largest batch request: 16 events' worth, at most MAX_BATCH_BYTES."""
         return min(self.max_event_bytes * BATCH_FACTOR, MAX_BATCH_BYTES)
+
+    def is_name(self, name: str) -> bool:
+        """Whether `name` is an operation name this deployment accepts."""
+        try:
+            self.check_name(name)
+        except InvalidEvent:
+            return False
+        return True
 
     def check_name(self, name: str) -> None:
         name_re: re.Pattern[str] = self._name_re  # type: ignore[attr-defined]
@@ -365,6 +383,57 @@ def _check_created(message: events_pb2.Created) -> None:
             raise InvalidEvent(
                 "invalid_data",
                 f"heartbeatTimeout must be a duration from 0s to {_MAX_DURATION_SECONDS}s",
+            )
+    _check_resumable(message)
+
+
+# Resumable work (schemas/README.md "Limits"): what one operation may ask of the tracker.
+MAX_ATTEMPTS: Final = 100
+MAX_BACKOFF_SECONDS: Final = 7 * 24 * 3600
+MAX_WEBHOOKS: Final = 8
+MAX_WEBHOOK_URL_BYTES: Final = 2048
+MAX_EXPECTED_CHILDREN: Final = 10**9
+NOTICE_KINDS: Final = frozenset({"done", "cancel", "resume"})
+
+
+def _check_duration(value: Any, name: str, upper: int) -> None:
+    if not (0 <= value.seconds <= upper and 0 <= value.nanos < 10**9) or (
+        value.seconds == 0 and value.nanos == 0
+    ):
+        raise InvalidEvent("invalid_data", f"{name} must be a duration above 0s, at most {upper}s")
+
+
+def _check_resumable(message: events_pb2.Created) -> None:
+    if message.HasField("retry"):
+        retry = message.retry
+        if not 1 <= retry.max_attempts <= MAX_ATTEMPTS:
+            raise InvalidEvent("invalid_data", f"retry.maxAttempts must be in 1..{MAX_ATTEMPTS}")
+        for name in ("initial_backoff", "max_backoff"):
+            if retry.HasField(name):
+                _check_duration(getattr(retry, name), f"retry.{name}", MAX_BACKOFF_SECONDS)
+        if retry.backoff_multiplier and not 1.0 <= retry.backoff_multiplier <= 10.0:
+            raise InvalidEvent("invalid_data", "retry.backoffMultiplier must be in [1, 10]")
+        if any(not 1 <= code <= 16 for code in retry.retryable_status_codes):
+            raise InvalidEvent(
+                "invalid_data", "retry.retryableStatusCodes: only codes 1..16 (not OK)"
+            )
+    if not 0 <= message.children.expected <= MAX_EXPECTED_CHILDREN:
+        raise InvalidEvent(
+            "invalid_data", f"children.expected must be in 0..{MAX_EXPECTED_CHILDREN}"
+        )
+    if len(message.webhooks) > MAX_WEBHOOKS:
+        raise InvalidEvent("invalid_data", f"at most {MAX_WEBHOOKS} webhooks per operation")
+    for hook in message.webhooks:
+        check_text(hook.url, "bad_webhook", "webhook url", max_bytes=MAX_WEBHOOK_URL_BYTES)
+        if not hook.url.startswith(("https://", "http://")):
+            raise InvalidEvent(
+                "bad_webhook", f"webhook url {echo(hook.url)} must be an https:// URL"
+            )
+        unknown = set(hook.notices) - NOTICE_KINDS
+        if unknown:
+            raise InvalidEvent(
+                "bad_webhook",
+                f"webhook notices {echo(sorted(unknown))}: known are done, cancel, resume",
             )
 
 

@@ -30,6 +30,8 @@ class Committed:
     changed: Mapping[str, operations_pb2.Operation] = field(default_factory=dict)
     # Names of the operations this commit made done.
     done: Sequence[str] = ()
+    # Whether it wrote outbox rows (notices for a durable sink, or the cancel cascade).
+    notices: bool = False
 
 
 AfterCommit = Callable[[Committed], None]

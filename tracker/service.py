@@ -29,7 +29,10 @@ from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavail
 from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules
 from tracker.hooks import AfterCommit, Committed, run_hooks
 from tracker.metrics import Metrics
-from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink
+from tracker.notices import Notice, ReasonValue
+from tracker.notify.cascade import PAGE as CASCADE_PAGE
+from tracker.notify.cascade import ChildrenCascade
+from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink, wanted_by
 from tracker.notify.waiters import ChangeHub
 from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store
 
@@ -68,16 +71,18 @@ class Tracker:
     ) -> None:
         self.store = store
         self.rules = rules
+        store.is_operation = rules.is_name
         self.hub = ChangeHub()
         self.metrics = metrics or Metrics()
-        self.notify = bool(sinks)
-        self.dispatcher = (
-            Dispatcher(store, list(sinks), retry=retry, metrics=self.metrics) if sinks else None
-        )
+        # The cascade of a parent's cancel to its children is an outbox sink too, so the
+        # outbox is always there; but only rows some sink delivers are written (`Wanted`):
+        # the embedded default writes none for a done operation.
+        cascade = ChildrenCascade(self._running_children, self._cancel_child)
+        every = [*sinks, cascade]
+        self.notify = wanted_by(every)
+        self.dispatcher = Dispatcher(store, every, retry=retry, metrics=self.metrics)
         self.max_wait_seconds = max_wait_seconds
-        self.hooks: builtins.list[AfterCommit] = [self._count, self._wake]
-        if self.dispatcher is not None:
-            self.hooks.append(self._kick)
+        self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]
 
     def add_hook(self, hook: AfterCommit) -> None:
         """Run `hook` after every later commit, after the built-in ones."""
@@ -95,7 +100,7 @@ class Tracker:
             self.hub.publish(operation)
 
     def _kick(self, committed: Committed) -> None:
-        if committed.done and self.dispatcher is not None:
+        if committed.notices:
             self.dispatcher.kick()
 
     # ---- ingest ------------------------------------------------------------------------
@@ -118,6 +123,7 @@ class Tracker:
                 outcomes=[r.outcome.value for r in result.results],
                 changed=result.changed,
                 done=result.done,
+                notices=result.notices > 0,
             )
         )
         return result
@@ -224,18 +230,31 @@ class Tracker:
         if not await asyncio.to_thread(self.store.delete, check_name(name)):
             raise NotFound(f"operation {echo(name)} not found")
 
-    async def cancel(self, name: str) -> operations_pb2.Operation:
+    async def cancel(
+        self, name: str, reason: ReasonValue = Notice.CANCEL_REQUESTED
+    ) -> operations_pb2.Operation:
         stored, became_done = await asyncio.to_thread(
-            self.store.cancel, check_name(name), notify=self.notify
+            self.store.cancel, check_name(name), notify=self.notify, reason=reason
         )
         self.after_commit(
             Committed(
                 route="cancel",
                 changed={name: stored.operation},
                 done=[name] if became_done else [],
+                notices=became_done,
             )
         )
         return stored.operation
+
+    async def _cancel_child(self, name: str) -> object:
+        return await self.cancel(name, Notice.PARENT_CANCELLED)
+
+    async def _running_children(self, parent: str, after: str) -> builtins.list[str]:
+        expr = filtering.parse(f"parent = {json.dumps(parent)} AND done = false")
+        rows = await asyncio.to_thread(
+            self.store.list_operations, ListQuery(filter=expr, page_size=CASCADE_PAGE, after=after)
+        )
+        return [r.state.name for r in rows[:CASCADE_PAGE]]
 
     # ---- waiting -----------------------------------------------------------------------
 
@@ -285,9 +304,14 @@ class Tracker:
         expired = await asyncio.to_thread(self.store.expire_due, notify=self.notify)
         operations = [e.operation for e in expired]
         if operations:
-            log.info("expired %d operations (DEADLINE_EXCEEDED)", len(operations))
+            done = [op.name for op in operations if op.done]
+            log.info(
+                "expiry: %d operations failed (DEADLINE_EXCEEDED), %d retried",
+                len(done),
+                len(operations) - len(done),
+            )
             changed = {op.name: op for op in operations}
-            self.after_commit(Committed(route="expiry", changed=changed, done=list(changed)))
+            self.after_commit(Committed(route="expiry", changed=changed, done=done, notices=True))
         await asyncio.to_thread(self.store.purge_expired)
         return operations
 
@@ -303,15 +327,12 @@ class Tracker:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> asyncio.Task[None] | None:
-        """Bind waiters to this loop; start the dispatcher when there is one."""
+        """Bind waiters to this loop; start the dispatcher."""
         self.hub.bind(asyncio.get_running_loop())
-        if self.dispatcher is None:
-            return None
         return asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher")
 
     async def stop(self, task: asyncio.Task[None] | None) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+        self.dispatcher.stop()
         if task is not None:
             await task
 

@@ -13,7 +13,7 @@ from google.rpc import code_pb2, status_pb2
 
 from tests.conftest import VARIANT, spanner_database
 from tests.helpers import T0, make_event
-from tracker import filtering
+from tracker import filtering, notices
 from tracker.apply import Outcome
 from tracker.errors import InvalidEvent, NotFound
 from tracker.events import Kind
@@ -286,7 +286,9 @@ def test_cancel_ends_operation_once(store: Store) -> None:
     assert stored.state.cancel_requested
     _, again = store.cancel(OP)
     assert not again
-    assert len(store.outbox_pending()) == 1
+    # One done-notice and one cancel notice (for the worker), each written once.
+    kinds = sorted(i.notice.kind for i in store.outbox_pending())
+    assert kinds == [notices.DONE, notices.CANCEL]
     late = make_event(Kind.SUCCEEDED, OP, seq=2)
     assert outcomes(store.apply([late])) == [Outcome.LATE]
     with pytest.raises(NotFound):

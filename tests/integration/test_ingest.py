@@ -12,14 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from google.longrunning import operations_pb2
 
 from tests.helpers import envelope, google_error, make_event
 from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.config import Config
 from tracker.events import Kind
+from tracker.notices import DONE
 from tracker.notify.outbox import Dispatcher
 from tracker.server import Server, running
+from tracker.stores.base import OutboxItem
 from tracker.stores.sqlite import SqliteStore
 
 OP = "operations/ingest-1"
@@ -317,12 +318,15 @@ def test_store_unavailable_is_503_on_both_routes_and_nothing_is_lost(db: Path) -
 
 class RecordingSink:
     name = "recording"
+    kinds: frozenset[int] = frozenset({DONE})
+    targets = False
 
     def __init__(self) -> None:
         self.delivered: list[tuple[str, str]] = []
         self.event = threading.Event()
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    async def deliver(self, item: OutboxItem) -> None:
+        item_id, operation = item.id, item.operation
         self.delivered.append((item_id, operation.name))
         self.event.set()
 

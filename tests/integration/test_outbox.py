@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from google.longrunning import operations_pb2
 
 from tests.helpers import T0, make_event
 from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.events import Kind
 from tracker.metrics import Metrics
+from tracker.notices import DONE
 from tracker.notify.outbox import Dispatcher, RetryPolicy
 from tracker.server import Server
 from tracker.stores.base import OutboxItem, Store
@@ -52,12 +52,17 @@ class FlakySink:
 
     name = "flaky"
 
+    kinds: frozenset[int] = frozenset({DONE})
+
+    targets = False
+
     def __init__(self, *fail_for: str) -> None:
         self.fail_for = set(fail_for)
         self.calls: Counter[str] = Counter()
         self.delivered: list[tuple[str, str]] = []  # (notification id, operation)
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    async def deliver(self, item: OutboxItem) -> None:
+        item_id, operation = item.id, item.operation
         self.calls[operation.name] += 1
         if operation.name in self.fail_for:
             raise RuntimeError(f"refused {operation.name}")
@@ -69,11 +74,16 @@ class HangingSink:
 
     name = "hanging"
 
+    kinds: frozenset[int] = frozenset({DONE})
+
+    targets = False
+
     def __init__(self, hang_for: str) -> None:
         self.hang_for = hang_for
         self.delivered: list[str] = []
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    async def deliver(self, item: OutboxItem) -> None:
+        operation = item.operation
         if operation.name == self.hang_for:
             await asyncio.Event().wait()
         self.delivered.append(operation.name)
@@ -259,12 +269,17 @@ class OnceSink:
 
     name = "once"
 
+    kinds: frozenset[int] = frozenset({DONE})
+
+    targets = False
+
     def __init__(self, name: str) -> None:
         self.wanted = name
         self.seen: set[str] = set()
         self.through = asyncio.Event()
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    async def deliver(self, item: OutboxItem) -> None:
+        operation = item.operation
         if operation.name not in self.seen:
             self.seen.add(operation.name)
             raise RuntimeError("first time")
@@ -318,8 +333,10 @@ def test_run_keeps_going_after_an_unexpected_error(
 
     class Signal:
         name = "signal"
+        kinds: frozenset[int] = frozenset({DONE})
+        targets = False
 
-        async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+        async def deliver(self, item: OutboxItem) -> None:
             delivered.set()
 
     dispatcher = Dispatcher(store, [sink, Signal()], sweep_seconds=3600, metrics=Metrics())

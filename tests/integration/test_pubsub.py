@@ -17,7 +17,7 @@ import pytest
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ROOT, ingest, make_event
+from tests.helpers import ROOT, ingest, make_event, outbox_item
 from tests.pubsub_kit import PROJECT, PubSub, _names, drain
 from tracker.bindings import DONE_TYPE, done_attributes, ordering_key
 from tracker.config import Config
@@ -224,9 +224,11 @@ def test_subscribe_done_drops_redelivered_notifications(pubsub: PubSub) -> None:
     sink = PubSubSink(done)
     operation = operations_pb2.Operation(name="operations/twice", done=True)
     for _ in range(2):  # the dispatcher redelivers after a crash: same notification id
-        asyncio.run(sink.deliver("note-1", operation))
+        asyncio.run(sink.deliver(outbox_item("note-1", operation)))
     asyncio.run(
-        sink.deliver("note-2", operations_pb2.Operation(name="operations/other", done=True))
+        sink.deliver(
+            outbox_item("note-2", operations_pb2.Operation(name="operations/other", done=True))
+        )
     )
     seen: list[tuple[str, str]] = []
     both = threading.Event()
@@ -351,7 +353,7 @@ def test_notification_with_200_long_labels_is_published_within_the_limits(pubsub
     truncated = pubsub.subscription(done, 'attributes.attributes_truncated = "true"')
     labels = _many_labels()
     operation = _labelled(labels)
-    asyncio.run(PubSubSink(done).deliver("note-many", operation))
+    asyncio.run(PubSubSink(done).deliver(outbox_item("note-many", operation)))
     (message,) = pubsub.pull_all(everything)
     assert [m.attributes["ce-id"] for m in pubsub.pull_all(truncated)] == ["note-many"]
     attributes = dict(message.attributes)
@@ -437,9 +439,13 @@ def test_subscribe_done_runs_a_failed_callback_again_on_redelivery(pubsub: PubSu
     sub = pubsub.subscription(done)
     sink = PubSubSink(done)
     for note_id, name in (("note-a", "operations/flaky"), ("note-b", "operations/fine")):
-        asyncio.run(sink.deliver(note_id, operations_pb2.Operation(name=name, done=True)))
+        asyncio.run(
+            sink.deliver(outbox_item(note_id, operations_pb2.Operation(name=name, done=True)))
+        )
     asyncio.run(  # and a duplicate, as after a dispatcher crash
-        sink.deliver("note-a", operations_pb2.Operation(name="operations/flaky", done=True))
+        sink.deliver(
+            outbox_item("note-a", operations_pb2.Operation(name="operations/flaky", done=True))
+        )
     )
     attempts: list[str] = []
     effects: list[str] = []
@@ -537,9 +543,13 @@ def test_wait_done_returns_the_operation_it_waits_for(pubsub: PubSub) -> None:
     done = pubsub.topic()
     sub = pubsub.subscription(done)
     sink = PubSubSink(done)
-    asyncio.run(sink.deliver("w-1", operations_pb2.Operation(name="operations/other", done=True)))
+    asyncio.run(
+        sink.deliver(
+            outbox_item("w-1", operations_pb2.Operation(name="operations/other", done=True))
+        )
+    )
     target = operations_pb2.Operation(name="operations/mine", done=True)
     target.error.code = code_pb2.NOT_FOUND
-    asyncio.run(sink.deliver("w-2", target))
+    asyncio.run(sink.deliver(outbox_item("w-2", target)))
     operation = wait_done(sub, "operations/mine", timeout=60)
     assert operation.name == "operations/mine" and operation.error.code == code_pb2.NOT_FOUND

@@ -101,7 +101,7 @@ def test_events_after_the_tracker_ended_an_operation_are_late() -> None:
     state = apply_event(None, created, T0).state
     expired = expire(state, T0 + timedelta(seconds=10))
     assert expired is not None
-    for ended in (request_cancel(state, T0 + timedelta(seconds=10)), expired):
+    for ended in (request_cancel(state, T0 + timedelta(seconds=10)).state, expired.state):
         after = make_event(Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=11))
         before = make_event(
             Kind.PROGRESS, OP, seq=2, time=T0 + timedelta(seconds=5), data={"percent": 40}

@@ -21,15 +21,14 @@ import contextlib
 import heapq
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from google.longrunning import operations_pb2
-
 from tracker.errors import StoreUnavailable, clip
 from tracker.metrics import METRICS, Metrics
+from tracker.notices import DONE, Wanted
 from tracker.stores.base import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -39,10 +38,31 @@ _MIN_DELAY = timedelta(milliseconds=1)  # a retry is never due in the pass that 
 
 
 class Sink(Protocol):
-    name: str
+    """Where outbox rows go. A row for the topics (no target) goes to every sink whose
+    `kinds` hold its notice's kind; a row with a target (a webhook URL) goes to the sinks
+    with `targets` set. A row no sink takes is marked sent."""
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    name: str
+    kinds: frozenset[int]
+    targets: bool
+
+    async def deliver(self, item: OutboxItem) -> None:
         """Deliver or raise; raising reschedules the item for a retry."""
+
+
+def takes(sink: Sink, item: OutboxItem) -> bool:
+    notice = item.notice
+    if notice.target:
+        return sink.targets
+    return (notice.kind or DONE) in sink.kinds
+
+
+def wanted_by(sinks: Sequence[Sink]) -> Wanted:
+    """The rows worth writing for these sinks (`tracker.notices.Wanted`)."""
+    kinds: set[int] = set()
+    for sink in sinks:
+        kinds |= sink.kinds
+    return Wanted(frozenset(kinds), webhooks=any(s.targets for s in sinks))
 
 
 @dataclass(frozen=True)
@@ -148,8 +168,9 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self.attempt_timeout):
                 for sink in self.sinks:
-                    sink_name = sink.name
-                    await sink.deliver(item.id, item.operation)
+                    if takes(sink, item):
+                        sink_name = sink.name
+                        await sink.deliver(item)
         except Exception as exc:  # a sink failure must not stop the others
             return clip(f"{sink_name}: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
         return None

@@ -10,16 +10,19 @@ import asyncio
 
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
-from google.longrunning import operations_pb2
 
 from tracker import gcp
 from tracker.bindings import done_attributes, ordering_key
+from tracker.notices import DONE
+from tracker.stores.base import OutboxItem
 
 
 class PubSubSink:
     """Outbox sink publishing to the completion topic; raises so the row stays pending."""
 
     name = "pubsub"
+    kinds: frozenset[int] = frozenset({DONE})
+    targets = False
 
     def __init__(
         self, topic: str, publisher: pubsub_v1.PublisherClient | None = None, timeout: float = 30
@@ -33,7 +36,8 @@ class PubSubSink:
             ),
         )
 
-    async def deliver(self, item_id: str, operation: operations_pb2.Operation) -> None:
+    async def deliver(self, item: OutboxItem) -> None:
+        item_id, operation = item.id, item.operation
         key = ordering_key(operation)
         future = self.publisher.publish(
             self.topic,

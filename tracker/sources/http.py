@@ -18,12 +18,31 @@ from tracker.auth import Permission
 from tracker.bindings import parse_message
 from tracker.errors import InvalidEvent, Unavailable
 from tracker.service import Tracker
+from tracker.stores.base import ApplyResult
 
 ROUTE = "http"
 
 
 def _too_large(limit: int) -> InvalidEvent:
     return InvalidEvent("too_large", f"request body exceeds the limit of {limit} bytes")
+
+
+def answer(result: ApplyResult) -> dict[str, object]:
+    """One event's answer: what it did, and where its operation stands after the batch
+    (`state`: running, succeeded, failed or cancelled; the current `attempt`), so that a
+    worker publishing over HTTP learns of a cancel or an end from its next event."""
+    out: dict[str, object] = {
+        "id": result.event_id,
+        "source": result.source,
+        "operation": result.operation,
+        "outcome": result.outcome.value,
+        "done": result.became_done,
+    }
+    if result.status is not None:
+        out["state"] = result.status.state
+        out["attempt"] = result.status.attempt
+        out["cancelRequested"] = result.status.cancel_requested
+    return out
 
 
 def routes(tracker: Tracker) -> list[BaseRoute]:
@@ -50,19 +69,6 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
             return error_response(exc)
         except Exception as exc:
             return error_response(exc)
-        return JSONResponse(
-            {
-                "results": [
-                    {
-                        "id": r.event_id,
-                        "source": r.source,
-                        "operation": r.operation,
-                        "outcome": r.outcome.value,
-                        "done": r.became_done,
-                    }
-                    for r in result.results
-                ]
-            }
-        )
+        return JSONResponse({"results": [answer(r) for r in result.results]})
 
     return [Route("/v1/events", ingest, methods=["POST"])]

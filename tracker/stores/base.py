@@ -9,26 +9,28 @@ Everything that decides state lives in `apply_batch`, once.
 from __future__ import annotations
 
 import abc
-import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from google.longrunning import operations_pb2
+from google.rpc import code_pb2
 
 from tracker import filtering
 from tracker.apply import (
     OperationState,
     Outcome,
     apply_event,
+    attempt_of,
     due_time,
     expire,
-    render,
     request_cancel,
 )
 from tracker.errors import NotFound, echo
-from tracker.events import Event, Kind
+from tracker.events import DEFAULT_RULES, Event, Kind
+from tracker.notices import Notice, ReasonValue, Wanted, wanted
+from tracker.stores.changes import Changes
 from tracker.v1 import events_pb2
 
 T = TypeVar("T")
@@ -40,6 +42,16 @@ TOMBSTONE_OUTCOME = "removed"
 
 
 @dataclass(frozen=True)
+class OperationStatus:
+    """The operation as an ingest answer reports it, after the batch: so that a worker
+    that publishes over HTTP learns of a cancel or an end without asking."""
+
+    state: str  # running | succeeded | failed | cancelled
+    attempt: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """What one event did."""
 
@@ -48,6 +60,7 @@ class ApplyResult:
     source: str
     outcome: Outcome
     became_done: bool = False
+    status: OperationStatus | None = None  # None: the operation does not exist
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class BatchResult:
     results: list[ApplyResult]
     # Final served Operation of every operation the batch changed, by name.
     changed: dict[str, operations_pb2.Operation] = field(default_factory=dict)
+    # Outbox rows written (notices a durable sink will deliver).
+    notices: int = 0
 
     @property
     def done(self) -> list[str]:
@@ -112,8 +127,9 @@ class OutboxItem:
     operator requeues it). `attempts` counts failed deliveries, `last_error` says why the
     latest one failed.
 
-    The outbox row's State column (schema version 1) is no longer read and is written
-    empty: the served Operation is all a notification carries.
+    The outbox row's State column (unused by schema version 2) holds the `Notice`
+    envelope: kind, target, attempt, reason. Empty reads as a done-notice for the topics,
+    which is what every row an older tracker wrote is.
 
     Both stores keep this in two small tables beside the outbox (schema version 2):
     `outbox_due` / `OutboxDue` holds one row per pending item with its next attempt time
@@ -130,6 +146,9 @@ class OutboxItem:
     id: str
     operation: operations_pb2.Operation
     created_at: datetime
+    # What it announces and to whom (`tracker.notices`); kept in the outbox row's State
+    # column (schema version 3 reads it; an empty one is a done-notice for the topics).
+    notice: Notice = field(default_factory=Notice)
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str = ""
@@ -196,21 +215,26 @@ class Tx(Protocol):
 
 
 def apply_batch(
-    tx: Tx, events: Sequence[Event], now: datetime, *, strict: bool = False, notify: bool = True
+    tx: Tx,
+    events: Sequence[Event],
+    now: datetime,
+    *,
+    strict: bool = False,
+    notify: Wanted | bool = True,
+    is_operation: Callable[[str], bool] | None = None,
 ) -> BatchResult:
     """Apply events in order inside `tx`. Pure apart from `tx`; safe to re-run on abort.
 
-    `notify`: write an outbox row for each done transition (only when a durable sink
-    will read it)."""
+    `notify`: which outbox rows to write (`tracker.notices.Wanted`: only those a durable
+    sink will read). `is_operation`: whether a `parent` names an operation, whose
+    children the tracker counts (default: the default name pattern)."""
+    changes = Changes(tx, now, wanted(notify), is_operation or _default_is_operation)
     names = list(dict.fromkeys(e.operation for e in events))
-    states = tx.load(names)
-    existing = set(states)
+    changes.loaded(tx.load(names))
+    states = changes.states
     missing = [n for n in names if n not in states]
     gone = tx.removed(missing) if missing else set()
     seen = tx.seen([e.identity for e in events])
-    checkpoints: dict[str, bytes] = {}
-    dirty: set[str] = set()
-    done_now: set[str] = set()
     recorded: list[tuple[Identity, Outcome]] = []
     results: list[ApplyResult] = []
     for event in events:
@@ -227,37 +251,49 @@ def apply_batch(
             outcome, became_done = transition.outcome, transition.became_done
             recorded.append((event.identity, outcome))
             if outcome is Outcome.APPLIED:
-                states[event.operation] = transition.state
-                dirty.add(event.operation)
-                if became_done:
-                    done_now.add(event.operation)
+                changes.changed(
+                    transition.state, became_done=became_done, caused=transition.notices
+                )
                 if event.kind is Kind.CHECKPOINT:
                     assert isinstance(event.data, events_pb2.Checkpoint)
-                    checkpoints[event.operation] = event.data.data
+                    changes.checkpoints[event.operation] = event.data.data
         results.append(ApplyResult(event.operation, event.id, event.source, outcome, became_done))
-    changed: dict[str, operations_pb2.Operation] = {}
-    for name in names:
-        if name not in dirty:
-            continue
-        state = states[name]
-        operation = render(state)
-        changed[name] = operation
-        tx.save(state, operation, checkpoints.get(name), insert=name not in existing, now=now)
-        if notify and name in done_now:
-            tx.add_outbox(new_outbox_item(operation, now))
+    changes.count_children()
+    changed = changes.write()
+    written = changes.written
     if recorded:
         tx.record(recorded, now)
-    return BatchResult(results, changed)
+    final = [
+        replace(r, status=status_of(states[r.operation])) if r.operation in states else r
+        for r in results
+    ]
+    return BatchResult(final, changed, written)
 
 
-def new_outbox_item(operation: operations_pb2.Operation, now: datetime) -> OutboxItem:
-    return OutboxItem(id=uuid.uuid4().hex, operation=operation, created_at=now, next_attempt_at=now)
+def _default_is_operation(name: str) -> bool:
+    return DEFAULT_RULES.is_name(name)
+
+
+def status_of(state: OperationState) -> OperationStatus:
+    """What an ingest answer says of the operation after the batch."""
+    if not state.done:
+        word = "running"
+    elif state.HasField("response"):
+        word = "succeeded"
+    elif state.error.code == code_pb2.CANCELLED:
+        word = "cancelled"
+    else:
+        word = "failed"
+    return OperationStatus(word, attempt_of(state), state.cancel_requested)
 
 
 class Store(abc.ABC):
     """The store contract. Backends fill in the abstract primitives."""
 
     strict: bool = False
+    # Whether a `parent` names an operation (whose children are counted); the service
+    # sets it from its name pattern.
+    is_operation: Callable[[str], bool] = staticmethod(_default_is_operation)
 
     # ---- primitives --------------------------------------------------------------------
 
@@ -328,54 +364,63 @@ class Store(abc.ABC):
     # ---- shared behaviour --------------------------------------------------------------
 
     def apply(
-        self, events: Sequence[Event], now: datetime | None = None, *, notify: bool = True
+        self, events: Sequence[Event], now: datetime | None = None, *, notify: Wanted | bool = True
     ) -> BatchResult:
         """Apply a batch atomically: all of it commits, or none of it."""
         when = now or datetime.now(UTC)
         return self.run_in_transaction(
-            lambda tx: apply_batch(tx, events, when, strict=self.strict, notify=notify)
+            lambda tx: apply_batch(
+                tx, events, when, strict=self.strict, notify=notify, is_operation=self.is_operation
+            )
         )
 
     def cancel(
-        self, name: str, now: datetime | None = None, *, notify: bool = True
+        self,
+        name: str,
+        now: datetime | None = None,
+        *,
+        notify: Wanted | bool = True,
+        reason: ReasonValue = Notice.CANCEL_REQUESTED,
     ) -> tuple[Stored, bool]:
         """Mark cancelled; returns the row and whether this call made it done."""
         when = now or datetime.now(UTC)
 
         def work(tx: Tx) -> tuple[Stored, bool]:
-            states = tx.load([name])
-            if name not in states:
+            changes = Changes(tx, when, wanted(notify), self.is_operation)
+            changes.loaded(tx.load([name]))
+            if name not in changes.states:
                 raise NotFound(f"operation {echo(name)} not found")
-            before = states[name]
-            state = request_cancel(before, when)
-            operation = render(state)
-            tx.save(state, operation, None, insert=False, now=when)
-            became_done = state.done and not before.done
-            if became_done and notify:
-                tx.add_outbox(new_outbox_item(operation, when))
-            return Stored(state, operation, None), became_done
+            t = request_cancel(changes.states[name], when, reason)
+            changes.changed(t.state, became_done=t.became_done, caused=t.notices)
+            changes.count_children()
+            operation = changes.write()[name]
+            return Stored(changes.states[name], operation, None), t.became_done
 
         return self.run_in_transaction(work)
 
     def expire_due(
-        self, now: datetime | None = None, limit: int = 100, *, notify: bool = True
+        self, now: datetime | None = None, limit: int = 100, *, notify: Wanted | bool = True
     ) -> list[Stored]:
-        """End operations past their deadline or heartbeat timeout (DEADLINE_EXCEEDED)."""
+        """Operations past their deadline or heartbeat timeout: failed (DEADLINE_EXCEEDED),
+        or in their next attempt when their retry policy allows."""
         when = now or datetime.now(UTC)
 
         def work(tx: Tx) -> list[Stored]:
+            changes = Changes(tx, when, wanted(notify), self.is_operation)
             names = tx.due(when, limit)
-            expired = []
-            for state in tx.load(names).values():
-                ended = expire(state, when)
-                if ended is None:  # an event moved its due time meanwhile
+            changes.loaded(tx.load(names))
+            ended: list[str] = []
+            for name in names:
+                if name not in changes.states:
                     continue
-                operation = render(ended)
-                tx.save(ended, operation, None, insert=False, now=when)
-                if notify:
-                    tx.add_outbox(new_outbox_item(operation, when))
-                expired.append(Stored(ended, operation, None))
-            return expired
+                t = expire(changes.states[name], when)
+                if t is None:  # an event moved its due time meanwhile
+                    continue
+                changes.changed(t.state, became_done=t.became_done, caused=t.notices)
+                ended.append(name)
+            changes.count_children()
+            rendered = changes.write()
+            return [Stored(changes.states[n], rendered[n], None) for n in ended]
 
         return self.run_in_transaction(work)
 

@@ -31,6 +31,7 @@ from google.longrunning import operations_pb2
 from tracker import filtering
 from tracker.apply import OperationState, Outcome
 from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable, clip
+from tracker.notices import Notice
 from tracker.stores import spanner_schema
 from tracker.stores.base import (
     TOMBSTONE_ID,
@@ -208,7 +209,7 @@ class _SpannerTx:
                     item.id,
                     item.operation.name,
                     _w(item.operation.SerializeToString()),
-                    b"",  # State: unused since the outbox carries the Operation only
+                    _w(item.notice.SerializeToString()),  # State: the notice envelope
                     item.created_at,
                     0,
                     None,
@@ -376,6 +377,7 @@ class SpannerStore(Store):
             OutboxItem(
                 id=str(r[0]),
                 operation=operations_pb2.Operation.FromString(_r(r[1])),
+                notice=Notice.FromString(_r(r[2])),
                 created_at=r[3],
                 attempts=int(r[4]),
                 last_error=str(r[5] or ""),

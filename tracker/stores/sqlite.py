@@ -21,6 +21,7 @@ from google.longrunning import operations_pb2
 from tracker import filtering
 from tracker.apply import OperationState, Outcome
 from tracker.errors import StoreUnavailable
+from tracker.notices import Notice
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
     TOMBSTONE_ID,
@@ -187,7 +188,7 @@ class _SqliteTx:
                 item.id,
                 item.operation.name,
                 item.operation.SerializeToString(),
-                b"",  # State: unused since the outbox carries the Operation only
+                item.notice.SerializeToString(),  # State: the notice envelope
                 ts(item.created_at),
             ),
         )
@@ -439,6 +440,7 @@ class SqliteStore(Store):
         return OutboxItem(
             id=r[0],
             operation=operations_pb2.Operation.FromString(r[1]),
+            notice=Notice.FromString(r[2] or b""),
             created_at=_from_ts(r[3]),
             attempts=r[4],
             next_attempt_at=_from_ts(r[5]) if r[5] else None,

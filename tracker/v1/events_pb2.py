@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tracker/v1/events.proto\x12\ntracker.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x9d\x02\n\x07\x43reated\x12\x16\n\x0eoperation_type\x18\x01 \x01(\t\x12/\n\x06labels\x18\x02 \x03(\x0b\x32\x1f.tracker.v1.Created.LabelsEntry\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12&\n\x08metadata\x18\x04 \x01(\x0b\x32\x14.google.protobuf.Any\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"\x1a\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1c\n\tHeartbeat\x12\x0f\n\x07message\x18\x01 \x01(\t\"3\n\tSucceeded\x12&\n\x08response\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\"+\n\x06\x46\x61iled\x12!\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\"\x1b\n\tCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tracker/v1/events.proto\x12\ntracker.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\x1a\x17google/rpc/status.proto\"\x9a\x03\n\x07\x43reated\x12\x16\n\x0eoperation_type\x18\x01 \x01(\t\x12/\n\x06labels\x18\x02 \x03(\x0b\x32\x1f.tracker.v1.Created.LabelsEntry\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12&\n\x08metadata\x18\x04 \x01(\x0b\x32\x14.google.protobuf.Any\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05retry\x18\x07 \x01(\x0b\x32\x17.tracker.v1.RetryPolicy\x12,\n\x08\x63hildren\x18\x08 \x01(\x0b\x32\x1a.tracker.v1.ChildrenPolicy\x12%\n\x08webhooks\x18\t \x03(\x0b\x32\x13.tracker.v1.Webhook\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01\x12\x30\n\x16retryable_status_codes\x18\x05 \x03(\x0e\x32\x10.google.rpc.Code\"\xa6\x01\n\x0e\x43hildrenPolicy\x12\x32\n\x07on_done\x18\x01 \x01(\x0e\x32!.tracker.v1.ChildrenPolicy.OnDone\x12\x10\n\x08\x65xpected\x18\x02 \x01(\x03\x12\x11\n\tfail_fast\x18\x03 \x01(\x08\";\n\x06OnDone\x12\x17\n\x13ON_DONE_UNSPECIFIED\x10\x00\x12\n\n\x06RESUME\x10\x01\x12\x0c\n\x08\x43OMPLETE\x10\x02\"\'\n\x07Webhook\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07notices\x18\x02 \x03(\t\"T\n\x08Progress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"\x1a\n\nCheckpoint\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1c\n\tHeartbeat\x12\x0f\n\x07message\x18\x01 \x01(\t\"3\n\tSucceeded\x12&\n\x08response\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\"+\n\x06\x46\x61iled\x12!\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\"\x1b\n\tCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,20 +38,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATED_LABELSENTRY']._loaded_options = None
   _globals['_CREATED_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATED']._serialized_start=157
-  _globals['_CREATED']._serialized_end=442
-  _globals['_CREATED_LABELSENTRY']._serialized_start=397
-  _globals['_CREATED_LABELSENTRY']._serialized_end=442
-  _globals['_PROGRESS']._serialized_start=444
-  _globals['_PROGRESS']._serialized_end=528
-  _globals['_CHECKPOINT']._serialized_start=530
-  _globals['_CHECKPOINT']._serialized_end=556
-  _globals['_HEARTBEAT']._serialized_start=558
-  _globals['_HEARTBEAT']._serialized_end=586
-  _globals['_SUCCEEDED']._serialized_start=588
-  _globals['_SUCCEEDED']._serialized_end=639
-  _globals['_FAILED']._serialized_start=641
-  _globals['_FAILED']._serialized_end=684
-  _globals['_CANCELLED']._serialized_start=686
-  _globals['_CANCELLED']._serialized_end=713
+  _globals['_CREATED']._serialized_start=180
+  _globals['_CREATED']._serialized_end=590
+  _globals['_CREATED_LABELSENTRY']._serialized_start=545
+  _globals['_CREATED_LABELSENTRY']._serialized_end=590
+  _globals['_RETRYPOLICY']._serialized_start=593
+  _globals['_RETRYPOLICY']._serialized_end=806
+  _globals['_CHILDRENPOLICY']._serialized_start=809
+  _globals['_CHILDRENPOLICY']._serialized_end=975
+  _globals['_CHILDRENPOLICY_ONDONE']._serialized_start=916
+  _globals['_CHILDRENPOLICY_ONDONE']._serialized_end=975
+  _globals['_WEBHOOK']._serialized_start=977
+  _globals['_WEBHOOK']._serialized_end=1016
+  _globals['_PROGRESS']._serialized_start=1018
+  _globals['_PROGRESS']._serialized_end=1102
+  _globals['_CHECKPOINT']._serialized_start=1104
+  _globals['_CHECKPOINT']._serialized_end=1130
+  _globals['_HEARTBEAT']._serialized_start=1132
+  _globals['_HEARTBEAT']._serialized_end=1160
+  _globals['_SUCCEEDED']._serialized_start=1162
+  _globals['_SUCCEEDED']._serialized_end=1213
+  _globals['_FAILED']._serialized_start=1215
+  _globals['_FAILED']._serialized_end=1258
+  _globals['_CANCELLED']._serialized_start=1260
+  _globals['_CANCELLED']._serialized_end=1287
 # @@protoc_insertion_point(module_scope)
