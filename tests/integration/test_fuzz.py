@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -798,3 +799,36 @@ def test_grpc_methods(server: Server, channel: grpc.Channel, db: Path) -> None:
 
     run()
     assert seen["OK"] and seen["INVALID_ARGUMENT"] and seen["NOT_FOUND"], seen
+
+
+# ---- below the application: what the HTTP server itself refuses ----------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nBad\x01Header: 1\r\n\r\n",
+        # still no end of the headers after h11's 16 KiB (a whole one that size is parsed)
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000,
+    ],
+    ids=["request-line", "control-character", "endless-headers"],
+)
+def test_what_h11_refuses_is_a_plain_400_and_the_server_lives(
+    server: Server, http: httpx.Client, db: Path, raw: bytes
+) -> None:
+    # README "Bad input": bytes that are not an HTTP request are answered by uvicorn/h11
+    # before the tracker sees them: a plain-text 400 (not the Google JSON body), and the
+    # connection closed. Still no 5xx, and nothing stored.
+    before = snapshot(db)
+    host, port = server.http_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"application/json" not in answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert snapshot(db) == before
+    assert http.get("/healthz").status_code == 200

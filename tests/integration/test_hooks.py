@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import make_event
+from tracker import notices
 from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.events import Kind
@@ -46,7 +47,9 @@ def test_without_a_durable_sink_no_outbox_row_is_written_and_waiters_still_wake(
     db = tmp_path / "t.db"
     config = Config(db=str(db), http_port=0, grpc_port=-1)
     with running(config) as server:
-        assert server.tracker.dispatcher is None
+        # Only the cancel cascade takes notices: done-notices are not written.
+        assert notices.DONE not in server.tracker.notify.kinds
+        assert not server.tracker.notify.webhooks
         base = server.http_url
         headers, body = to_binary(make_event(Kind.CREATED, OP))
         httpx.post(f"{base}/v1/events", headers=headers, content=body)
