@@ -51,6 +51,7 @@ class Changes:
     notices: list[Notice] = field(default_factory=list)
     order: list[str] = field(default_factory=list)  # names in first-touched order
     written: int = 0  # outbox rows
+    _ordered: set[str] = field(default_factory=set)
 
     def loaded(self, states: dict[str, OperationState]) -> None:
         for name, state in states.items():
@@ -59,7 +60,8 @@ class Changes:
             self._touch(name)
 
     def _touch(self, name: str) -> None:
-        if name not in self.dirty and name not in self.order:
+        if name not in self._ordered:
+            self._ordered.add(name)
             self.order.append(name)
 
     def changed(
