@@ -575,3 +575,33 @@ def test_missing_google_credentials_is_one_line(args: list[str], tmp_path: Path)
     assert "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("tracker: error:")]
     assert "credentials" in line
+
+
+def test_get_shows_the_attempt_and_the_children(server: Server, name: str) -> None:
+    # A restarted worker (attempt 2) and a child counted in its parent are what an
+    # operator looks for first in `tracker get`.
+    ingest_json(server, name, "created", {"operationType": "export"}, attempt=1)
+    ingest_json(server, name, "progress", {"percent": 5}, attempt=2)
+    child = f"{name}/part-1"
+    ingest_json(server, child, "created", {"parent": name})
+    ingest_json(server, child, "failed", {"error": {"code": 13, "message": "boom"}})
+    shown = invoke(["get", name], server.http_url)
+    assert shown.exit_code == 0, shown.output
+    assert "attempt:   2 (restarted)" in shown.output
+    assert "children:  1/1 ended: 0 succeeded, 1 failed, 0 cancelled" in shown.output
+
+
+def ingest_json(
+    server: Server, name: str, kind: str, data: dict[str, object], *, attempt: int | None = None
+) -> None:
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-source": "cli-test",
+        "ce-type": f"tracker.operation.v1.{kind}",
+        "ce-id": uuid.uuid4().hex,
+        "ce-subject": name,
+    }
+    if attempt is not None:
+        headers["ce-attempt"] = str(attempt)
+    answer = httpx.post(f"{server.http_url}/v1/events", headers=headers, json=data)
+    assert answer.status_code == 200, answer.text

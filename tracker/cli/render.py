@@ -83,6 +83,15 @@ def describe(operation: operations_pb2.Operation) -> str:
             lines.append(f"parent:    {meta.parent}")
         if meta.cancel_requested:
             lines.append("cancel:    requested")
+        if meta.attempt > 1:
+            why = f" ({meta.attempt_reason})" if meta.attempt_reason else ""
+            lines.append(f"attempt:   {meta.attempt}{why}")
+        if meta.children.total:
+            c = meta.children
+            lines.append(
+                f"children:  {c.done}/{c.total} ended: {c.succeeded} succeeded,"
+                f" {c.failed} failed, {c.cancelled} cancelled"
+            )
         for label, field_name in (
             ("created", "create_time"),
             ("updated", "update_time"),
