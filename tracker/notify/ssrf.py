@@ -86,8 +86,9 @@ def _embedded(address: IPAddress) -> list[IPAddress]:
 
 
 def forbidden_address(address: IPAddress) -> str:
-    """Why `address` may not be a webhook target without `allow_private` ("" if it may)."""
-    for each in _embedded(address):
+    """Why `address` may not be a webhook target without `allow_private` ("" if it may).
+    An IPv4 address inside an IPv6 form is named first: it is where the packets go."""
+    for each in reversed(_embedded(address)):
         for what, hit in (
             ("loopback", each.is_loopback),
             ("unspecified", each.is_unspecified),
