@@ -69,10 +69,10 @@ def _norm(host: str) -> str:
 
 def _embedded(address: IPAddress) -> list[IPAddress]:
     """The address and every IPv4 address an IPv6 form carries (each is checked)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]  # only another spelling of the IPv4 address
     found: list[IPAddress] = [address]
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            found.append(address.ipv4_mapped)
         if address.sixtofour is not None:
             found.append(address.sixtofour)
         if address.teredo is not None:
