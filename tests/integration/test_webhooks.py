@@ -20,7 +20,7 @@ import pytest
 import standardwebhooks
 import trustme
 
-from tests.helpers import google_error, ingest, make_event
+from tests.helpers import ROOT, google_error, ingest, make_event
 from tests.webhook_kit import NEXT_SECRET, OTHER_SECRET, SECRET, Receiver, receiver
 from tracker import filtering
 from tracker.bindings import to_binary
@@ -469,3 +469,47 @@ def test_a_webhook_gets_only_the_kinds_it_asked_for(store: SqliteStore, hook: Re
     )
     store.cancel("operations/k2", notify=want)
     assert [i.notice.kind for i in store.outbox_pending()] == [CANCEL]
+
+
+def test_pending_subscription_rows_follow_the_subscription_s_new_url(store: SqliteStore) -> None:
+    with receiver() as old, receiver() as new:
+        before = WebhookSink(
+            [SECRET], policy=LOOPBACK, subscriptions=[Subscription("x", old.url())]
+        )
+        store.apply([make_event(Kind.SUCCEEDED, "operations/moved")], notify=wanted_by([before]))
+        after = WebhookSink([SECRET], policy=LOOPBACK, subscriptions=[Subscription("x", new.url())])
+        assert drain(dispatcher(store, after)) == 1
+        assert new.next().verify()["data"]["operation"]["name"] == "operations/moved"
+        assert old.all() == []
+
+
+def test_proxies_from_the_environment_are_ignored(
+    store: SqliteStore, hook: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with receiver() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url("/"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        sink = WebhookSink([SECRET], policy=LOOPBACK)
+        finish(store, sink, "operations/direct", hook.url())
+        assert drain(dispatcher(store, sink)) == 1
+        assert hook.next().verify()
+        assert proxy.all() == []
+
+
+def test_the_receiver_example_in_the_docs_verifies_a_real_delivery(
+    store: SqliteStore, hook: Receiver
+) -> None:
+    doc = (ROOT / "docs" / "webhooks.md").read_text()
+    example = doc.split("## Verifying, in a receiver", 1)[1].split("```python", 1)[1]
+    namespace: dict[str, Any] = {}
+    exec(example.split("```", 1)[0].replace('"whsec_..."', repr(SECRET)), namespace)
+    sink = WebhookSink([SECRET], policy=LOOPBACK)
+    finish(store, sink, "operations/doc", hook.url())
+    assert drain(dispatcher(store, sink)) == 1
+    delivery = hook.next()
+    assert namespace["receive"](delivery.body, delivery.headers)["type"] == "tracker.notice.v1.done"
+    forged = dict(delivery.headers, **{"webhook-signature": "v1,AAAA"})
+    with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+        namespace["receive"](delivery.body, forged)
