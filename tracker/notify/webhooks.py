@@ -212,7 +212,7 @@ class WebhookSink:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         if not secrets:
-            raise ConfigError("webhooks: need a secret (--webhook-secret-file or " + SECRETS_ENV)
+            raise ConfigError(f"webhooks: need a secret (--webhook-secret-file or {SECRETS_ENV})")
         self.secrets = parse_secrets(secrets, "webhook secrets")
         self.policy = policy or ssrf.TargetPolicy()
         self.subscriptions = tuple(subscriptions)
