@@ -45,6 +45,7 @@ from tracker.events import (
     Event,
     EventRules,
     Kind,
+    check_rules,
     check_text,
     decode_data,
     header,
@@ -137,6 +138,7 @@ def from_cloudevent(
         sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
         attempt = _parse_attempt(attrs.get(ATTEMPT_ATTR))
         data = decode_data(kind, attrs.get("datacontenttype"), raw_data)
+        check_rules(data, rules)
     except InvalidEvent as exc:
         exc.event_id = event_id
         raise

@@ -21,6 +21,9 @@ from tracker.events import (
     EventRules,
 )
 from tracker.notify.outbox import RetryPolicy
+from tracker.notify.ssrf import TargetPolicy
+
+WEBHOOK_SECRETS_ENV = "TRACKER_WEBHOOK_SECRETS"
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,46 @@ class Config:
             " notification."
         },
     )
+    webhook_secret_file: str = field(
+        default="",
+        metadata={
+            "help": "Sign webhooks with the secrets in this file (whsec_<base64>, one a line;"
+            " two while rotating, the first signs too); turns webhooks on."
+        },
+    )
+    webhook_secrets: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata={"env_only": WEBHOOK_SECRETS_ENV},  # never a flag: argv is visible
+    )
+    webhook_subscriptions: str = field(
+        default="",
+        metadata={
+            "help": "TOML file of server-level webhook subscriptions ([[subscription]] name,"
+            " url, filter, notices)."
+        },
+    )
+    webhook_allow_http: bool = field(
+        default=False, metadata={"help": "Let webhooks go to http:// URLs, not only https://."}
+    )
+    webhook_allow_private: bool = field(
+        default=False,
+        metadata={
+            "help": "Let webhooks go to loopback, private and link-local addresses (refused"
+            " by default: SSRF)."
+        },
+    )
+    webhook_allow_host: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Webhooks go only to this host (or *.suffix); repeatable (environment:"
+            " space-separated); none: any public host."
+        },
+    )
+    webhook_timeout_seconds: float = field(
+        default=10.0,
+        metadata={"help": "Longest webhook delivery: resolve, connect, send and read the answer."},
+    )
     done_ttl_days: float = field(
         default=30.0, metadata={"help": "Done operations are deleted this long after they end."}
     )
@@ -234,6 +277,7 @@ class Config:
         if self.max_outstanding_messages < 1:
             raise ConfigError("--max-outstanding-messages: must be at least 1")
         self._validate_auth()
+        self._validate_webhooks()
         if self.store == "sqlite" and self.db != ":memory:":
             parent = Path(self.db).expanduser().resolve().parent
             if not parent.is_dir():
@@ -283,6 +327,50 @@ class Config:
                 )
 
     @property
+    def webhooks(self) -> bool:
+        """Whether a webhook secret is configured (which turns webhooks on)."""
+        return bool(self.webhook_secret_file or self.webhook_secrets)
+
+    def _validate_webhooks(self) -> None:
+        if self.webhook_timeout_seconds <= 0:
+            raise ConfigError("--webhook-timeout-seconds: must be positive")
+        for host in self.webhook_allow_host:
+            if not _ALLOW_HOST.fullmatch(host):
+                raise ConfigError(
+                    f"--webhook-allow-host: {host[:100]!r} is not a host name or *.suffix"
+                )
+        if not self.webhooks:
+            flags = [
+                flag
+                for flag, on in (
+                    ("--webhook-subscriptions", self.webhook_subscriptions),
+                    ("--webhook-allow-http", self.webhook_allow_http),
+                    ("--webhook-allow-private", self.webhook_allow_private),
+                    ("--webhook-allow-host", self.webhook_allow_host),
+                )
+                if on
+            ]
+            if flags:
+                raise ConfigError(
+                    f"{flags[0]}: webhooks are off; give them a secret with"
+                    " --webhook-secret-file or TRACKER_WEBHOOK_SECRETS"
+                )
+            return
+        from tracker.notify import webhooks  # reads the files: errors at start-up
+
+        webhooks.read_secrets(self.webhook_secret_file, self.webhook_secrets)
+        if self.webhook_subscriptions:
+            webhooks.read_subscriptions(self.webhook_subscriptions, self.webhook_policy)
+
+    @property
+    def webhook_policy(self) -> TargetPolicy:
+        return TargetPolicy(
+            allow_http=self.webhook_allow_http,
+            allow_private=self.webhook_allow_private,
+            allow_hosts=self.webhook_allow_host,
+        )
+
+    @property
     def rules(self) -> EventRules:
         return EventRules(name_pattern=self.name_pattern, max_event_bytes=self.max_event_bytes)
 
@@ -309,6 +397,7 @@ def is_loopback(host: str) -> bool:
 _SPANNER_DB = re.compile(r"projects/[^/]+/instances/[^/]+/databases/[^/]+")
 _SUBSCRIPTION = re.compile(r"projects/[^/]+/subscriptions/[^/]+")
 _TOPIC = re.compile(r"projects/[^/]+/topics/[^/]+")
+_ALLOW_HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?")
 
 
 def _flag(name: str) -> str:
@@ -335,4 +424,5 @@ SETTINGS: list[Setting] = [
         help=str(f.metadata.get("help", "")),
     )
     for f in fields(Config)
+    if "env_only" not in f.metadata
 ]

@@ -157,6 +157,9 @@ class EventRules:
 
     name_pattern: str = DEFAULT_NAME_PATTERN
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    # Whether `created` may ask for webhooks: off when no webhook sink would deliver them
+    # (the `Tracker` sets it from its sinks), so that they are refused, not dropped.
+    webhooks: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_name_re", re.compile(self.name_pattern))
@@ -435,6 +438,16 @@ def _check_resumable(message: events_pb2.Created) -> None:
                 "bad_webhook",
                 f"webhook notices {echo(sorted(unknown))}: known are done, cancel, resume",
             )
+
+
+def check_rules(event_data: Message, rules: EventRules) -> None:
+    """What the deployment refuses of otherwise valid data."""
+    if isinstance(event_data, events_pb2.Created) and event_data.webhooks and not rules.webhooks:
+        raise InvalidEvent(
+            "webhooks_disabled",
+            "this tracker delivers no webhooks (no --webhook-secret-file or"
+            " TRACKER_WEBHOOK_SECRETS); remove webhooks from the created event",
+        )
 
 
 def _check_data(kind: Kind, message: Message) -> None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from tracker.errors import InvalidArgument, echo
+from tracker.v1.operation_pb2 import OperationState
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -234,6 +235,19 @@ class Row:
     labels: Mapping[str, str]
     create_time: datetime
     update_time: datetime
+
+
+def row_of(state: OperationState) -> Row:
+    """The filterable view of a stored state (what `matches` reads)."""
+    return Row(
+        name=state.name,
+        done=state.done,
+        operation_type=state.operation_type,
+        parent=state.parent,
+        labels=dict(state.labels),
+        create_time=state.create_time.ToDatetime(UTC),
+        update_time=state.update_time.ToDatetime(UTC),
+    )
 
 
 def _str_match(actual: str, pattern: str) -> bool:

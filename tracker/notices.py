@@ -7,12 +7,13 @@ returns the notices a transition causes; the store writes them to the outbox in 
 same transaction, so a crash never loses one, and their ids stay the same on every redelivery.
 
 Each notice is written once for the topics (target "") and once per webhook of the
-operation that asked for its kind (target = the URL), so that one failing receiver is
-retried on its own and never delays the others. Which of these rows are written at
-all is `Wanted`: only what some configured sink will deliver. Row ids are random,
-drawn when the row is written: the transaction that decides a notice writes it once
-(stores serialize writers, so two processes never both decide the same notice), and a
-redelivery reads the same row, so the same id.
+operation that asked for its kind (target = the URL), and once per server-level
+subscription whose kinds and filter it matches (target = "subscription:<name>"), so
+that one failing receiver is retried on its own and never delays the others. Which of
+these rows are written at all is `Wanted`: only what some configured sink will deliver.
+Row ids are random, drawn when the row is written: the transaction that decides a
+notice writes it once (stores serialize writers, so two processes never both decide the
+same notice), and a redelivery reads the same row, so the same id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Final, TypeAlias
 from google.protobuf import timestamp_pb2
 from google.rpc import status_pb2
 
+from tracker import filtering
 from tracker.v1 import events_pb2, operation_pb2
 
 Notice = operation_pb2.Notice
@@ -53,16 +55,39 @@ def kind_name(kind: int) -> str:
     return KIND_NAMES.get(kind, "done")
 
 
+SUBSCRIPTION_PREFIX: Final = "subscription:"  # target of a subscription's rows
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A server-level webhook: every notice of `kinds` for an operation matching `filter`
+    (the ListOperations filter language, parsed; None matches every operation)."""
+
+    name: str
+    url: str
+    filter: filtering.Expr | None = None
+    kinds: frozenset[int] = frozenset(KIND_NAMES)
+
+    @property
+    def target(self) -> str:
+        return SUBSCRIPTION_PREFIX + self.name
+
+    def wants(self, notice: Notice, operation: filtering.Row) -> bool:
+        return notice.kind in self.kinds and filtering.matches(self.filter, operation)
+
+
 @dataclass(frozen=True)
 class Wanted:
-    """Which notice rows to write: kinds some topic sink takes, and whether per-operation
-    webhook targets are delivered (a webhook sink is configured)."""
+    """Which notice rows to write: kinds some topic sink takes, whether per-operation
+    webhook targets are delivered (a webhook sink is configured), and the server-level
+    subscriptions."""
 
     kinds: frozenset[int] = frozenset()
     webhooks: bool = False
+    subscriptions: tuple[Subscription, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.kinds) or self.webhooks
+        return bool(self.kinds) or self.webhooks or bool(self.subscriptions)
 
 
 ALL: Final = Wanted(frozenset(KIND_NAMES), webhooks=True)
@@ -130,6 +155,19 @@ def keep(rows: Iterable[Notice], want: Wanted) -> list[Notice]:
     return [r for r in rows if (want.webhooks if r.target else r.kind in want.kinds)]
 
 
+def subscribed(notice: Notice, operation: filtering.Row, want: Wanted) -> list[Notice]:
+    """One row per subscription that wants this notice for this operation (pure: the
+    filter is evaluated on the operation as the transaction leaves it)."""
+    rows = []
+    for subscription in want.subscriptions:
+        if subscription.wants(notice, operation):
+            row = Notice()
+            row.CopyFrom(notice)
+            row.target = subscription.target
+            rows.append(row)
+    return rows
+
+
 __all__ = [
     "ALL",
     "CANCEL",
@@ -138,11 +176,14 @@ __all__ = [
     "NOTHING",
     "REASON_NAMES",
     "RESUME",
+    "SUBSCRIPTION_PREFIX",
     "Notice",
+    "Subscription",
     "Wanted",
     "keep",
     "kind_name",
     "make",
+    "subscribed",
     "targets",
     "wanted",
 ]

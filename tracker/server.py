@@ -75,6 +75,22 @@ def config_sinks(config: Config) -> list[Sink]:
         from tracker.notify.pubsub import PubSubSink
 
         sinks.append(PubSubSink(config.done_topic))
+    if config.webhooks:
+        from tracker.notify import webhooks
+
+        policy = config.webhook_policy
+        sinks.append(
+            webhooks.WebhookSink(
+                webhooks.read_secrets(config.webhook_secret_file, config.webhook_secrets),
+                policy=policy,
+                subscriptions=(
+                    webhooks.read_subscriptions(config.webhook_subscriptions, policy)
+                    if config.webhook_subscriptions
+                    else ()
+                ),
+                timeout=config.webhook_timeout_seconds,
+            )
+        )
     return sinks
 
 

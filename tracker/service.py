@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import builtins
+import dataclasses
 import hashlib
 import json
 import logging
@@ -70,7 +71,6 @@ class Tracker:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
-        self.rules = rules
         store.is_operation = rules.is_name
         self.hub = ChangeHub()
         self.metrics = metrics or Metrics()
@@ -80,6 +80,8 @@ class Tracker:
         cascade = ChildrenCascade(self._running_children, self._cancel_child)
         every = [*sinks, cascade]
         self.notify = wanted_by(every)
+        # Webhooks no sink delivers are refused at ingest rather than dropped.
+        self.rules = dataclasses.replace(rules, webhooks=self.notify.webhooks)
         self.dispatcher = Dispatcher(store, every, retry=retry, metrics=self.metrics)
         self.max_wait_seconds = max_wait_seconds
         self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]

@@ -21,7 +21,7 @@ from tracker.errors import ConfigError
 from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.notices import DONE
-from tracker.notify.outbox import Dispatcher, RetryPolicy
+from tracker.notify.outbox import Dispatcher, Permanent, RetryPolicy
 from tracker.server import Server
 from tracker.stores.base import OutboxItem, Store
 from tracker.stores.sqlite import SqliteStore
@@ -367,3 +367,37 @@ def test_serve_settings_set_the_retry_policy(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=flag):
             Config(**bad).validate()
+
+
+class PermanentSink:
+    """Refuses `refuse` for good (a target no retry can fix), takes every other one."""
+
+    name = "permanent"
+
+    kinds: frozenset[int] = frozenset({DONE})
+
+    targets = False
+
+    def __init__(self, refuse: str) -> None:
+        self.refuse = refuse
+        self.delivered: list[str] = []
+
+    async def deliver(self, item: OutboxItem) -> None:
+        if item.operation.name == self.refuse:
+            raise Permanent("forbidden target")
+        self.delivered.append(item.operation.name)
+
+
+def test_a_permanent_failure_is_given_up_at_once(store: Store) -> None:
+    done(store, "operations/never", "operations/fine")
+    sink = PermanentSink("operations/never")
+    metrics = Metrics()
+    clock = Clock(T0 + timedelta(minutes=1))
+    dispatcher = Dispatcher(store, [sink], metrics=metrics, clock=clock)
+    assert drain(dispatcher) == 1
+    assert sink.delivered == ["operations/fine"]
+    assert store.outbox_pending(now=clock.now + timedelta(days=1)) == []
+    (failed,) = store.failed_notifications()
+    assert failed.operation.name == "operations/never" and failed.attempts == 1
+    assert failed.last_error == "permanent: Permanent: forbidden target"
+    assert metrics.value(metrics.notifications, result="gave_up") == 1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
 import click
 
 from tracker.cli._base import CONTEXT, F, cli, fail
-from tracker.config import SETTINGS, Config, Setting
+from tracker.config import SETTINGS, WEBHOOK_SECRETS_ENV, Config, Setting
 from tracker.errors import TrackerError
 
 # ---- serve ---------------------------------------------------------------------------
@@ -52,7 +53,9 @@ def serve(**values: Any) -> None:
     Every setting can also come from its TRACKER_* environment variable; a flag wins.
     Stops cleanly on SIGINT or SIGTERM.
     """
-    config = Config(**values).validate()
+    # Secrets come from the environment or a file only: a flag would show in `ps`.
+    secrets = tuple(os.environ.get(WEBHOOK_SECRETS_ENV, "").split())
+    config = Config(**values, webhook_secrets=secrets).validate()
     from tracker import server  # late: client commands need none of the server's imports
 
     try:

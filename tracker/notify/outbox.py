@@ -11,7 +11,9 @@ item whose delivery fails is rescheduled alone with exponential backoff and full
 `RetryPolicy.max_attempts` failed attempts the item is given up: it becomes a failed
 notification (`Store.failed_notifications`, counted as
 `tracker_notifications_total{result="gave_up"}` and logged with its last error), is no
-longer retried, and an operator can requeue it (`Store.requeue_failed`).
+longer retried, and an operator can requeue it (`Store.requeue_failed`). A sink that
+raises `Permanent` (a webhook target the policy forbids) gives the item up at once:
+retrying could not help.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from typing import Protocol
 
 from tracker.errors import StoreUnavailable, clip
 from tracker.metrics import METRICS, Metrics
-from tracker.notices import DONE, Wanted
+from tracker.notices import DONE, Subscription, Wanted
 from tracker.stores.base import OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 1000  # of a sink's error kept on the row and logged
 _MIN_DELAY = timedelta(milliseconds=1)  # a retry is never due in the pass that failed it
+
+
+class Permanent(Exception):
+    """A delivery that can never succeed as it is: the item is given up at once."""
 
 
 class Sink(Protocol):
@@ -47,7 +53,8 @@ class Sink(Protocol):
     targets: bool
 
     async def deliver(self, item: OutboxItem) -> None:
-        """Deliver or raise; raising reschedules the item for a retry."""
+        """Deliver or raise; raising reschedules the item for a retry (`Permanent`: gives
+        it up at once)."""
 
 
 def takes(sink: Sink, item: OutboxItem) -> bool:
@@ -58,11 +65,19 @@ def takes(sink: Sink, item: OutboxItem) -> bool:
 
 
 def wanted_by(sinks: Sequence[Sink]) -> Wanted:
-    """The rows worth writing for these sinks (`tracker.notices.Wanted`)."""
+    """The rows worth writing for these sinks (`tracker.notices.Wanted`). A sink that
+    takes targets may also name server-level `subscriptions` (the webhook sink does)."""
     kinds: set[int] = set()
+    subscriptions: list[Subscription] = []
     for sink in sinks:
         kinds |= sink.kinds
-    return Wanted(frozenset(kinds), webhooks=any(s.targets for s in sinks))
+        if sink.targets:
+            subscriptions += getattr(sink, "subscriptions", ())
+    return Wanted(
+        frozenset(kinds),
+        webhooks=any(s.targets for s in sinks),
+        subscriptions=tuple(subscriptions),
+    )
 
 
 @dataclass(frozen=True)
@@ -153,17 +168,18 @@ class Dispatcher:
             tried.update(i.id for i in items)
             # At once: a slow or hanging item costs the pass one timeout, not one each.
             errors = await asyncio.gather(*(self._deliver(i) for i in items))
-            sent = [i.id for i, error in zip(items, errors, strict=True) if error is None]
+            sent = [i.id for i, failure in zip(items, errors, strict=True) if failure is None]
             if sent:
                 await asyncio.to_thread(self.store.outbox_mark_sent, sent, self.clock())
                 self.metrics.notifications.labels(result="sent").inc(len(sent))
                 delivered += len(sent)
-            for item, error in zip(items, errors, strict=True):
-                if error is not None:
-                    await self._failed(item, error, now)
+            for item, failure in zip(items, errors, strict=True):
+                if failure is not None:
+                    await self._failed(item, *failure, now)
 
-    async def _deliver(self, item: OutboxItem) -> str | None:
-        """None when every sink took the item, else what went wrong (bounded)."""
+    async def _deliver(self, item: OutboxItem) -> tuple[str, bool] | None:
+        """None when every sink took the item, else what went wrong (bounded) and whether
+        it is permanent."""
         sink_name = "-"
         try:
             async with asyncio.timeout(self.attempt_timeout):
@@ -172,21 +188,23 @@ class Dispatcher:
                         sink_name = sink.name
                         await sink.deliver(item)
         except Exception as exc:  # a sink failure must not stop the others
-            return clip(f"{sink_name}: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            error = clip(f"{sink_name}: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            return error, isinstance(exc, Permanent)
         return None
 
-    async def _failed(self, item: OutboxItem, error: str, now: datetime) -> None:
+    async def _failed(self, item: OutboxItem, error: str, permanent: bool, now: datetime) -> None:
         attempts = item.attempts + 1
         name = item.operation.name
         self.metrics.notifications.labels(result="failed").inc()
-        if attempts >= self.retry.max_attempts:
+        if permanent or attempts >= self.retry.max_attempts:
             await asyncio.to_thread(self.store.outbox_give_up, item.id, self.clock(), error)
             self.metrics.notifications.labels(result="gave_up").inc()
             log.error(
-                "notification %s for %s: gave up after %d attempts; last error: %s",
+                "notification %s for %s: gave up after %d attempts%s; last error: %s",
                 item.id,
                 clip(name),
                 attempts,
+                " (permanent)" if permanent else "",
                 error,
             )
             return

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from google.longrunning import operations_pb2
 
-from tracker import children, notices
+from tracker import children, filtering, notices
 from tracker.apply import (
     Notice,
     OperationState,
@@ -165,6 +165,8 @@ class Changes:
         for notice in owed:
             state = self.states[notice.operation]
             rows = notices.keep(notices.targets(notice, state.webhooks), self.want)
+            if self.want.subscriptions:
+                rows += notices.subscribed(notice, filtering.row_of(state), self.want)
             for row in rows:
                 self.tx.add_outbox(self._item(row, rendered[notice.operation]))
                 self.written += 1

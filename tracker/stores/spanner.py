@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -336,7 +336,7 @@ class SpannerStore(Store):
         while len(out) < want:
             rows = self._query_after(after, chunk, where, params, types)
             for row in rows:
-                if filtering.matches(query.filter, _row_view(row.state)):
+                if filtering.matches(query.filter, filtering.row_of(row.state)):
                     out.append(row)
                     if len(out) == want:
                         break
@@ -637,15 +637,3 @@ def _pushdown(expr: filtering.Expr | None) -> tuple[str, dict[str, Any], dict[st
         params[name] = c.value
         types[name] = spanner.param_types.BOOL if c.field == "done" else spanner.param_types.STRING
     return "".join(clauses), params, types
-
-
-def _row_view(state: OperationState) -> filtering.Row:
-    return filtering.Row(
-        name=state.name,
-        done=state.done,
-        operation_type=state.operation_type,
-        parent=state.parent,
-        labels=dict(state.labels),
-        create_time=state.create_time.ToDatetime(UTC),
-        update_time=state.update_time.ToDatetime(UTC),
-    )
