@@ -20,7 +20,7 @@ import pytest
 import standardwebhooks
 import trustme
 
-from tests.helpers import ROOT, google_error, ingest, make_event
+from tests.helpers import ROOT, envelope, google_error, ingest, make_event
 from tests.webhook_kit import NEXT_SECRET, OTHER_SECRET, SECRET, Receiver, receiver
 from tracker import filtering
 from tracker.bindings import to_binary
@@ -451,6 +451,22 @@ def test_webhooks_in_created_are_refused_when_no_webhook_sink_is_configured(
         assert "--webhook-secret-file" in answer.json()["error"]["message"]
         plain = make_event(Kind.CREATED, "operations/plain")
         assert post(server.http_url, plain).status_code == 200
+    assert hook.all() == []
+
+
+def test_webhooks_refused_on_the_push_route_become_a_dead_letter(
+    tmp_path: Path, hook: Receiver
+) -> None:
+    # The push route goes through the same check: poison, recorded and acknowledged.
+    config = Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=-1)
+    with running(config) as server:
+        event = make_event(Kind.CREATED, "operations/nohooks", data=created(hook.url()))
+        headers, body = to_binary(event)
+        answer = httpx.post(f"{server.http_url}/v1/pubsub/push", json=envelope(headers, body))
+        assert answer.status_code == 200, answer.text
+        (letter,) = server.store.dead_letters()
+        assert letter.reason == "webhooks_disabled"
+        assert server.store.get("operations/nohooks") is None
     assert hook.all() == []
 
 
