@@ -52,7 +52,7 @@ from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
 from tracker.client.credentials import resolve
 from tracker.constants import DEFAULT_URL
 from tracker.ends import Cancelled, EndListener, OperationEnded, WatchEnds, end_of, has_ended
-from tracker.errors import NotFound
+from tracker.errors import NotFound, PermissionDenied, Unauthenticated
 from tracker.events import JSON_CONTENT_TYPE, MAX_ATTEMPT, Event
 
 log = logging.getLogger(__name__)
@@ -371,6 +371,13 @@ class Run:
             self.start = self.worker.reader().get(self.name)
         except NotFound:
             return  # the first run
+        except (Unauthenticated, PermissionDenied) as exc:
+            # Allowed to publish, not to read (operations.read): a restart cannot be told
+            # from a first run. The events still go out; the refusal is the warning's.
+            log.warning(
+                "cannot read %s (%s): reporting as attempt %d", self.name, exc, self.attempt
+            )
+            return
         meta = metadata(self.start)
         if self._given_attempt is None and meta is not None:
             # A restart: one more than the operation's current attempt, so the events

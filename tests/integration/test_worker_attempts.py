@@ -12,6 +12,8 @@ from google.longrunning import operations_pb2
 from google.rpc import code_pb2
 
 from tests.pubsub_kit import PubSub, drain
+from tests.tokens import TOKEN
+from tracker.auth import token_digest
 from tracker.client import Producer, PublishResult, TrackerClient, metadata
 from tracker.config import Config
 from tracker.ends import OnEnd
@@ -280,3 +282,27 @@ def test_an_end_listener_is_pluggable(server: Server, client: TrackerClient) -> 
         assert [e.kind.value for e, _ in producer.sent] == ["created", "progress"]
     assert hand.stopped == [name]
     assert not client.get(name).done  # a notice says stop; the tracker has the final word
+
+
+def test_a_worker_allowed_to_publish_but_not_to_read_still_reports(tmp_path: Path) -> None:
+    """Without operations.read a restart cannot be told from a first run: the run says so
+    in a warning and reports as attempt 1 (or the one given), rather than not at all."""
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'ci = "{token_digest(TOKEN)}"\n')
+    config = Config(
+        db=str(tmp_path / "s.db"),
+        http_port=0,
+        grpc_port=-1,
+        auth_tokens_file=str(tokens),
+        grant=("events.publish=token:ci",),
+    )
+    name = "operations/publish-only"
+    with running(config) as secured, Worker.http(secured.http_url, token=TOKEN) as worker:
+        first = crashed_run(worker, name, 2)
+        assert (first.attempt, first.start) == (1, None)
+        with worker.operation(name, attempt=2) as again:  # the restart, told its attempt
+            assert (again.attempt, again.start, again.checkpoint_data) == (2, None, None)
+        stored = secured.store.get(name)
+        assert stored is not None and stored.operation.done
+        meta = operation_pb2.OperationMetadata()
+        assert stored.operation.metadata.Unpack(meta) and meta.attempt == 2
