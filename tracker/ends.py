@@ -1,4 +1,5 @@
-"""How a run of `tracker.worker` learns that its operation ended elsewhere.
+"""How a run of `tracker.worker` ends: the code an exception fails its operation with
+(`code_for`, `WorkerError`), and how it learns that the operation ended elsewhere.
 
 Three ways, from the cheapest: the tracker's answer to each event over HTTP (`late`, or
 `state` / `cancelRequested`); a heartbeat over Pub/Sub that reads the operation back; and
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from google.longrunning import operations_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from tracker.errors import NotFound, clip, code_name
@@ -26,6 +28,52 @@ if TYPE_CHECKING:
     from tracker.client import TrackerClient
 
 log = logging.getLogger(__name__)
+
+
+class WorkerError(Exception):
+    """Raise to fail the operation with a specific google.rpc code."""
+
+    def __init__(self, code: int, message: str, details: Iterable[Message] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = list(details)
+
+
+_CODES: list[tuple[type[BaseException], int]] = [
+    (TimeoutError, code_pb2.DEADLINE_EXCEEDED),
+    (PermissionError, code_pb2.PERMISSION_DENIED),
+    (FileNotFoundError, code_pb2.NOT_FOUND),
+    (LookupError, code_pb2.NOT_FOUND),
+    (FileExistsError, code_pb2.ALREADY_EXISTS),
+    (ValueError, code_pb2.INVALID_ARGUMENT),
+    (TypeError, code_pb2.INVALID_ARGUMENT),
+    (NotImplementedError, code_pb2.UNIMPLEMENTED),
+    (ConnectionError, code_pb2.UNAVAILABLE),
+    (MemoryError, code_pb2.RESOURCE_EXHAUSTED),
+]
+
+
+def code_for(exc: BaseException) -> int:
+    """The google.rpc code an exception fails an operation with (UNKNOWN if unmapped).
+
+    WorkerError carries its own; google.api_core errors carry their gRPC status; an
+    exception with an integer `grpc_code` attribute in 1..16 uses it.
+    """
+    if isinstance(exc, WorkerError):
+        return exc.code
+    grpc_code = getattr(exc, "grpc_code", None)
+    if isinstance(grpc_code, int) and 1 <= grpc_code <= 16:
+        return grpc_code
+    status = getattr(exc, "grpc_status_code", None)  # google.api_core.exceptions
+    if status is not None and hasattr(status, "value"):
+        value = status.value[0] if isinstance(status.value, tuple) else status.value
+        if isinstance(value, int) and 1 <= value <= 16:
+            return value
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return int(code)
+    return int(code_pb2.UNKNOWN)
 
 
 class OperationEnded(Exception):
@@ -169,4 +217,13 @@ class WatchEnds:
             wait = min(wait * 2, 30.0)
 
 
-__all__ = ["Cancelled", "EndListener", "OnEnd", "OperationEnded", "WatchEnds", "end_of"]
+__all__ = [
+    "Cancelled",
+    "EndListener",
+    "OnEnd",
+    "OperationEnded",
+    "WatchEnds",
+    "WorkerError",
+    "code_for",
+    "end_of",
+]

@@ -4,28 +4,39 @@
 
     with Worker.http("http://127.0.0.1:8080") as worker:     # or Worker.pubsub(topic)
       with worker.operation("operations/export-42", operation_type="export") as op:
-        resume_from = op.last_checkpoint()
-        for i, chunk in enumerate(chunks):
-            copy(chunk)
+        start = int(op.checkpoint_data or b"0")        # where a killed run left off
+        for i in range(start, len(chunks)):
+            copy(chunks[i])
             op.progress(100 * (i + 1) / len(chunks), f"chunk {i + 1}")
-            op.checkpoint(str(i).encode())
+            op.checkpoint(str(i + 1).encode())
         op.succeed({"rows": total})
 
-Entering publishes `created`; leaving publishes `succeeded` (unless the block already
-ended the operation), or, when the block raises, `failed` with the exception mapped to
-a google.rpc code (`cancelled` for KeyboardInterrupt / asyncio.CancelledError) and the
-exception propagates. Events carry a per-operation sequence number starting at 1, so
-the tracker orders them whatever the transport does. `Worker.track` is the decorator
+Entering reads the operation, then publishes `created`; leaving publishes `succeeded`
+(unless the block already ended the operation), or, when the block raises, `failed` with
+the exception mapped to a google.rpc code (`cancelled` for KeyboardInterrupt /
+asyncio.CancelledError) and the exception propagates. `Worker.track` is the decorator
 form, for plain and `async def` functions; `async with worker.operation(...)` gives an
 `AsyncRun` whose methods are coroutines. With `heartbeat_every`, a background thread
 sends heartbeats while the block runs.
 
+Restarts: a run is one attempt of the work. Its events carry the attempt (CloudEvents
+`attempt`) and a sequence number from 1, and the tracker orders a later attempt after
+every event of an earlier one. The attempt is the one given (`attempt=`, e.g. from a
+resume notice), else the operation's current attempt + 1 when it already exists (a
+restarted worker), else 1; `op.checkpoint_data` is the checkpoint it held. Over HTTP
+`created` is answered before the work starts, so the next restart reads the new attempt.
+Over Pub/Sub nothing waits for `created` to be applied, and a restart may read the
+operation before the previous run's events arrive: pass `attempt=` there (the resume
+notice's, or the platform's retry count + 1).
+
 When the operation ends elsewhere while the work runs (CancelOperation, the deadline
 sweeper, another producer's terminal event), the next `progress` / `heartbeat` /
 `checkpoint` raises `Cancelled` or `OperationEnded`, and the run reports nothing more.
-Over HTTP the tracker's answer to each event says so (`late`); over Pub/Sub there is no
-answer, so only `heartbeat` checks, by reading the operation back, and only when the
-worker has a `tracker_url`.
+Over HTTP the tracker's answer to each event says so (`late`, `state`,
+`cancelRequested`); over Pub/Sub there is no answer: with `watch=True` a background
+thread on the tracker's `:watch` stream hears of it at once (`tracker.ends`, where any
+other `EndListener` plugs in), else only `heartbeat` checks, by reading the operation
+back, and only when the worker has a `tracker_url`.
 """
 
 from __future__ import annotations
@@ -47,101 +58,26 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from tracker.bindings import to_binary
 from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient, metadata
+from tracker.client._producers import PubSubProducer
 from tracker.client.credentials import resolve
 from tracker.constants import DEFAULT_URL
-from tracker.ends import Cancelled, EndListener, OperationEnded, WatchEnds, end_of, has_ended
+from tracker.ends import (
+    Cancelled,
+    EndListener,
+    OperationEnded,
+    WatchEnds,
+    WorkerError,
+    code_for,
+    end_of,
+    has_ended,
+)
 from tracker.errors import NotFound, PermissionDenied, Unauthenticated
-from tracker.events import JSON_CONTENT_TYPE, MAX_ATTEMPT, Event
+from tracker.events import JSON_CONTENT_TYPE, MAX_ATTEMPT
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class WorkerError(Exception):
-    """Raise to fail the operation with a specific google.rpc code."""
-
-    def __init__(self, code: int, message: str, details: Iterable[Message] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = list(details)
-
-
-_CODES: list[tuple[type[BaseException], int]] = [
-    (TimeoutError, code_pb2.DEADLINE_EXCEEDED),
-    (PermissionError, code_pb2.PERMISSION_DENIED),
-    (FileNotFoundError, code_pb2.NOT_FOUND),
-    (LookupError, code_pb2.NOT_FOUND),
-    (FileExistsError, code_pb2.ALREADY_EXISTS),
-    (ValueError, code_pb2.INVALID_ARGUMENT),
-    (TypeError, code_pb2.INVALID_ARGUMENT),
-    (NotImplementedError, code_pb2.UNIMPLEMENTED),
-    (ConnectionError, code_pb2.UNAVAILABLE),
-    (MemoryError, code_pb2.RESOURCE_EXHAUSTED),
-]
-
-
-def code_for(exc: BaseException) -> int:
-    """The google.rpc code an exception fails an operation with (UNKNOWN if unmapped).
-
-    WorkerError carries its own; google.api_core errors carry their gRPC status; an
-    exception with an integer `grpc_code` attribute in 1..16 uses it.
-    """
-    if isinstance(exc, WorkerError):
-        return exc.code
-    grpc_code = getattr(exc, "grpc_code", None)
-    if isinstance(grpc_code, int) and 1 <= grpc_code <= 16:
-        return grpc_code
-    status = getattr(exc, "grpc_status_code", None)  # google.api_core.exceptions
-    if status is not None and hasattr(status, "value"):
-        value = status.value[0] if isinstance(status.value, tuple) else status.value
-        if isinstance(value, int) and 1 <= value <= 16:
-            return value
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            return int(code)
-    return int(code_pb2.UNKNOWN)
-
-
-class PubSubProducer(Producer[str]):
-    """Publishes events to a Pub/Sub topic in binary content mode, ordered per operation.
-
-    Returns the message id. Honours PUBSUB_EMULATOR_HOST like every Google client.
-    """
-
-    def __init__(
-        self,
-        topic: str,
-        *,
-        source: str | None = None,
-        content_type: str = JSON_CONTENT_TYPE,
-        publisher: Any = None,
-        timeout: float = 60,
-    ) -> None:
-        import google.cloud.pubsub_v1 as pubsub_v1
-
-        from tracker.client import default_source
-
-        self.topic = topic
-        self.source = source or default_source()
-        self.content_type = content_type
-        self.timeout = timeout
-        self.publisher = publisher or pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-        )
-
-    def _emit(self, event: Event) -> str:
-        headers, body = to_binary(event, self.content_type)
-        future = self.publisher.publish(self.topic, body, ordering_key=event.operation, **headers)
-        try:
-            return str(future.result(self.timeout))
-        except Exception:
-            # A failed publish pauses the ordering key; resume it for the next event.
-            self.publisher.resume_publish(self.topic, event.operation)
-            raise
 
 
 _ENDED_STATES = frozenset({"succeeded", "failed", "cancelled"})

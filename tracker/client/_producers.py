@@ -18,7 +18,8 @@ from typing import Any, Generic, TypeVar
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from tracker.events import DATA_MESSAGES, Event, Kind, struct
+from tracker.bindings import to_binary
+from tracker.events import DATA_MESSAGES, JSON_CONTENT_TYPE, Event, Kind, struct
 from tracker.v1 import events_pb2
 
 MetadataValue = Message | Mapping[str, Any]
@@ -249,4 +250,40 @@ class Producer(abc.ABC, Generic[R]):
         )
 
 
-__all__ = ["MetadataValue", "Producer", "default_source", "new_event", "to_any"]
+class PubSubProducer(Producer[str]):
+    """Publishes events to a Pub/Sub topic in binary content mode, ordered per operation.
+
+    Returns the message id. Honours PUBSUB_EMULATOR_HOST like every Google client.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        source: str | None = None,
+        content_type: str = JSON_CONTENT_TYPE,
+        publisher: Any = None,
+        timeout: float = 60,
+    ) -> None:
+        import google.cloud.pubsub_v1 as pubsub_v1
+
+        self.topic = topic
+        self.source = source or default_source()
+        self.content_type = content_type
+        self.timeout = timeout
+        self.publisher = publisher or pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+
+    def _emit(self, event: Event) -> str:
+        headers, body = to_binary(event, self.content_type)
+        future = self.publisher.publish(self.topic, body, ordering_key=event.operation, **headers)
+        try:
+            return str(future.result(self.timeout))
+        except Exception:
+            # A failed publish pauses the ordering key; resume it for the next event.
+            self.publisher.resume_publish(self.topic, event.operation)
+            raise
+
+
+__all__ = ["MetadataValue", "Producer", "PubSubProducer", "default_source", "new_event", "to_any"]
