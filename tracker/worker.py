@@ -4,28 +4,39 @@
 
     with Worker.http("http://127.0.0.1:8080") as worker:     # or Worker.pubsub(topic)
       with worker.operation("operations/export-42", operation_type="export") as op:
-        resume_from = op.last_checkpoint()
-        for i, chunk in enumerate(chunks):
-            copy(chunk)
+        start = int(op.checkpoint_data or b"0")        # where a killed run left off
+        for i in range(start, len(chunks)):
+            copy(chunks[i])
             op.progress(100 * (i + 1) / len(chunks), f"chunk {i + 1}")
-            op.checkpoint(str(i).encode())
+            op.checkpoint(str(i + 1).encode())
         op.succeed({"rows": total})
 
-Entering publishes `created`; leaving publishes `succeeded` (unless the block already
-ended the operation), or, when the block raises, `failed` with the exception mapped to
-a google.rpc code (`cancelled` for KeyboardInterrupt / asyncio.CancelledError) and the
-exception propagates. Events carry a per-operation sequence number starting at 1, so
-the tracker orders them whatever the transport does. `Worker.track` is the decorator
+Entering reads the operation, then publishes `created`; leaving publishes `succeeded`
+(unless the block already ended the operation), or, when the block raises, `failed` with
+the exception mapped to a google.rpc code (`cancelled` for KeyboardInterrupt /
+asyncio.CancelledError) and the exception propagates. `Worker.track` is the decorator
 form, for plain and `async def` functions; `async with worker.operation(...)` gives an
 `AsyncRun` whose methods are coroutines. With `heartbeat_every`, a background thread
 sends heartbeats while the block runs.
 
+Restarts: a run is one attempt of the work. Its events carry the attempt (CloudEvents
+`attempt`) and a sequence number from 1, and the tracker orders a later attempt after
+every event of an earlier one. The attempt is the one given (`attempt=`, e.g. from a
+resume notice), else the operation's current attempt + 1 when it already exists (a
+restarted worker), else 1; `op.checkpoint_data` is the checkpoint it held. Over HTTP
+`created` is answered before the work starts, so the next restart reads the new attempt.
+Over Pub/Sub nothing waits for `created` to be applied, and a restart may read the
+operation before the previous run's events arrive: pass `attempt=` there (the resume
+notice's, or the platform's retry count + 1).
+
 When the operation ends elsewhere while the work runs (CancelOperation, the deadline
 sweeper, another producer's terminal event), the next `progress` / `heartbeat` /
 `checkpoint` raises `Cancelled` or `OperationEnded`, and the run reports nothing more.
-Over HTTP the tracker's answer to each event says so (`late`); over Pub/Sub there is no
-answer, so only `heartbeat` checks, by reading the operation back, and only when the
-worker has a `tracker_url`.
+Over HTTP the tracker's answer to each event says so (`late`, `state`,
+`cancelRequested`); over Pub/Sub there is no answer: with `watch=True` a background
+thread on the tracker's `:watch` stream hears of it at once (`tracker.ends`, where any
+other `EndListener` plugs in), else only `heartbeat` checks, by reading the operation
+back, and only when the worker has a `tracker_url`.
 """
 
 from __future__ import annotations
@@ -47,162 +58,41 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2
 
-from tracker.bindings import to_binary
-from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient
+from tracker.client import MetadataValue, Producer, PublishResult, TrackerClient, metadata
+from tracker.client._producers import PubSubProducer
 from tracker.client.credentials import resolve
 from tracker.constants import DEFAULT_URL
-from tracker.errors import NotFound, clip, code_name
-from tracker.events import JSON_CONTENT_TYPE, Event
+from tracker.ends import (
+    Cancelled,
+    EndListener,
+    OperationEnded,
+    WatchEnds,
+    WorkerError,
+    code_for,
+    end_of,
+    has_ended,
+)
+from tracker.errors import NotFound, PermissionDenied, Unauthenticated
+from tracker.events import JSON_CONTENT_TYPE, MAX_ATTEMPT
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class WorkerError(Exception):
-    """Raise to fail the operation with a specific google.rpc code."""
-
-    def __init__(self, code: int, message: str, details: Iterable[Message] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = list(details)
-
-
-_CODES: list[tuple[type[BaseException], int]] = [
-    (TimeoutError, code_pb2.DEADLINE_EXCEEDED),
-    (PermissionError, code_pb2.PERMISSION_DENIED),
-    (FileNotFoundError, code_pb2.NOT_FOUND),
-    (LookupError, code_pb2.NOT_FOUND),
-    (FileExistsError, code_pb2.ALREADY_EXISTS),
-    (ValueError, code_pb2.INVALID_ARGUMENT),
-    (TypeError, code_pb2.INVALID_ARGUMENT),
-    (NotImplementedError, code_pb2.UNIMPLEMENTED),
-    (ConnectionError, code_pb2.UNAVAILABLE),
-    (MemoryError, code_pb2.RESOURCE_EXHAUSTED),
-]
-
-
-def code_for(exc: BaseException) -> int:
-    """The google.rpc code an exception fails an operation with (UNKNOWN if unmapped).
-
-    WorkerError carries its own; google.api_core errors carry their gRPC status; an
-    exception with an integer `grpc_code` attribute in 1..16 uses it.
-    """
-    if isinstance(exc, WorkerError):
-        return exc.code
-    grpc_code = getattr(exc, "grpc_code", None)
-    if isinstance(grpc_code, int) and 1 <= grpc_code <= 16:
-        return grpc_code
-    status = getattr(exc, "grpc_status_code", None)  # google.api_core.exceptions
-    if status is not None and hasattr(status, "value"):
-        value = status.value[0] if isinstance(status.value, tuple) else status.value
-        if isinstance(value, int) and 1 <= value <= 16:
-            return value
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            return int(code)
-    return int(code_pb2.UNKNOWN)
-
-
-class PubSubProducer(Producer[str]):
-    """Publishes events to a Pub/Sub topic in binary content mode, ordered per operation.
-
-    Returns the message id. Honours PUBSUB_EMULATOR_HOST like every Google client.
-    """
-
-    def __init__(
-        self,
-        topic: str,
-        *,
-        source: str | None = None,
-        content_type: str = JSON_CONTENT_TYPE,
-        publisher: Any = None,
-        timeout: float = 60,
-    ) -> None:
-        import google.cloud.pubsub_v1 as pubsub_v1
-
-        from tracker.client import default_source
-
-        self.topic = topic
-        self.source = source or default_source()
-        self.content_type = content_type
-        self.timeout = timeout
-        self.publisher = publisher or pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-        )
-
-    def _emit(self, event: Event) -> str:
-        headers, body = to_binary(event, self.content_type)
-        future = self.publisher.publish(self.topic, body, ordering_key=event.operation, **headers)
-        try:
-            return str(future.result(self.timeout))
-        except Exception:
-            # A failed publish pauses the ordering key; resume it for the next event.
-            self.publisher.resume_publish(self.topic, event.operation)
-            raise
-
-
-class OperationEnded(Exception):
-    """The operation ended while its work still ran; raised by `progress`, `heartbeat`
-    and `checkpoint` so the work stops instead of reporting into a finished operation.
-
-    Raised out of a `with worker.operation(...)` block (or a `track`ed function), it
-    propagates to the caller and the run publishes nothing further: the operation's
-    result is the one it already has.
-
-    Attributes:
-        operation: the operation's name.
-        final: the operation as the tracker held it when the end was noticed; None when
-            it could not be read back (no tracker URL, tracker unreachable, deleted).
-        cancelled: whether it ended as CANCELLED (then the exception is `Cancelled`).
-    """
-
-    # What a run around this one fails with if the exception escapes its block too.
-    grpc_code = code_pb2.ABORTED
-
-    def __init__(self, operation: str, final: operations_pb2.Operation | None = None) -> None:
-        self.operation = operation
-        self.final = final
-        super().__init__(_ended_message(operation, final))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.operation, self.final))  # survives a process pool
-
-    @property
-    def cancelled(self) -> bool:
-        return isinstance(self, Cancelled)
-
-
-class Cancelled(OperationEnded):
-    """The operation was cancelled (CancelOperation, or a `cancelled` event) while the
-    work ran: stop, clean up, and let the exception leave the block."""
-
-    grpc_code = code_pb2.CANCELLED
-
-
-def _ended_message(name: str, final: operations_pb2.Operation | None) -> str:
-    if final is None or not final.done:
-        return f"{name} has already ended"
-    if final.HasField("error"):
-        if final.error.code == code_pb2.CANCELLED:
-            return f"{name} was cancelled: {clip(final.error.message)}"
-        return (
-            f"{name} has already ended: failed with {code_name(final.error.code)}:"
-            f" {clip(final.error.message)}"
-        )
-    return f"{name} has already ended: succeeded"
-
-
-def _end_of(name: str, final: operations_pb2.Operation | None) -> OperationEnded:
-    """`Cancelled` when `final` is done with code CANCELLED, else `OperationEnded`."""
-    if final is not None and final.done and final.error.code == code_pb2.CANCELLED:
-        return Cancelled(name, final)
-    return OperationEnded(name, final)
+_ENDED_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _late(answer: object) -> bool:
     return isinstance(answer, PublishResult) and answer.outcome == "late"
+
+
+def _ended_by(answer: object) -> bool:
+    """Whether the tracker's answer to an event says the operation has ended: `late`,
+    a state other than running, or a cancel request."""
+    if not isinstance(answer, PublishResult):
+        return False  # Pub/Sub: a message id, nothing to tell
+    return _late(answer) or answer.state in _ENDED_STATES or answer.cancel_requested
 
 
 class Run:
@@ -210,6 +100,15 @@ class Run:
 
     `with` gives this object (blocking methods); `async with` gives its `AsyncRun` view,
     whose methods are coroutines.
+
+    Attributes:
+        attempt: the attempt this run reports as (set on entering): the one given, else
+            the operation's current attempt + 1 when it already exists (a restart), else
+            1. Every event of the run carries it; sequence numbers start at 1 per run.
+        checkpoint_data: the checkpoint the operation held when the run started (None:
+            none, or nothing to read it from): where a restarted run resumes.
+        start: the operation as read when the run started; None when it did not exist
+            yet or could not be read.
     """
 
     def __init__(
@@ -217,16 +116,25 @@ class Run:
         worker: Worker,
         name: str,
         created: Mapping[str, Any],
+        attempt: int | None = None,
     ) -> None:
+        if attempt is not None and not 1 <= attempt <= MAX_ATTEMPT:
+            raise ValueError(f"attempt must be in 1..{MAX_ATTEMPT}, not {attempt}")
         self.worker = worker
         self.name = name
         self._created = dict(created)
+        self._given_attempt = attempt
+        self.attempt = attempt or 1
+        self.checkpoint_data: bytes | None = None
+        self.start: operations_pb2.Operation | None = None
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.done = False
         self._ended: OperationEnded | None = None
+        self._end_known = threading.Event()
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._stop_listening: Callable[[], None] | None = None
 
     def _next(self) -> int:
         with self._lock:
@@ -244,6 +152,25 @@ class Run:
         """How the operation ended elsewhere, once this run has noticed; else None."""
         return self._ended
 
+    def notice_end(self, end: OperationEnded) -> None:
+        """Tell the run its operation has ended (or was asked to cancel) elsewhere: the
+        work's next `progress` / `heartbeat` / `checkpoint` raises `end`, and the run
+        publishes nothing more. What an `EndListener` calls; safe from any thread, and
+        only the first call counts. Ignored once the run has ended the operation itself.
+        """
+        if self.done:
+            return
+        self._remember(end)
+
+    def wait_for_end(self, timeout: float | None = None) -> OperationEnded | None:
+        """Block until the run knows its operation has ended elsewhere (from an answer,
+        a heartbeat, or the end listener), or `timeout` seconds pass: the end, or None.
+
+        Work that waits on something else can wait here instead, and stop at once.
+        """
+        self._end_known.wait(timeout)
+        return self._ended
+
     # ---- reporting ---------------------------------------------------------------------
 
     def progress(
@@ -252,32 +179,39 @@ class Run:
         """Raises `Cancelled` / `OperationEnded` when the operation has already ended."""
         self._report(
             lambda seq: self.worker.producer.progress(
-                self.name, percent, message, metadata=metadata, seq=seq
+                self.name, percent, message, metadata=metadata, seq=seq, attempt=self.attempt
             )
         )
 
     def checkpoint(self, data: bytes) -> None:
         """Raises `Cancelled` / `OperationEnded` when the operation has already ended."""
-        self._report(lambda seq: self.worker.producer.checkpoint(self.name, data, seq=seq))
+        self._report(
+            lambda seq: self.worker.producer.checkpoint(
+                self.name, data, seq=seq, attempt=self.attempt
+            )
+        )
 
     def heartbeat(self, message: str = "") -> None:
         """Raises `Cancelled` / `OperationEnded` when the operation has already ended.
 
-        Over Pub/Sub (no answer per event) with a tracker URL, this is the one call
-        that reads the operation back to find out.
+        Over Pub/Sub (no answer per event) with a tracker URL and no end listener, this
+        is the one call that reads the operation back to find out.
         """
         self._report(
-            lambda seq: self.worker.producer.heartbeat(self.name, message, seq=seq),
-            read_back=True,
+            lambda seq: self.worker.producer.heartbeat(
+                self.name, message, seq=seq, attempt=self.attempt
+            ),
+            read_back=self._stop_listening is None,
         )
 
     def _report(self, send: Callable[[int], object], *, read_back: bool = False) -> None:
         self._raise_if_ended()
         answer = send(self._next())
-        if _late(answer):
-            raise self._learn_end()
+        if _ended_by(answer):
+            raise self._learn_end(answer)
         if read_back and not isinstance(answer, PublishResult) and self.worker.can_read:
             self._check_back()
+        self._raise_if_ended()  # the end listener may have heard meanwhile
 
     def _raise_if_ended(self) -> None:
         known = self._ended
@@ -285,14 +219,19 @@ class Run:
             # A fresh instance each time: re-raising one would pile up tracebacks.
             raise type(known)(known.operation, known.final)
 
-    def _learn_end(self) -> OperationEnded:
-        """The tracker said the operation is done: read it back to say how, remember it."""
+    def _learn_end(self, answer: object) -> OperationEnded:
+        """The tracker said the operation has ended: read it back to say how (the answer's
+        state says whether it was a cancel when that fails), remember it."""
         final: operations_pb2.Operation | None = None
         try:
             final = self.worker.reader().get(self.name)
         except Exception as exc:
             log.warning("%s has ended; reading it back failed: %s", self.name, exc)
-        return self._remember(_end_of(self.name, final))
+        cancelled = isinstance(answer, PublishResult) and (
+            answer.state == "cancelled"
+            or (answer.cancel_requested and answer.state in ("", "running"))
+        )
+        return self._remember(end_of(self.name, final, cancelled=cancelled))
 
     def _check_back(self) -> None:
         try:
@@ -302,30 +241,37 @@ class Run:
         except Exception as exc:  # a failed check must not fail the heartbeat
             log.warning("could not read %s back: %s", self.name, exc)
             return
-        if operation.done:
-            raise self._remember(_end_of(self.name, operation))
+        if has_ended(operation):
+            raise self._remember(end_of(self.name, operation))
 
     def _remember(self, end: OperationEnded) -> OperationEnded:
         with self._lock:
             if self._ended is None:
                 self._ended = end
         self._stop_heartbeat.set()
+        self._end_known.set()
         return end
 
     def succeed(self, response: MetadataValue | None = None) -> None:
         self._terminal()
-        self._answered(self.worker.producer.succeeded(self.name, response, seq=self._next()))
+        answer = self.worker.producer.succeeded(
+            self.name, response, seq=self._next(), attempt=self.attempt
+        )
+        self._answered(answer)
 
     def fail(self, code: int, message: str, details: Iterable[Message] = ()) -> None:
         self._terminal()
         answer = self.worker.producer.failed(
-            self.name, code, message, details=details, seq=self._next()
+            self.name, code, message, details=details, seq=self._next(), attempt=self.attempt
         )
         self._answered(answer)
 
     def cancel(self, reason: str = "") -> None:
         self._terminal()
-        self._answered(self.worker.producer.cancelled(self.name, reason, seq=self._next()))
+        answer = self.worker.producer.cancelled(
+            self.name, reason, seq=self._next(), attempt=self.attempt
+        )
+        self._answered(answer)
 
     def _answered(self, answer: object) -> None:
         if _late(answer):  # the first terminal event won; this one changed nothing
@@ -343,11 +289,9 @@ class Run:
         Finding the operation done counts as noticing its end (`ended`), so leaving the
         block then publishes nothing more.
         """
-        from tracker.client import metadata
-
         operation = self.worker.reader().get(self.name)
-        if operation.done:
-            self._remember(_end_of(self.name, operation))
+        if has_ended(operation):
+            self._remember(end_of(self.name, operation))
         meta = metadata(operation)
         return bool(meta and meta.cancel_requested) or (
             operation.done and operation.error.code == code_pb2.CANCELLED
@@ -355,11 +299,60 @@ class Run:
 
     # ---- context manager ---------------------------------------------------------------
 
+    def _read_start(self) -> None:
+        """Where the operation stands before this run reports: its attempt, checkpoint."""
+        if not self.worker.can_read:
+            return
+        try:
+            self.start = self.worker.reader().get(self.name)
+        except NotFound:
+            return  # the first run
+        except (Unauthenticated, PermissionDenied) as exc:
+            # Allowed to publish, not to read (operations.read): a restart cannot be told
+            # from a first run. The events still go out; the refusal is the warning's.
+            log.warning(
+                "cannot read %s (%s): reporting as attempt %d", self.name, exc, self.attempt
+            )
+            return
+        meta = metadata(self.start)
+        if self._given_attempt is None and meta is not None:
+            # A restart: one more than the operation's current attempt, so the events
+            # of this run, numbered from 1 again, order after the previous run's.
+            self.attempt = min(int(meta.attempt or 1) + 1, MAX_ATTEMPT)
+        if not self.start.done:
+            self.checkpoint_data = self.worker.reader().get_checkpoint(self.name)
+
+    def _send_created(self) -> object:
+        answer = self.worker.producer.created(
+            self.name, seq=self._next(), attempt=self.attempt, **self._created
+        )
+        unreadable = (
+            self._given_attempt is None and self.start is not None and metadata(self.start) is None
+        )
+        if (
+            unreadable
+            and isinstance(answer, PublishResult)
+            and answer.attempt > 0
+            and answer.state == "running"
+        ):
+            # The operation's metadata is the producer's own, so its attempt could not
+            # be read before: the answer tells it; start the attempt after it.
+            self.attempt = min(answer.attempt + 1, MAX_ATTEMPT)
+            self._seq = itertools.count(1)
+            answer = self.worker.producer.created(
+                self.name, seq=self._next(), attempt=self.attempt, **self._created
+            )
+        return answer
+
     def __enter__(self) -> Run:
-        answer = self.worker.producer.created(self.name, seq=self._next(), **self._created)
-        if _late(answer):
-            self._learn_end()  # the work's first progress/heartbeat/checkpoint raises
+        self._read_start()
+        answer = self._send_created()
+        if _ended_by(answer):
+            self._learn_end(answer)  # the work's first progress/heartbeat/checkpoint raises
             return self
+        listener = self.worker.end_listener()
+        if listener is not None:
+            self._stop_listening = listener.listen(self.name, self.notice_end)
         every = self.worker.heartbeat_every
         if every:
             self._heartbeat = threading.Thread(
@@ -387,6 +380,13 @@ class Run:
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
+        try:
+            self._exit(exc)
+        finally:
+            if self._stop_listening is not None:
+                self._stop_listening()
+
+    def _exit(self, exc: BaseException | None) -> None:
         if self.done:
             return
         if self._ended is not None or (
@@ -453,6 +453,20 @@ class AsyncRun:
     def ended(self) -> OperationEnded | None:
         return self.run.ended
 
+    @property
+    def attempt(self) -> int:
+        return self.run.attempt
+
+    @property
+    def checkpoint_data(self) -> bytes | None:
+        return self.run.checkpoint_data
+
+    def notice_end(self, end: OperationEnded) -> None:
+        self.run.notice_end(end)
+
+    async def wait_for_end(self, timeout: float | None = None) -> OperationEnded | None:
+        return await asyncio.to_thread(self.run.wait_for_end, timeout)
+
     async def progress(
         self, percent: float, message: str = "", *, metadata: MetadataValue | None = None
     ) -> None:
@@ -490,12 +504,29 @@ class Worker:
         tracker_url: str | None = None,
         heartbeat_every: float | None = None,
         auth: httpx.Auth | None = None,
+        watch: bool = False,
+        end_listener: EndListener | None = None,
     ) -> None:
-        """`auth`: the credentials the reader sends when it is made from `tracker_url`
-        (`tracker.client.credentials.resolve` makes them; None reads the environment)."""
+        """
+        Args:
+            producer: where the events go.
+            tracker_url: where to read operations back (the producer's own URL when it
+                is a `TrackerClient`).
+            heartbeat_every: seconds between the background heartbeats (None: none).
+            auth: the credentials the reader sends when it is made from `tracker_url`
+                (`tracker.client.credentials.resolve` makes them; None reads the
+                environment).
+            watch: hear of a cancel or an end while the work runs, through the
+                tracker's `:watch` stream (`tracker.ends.WatchEnds`), so the next call
+                raises even over Pub/Sub, with no answer to tell; needs the URL.
+            end_listener: any other `tracker.ends.EndListener` (say, on a topic of
+                cancel notices) instead.
+        """
         self.producer = producer
         self.tracker_url = tracker_url
         self.heartbeat_every = heartbeat_every
+        self._watch = watch
+        self._end_listener = end_listener
         self._auth = auth
         self._owns_auth = False  # True when a constructor here made `auth`
         self._reader: TrackerClient | None = (
@@ -528,14 +559,21 @@ class Worker:
         heartbeat_every: float | None = None,
         token: str | None = None,
         id_token_audience: str | None = None,
+        watch: bool = False,
     ) -> Worker:
-        """Events to a Pub/Sub topic. `tracker_url` enables reading back (checkpoint,
-        cancel, and the end check of `heartbeat`), with `token` / `id_token_audience`
-        (else from the environment) as credentials; Pub/Sub itself uses Application
-        Default Credentials."""
+        """Events to a Pub/Sub topic. `tracker_url` enables reading back (the attempt
+        and checkpoint at start, cancel, the end check of `heartbeat`, and `watch`),
+        with `token` / `id_token_audience` (else from the environment) as credentials;
+        Pub/Sub itself uses Application Default Credentials."""
         producer = PubSubProducer(topic, source=source, content_type=content_type)
         auth = resolve(token, id_token_audience)
-        worker = cls(producer, tracker_url=tracker_url, heartbeat_every=heartbeat_every, auth=auth)
+        worker = cls(
+            producer,
+            tracker_url=tracker_url,
+            heartbeat_every=heartbeat_every,
+            auth=auth,
+            watch=watch,
+        )
         worker._owns_auth = True
         return worker
 
@@ -560,6 +598,12 @@ class Worker:
         """Whether this worker can read operations back from the tracker."""
         return self._reader is not None or bool(self.tracker_url)
 
+    def end_listener(self) -> EndListener | None:
+        """What tells this worker's runs of an end while they work (None: nothing)."""
+        if self._end_listener is None and self._watch:
+            self._end_listener = WatchEnds(self.reader())
+        return self._end_listener
+
     def reader(self) -> TrackerClient:
         if self._reader is None:
             if not self.tracker_url:
@@ -579,8 +623,14 @@ class Worker:
         metadata: MetadataValue | None = None,
         deadline: datetime | None = None,
         heartbeat_timeout: timedelta | float | None = None,
+        attempt: int | None = None,
     ) -> Run:
-        """The run of `name`: `with` it (a `Run`) or `async with` it (an `AsyncRun`)."""
+        """The run of `name`: `with` it (a `Run`) or `async with` it (an `AsyncRun`).
+
+        `attempt`: the attempt this run is, when the caller knows (a resume notice
+        names it; over Pub/Sub, pass it: see the module's docstring). Else the run
+        reads the operation on entering and takes its attempt + 1 if it exists.
+        """
         return Run(
             self,
             name,
@@ -592,6 +642,7 @@ class Worker:
                 "deadline": deadline,
                 "heartbeat_timeout": heartbeat_timeout,
             },
+            attempt,
         )
 
     def track(self, name: str, **created: Any) -> Track:
@@ -656,3 +707,18 @@ class Track:
                 return result
 
         return wrapper
+
+
+__all__ = [
+    "AsyncRun",
+    "Cancelled",
+    "EndListener",
+    "OperationEnded",
+    "PubSubProducer",
+    "Run",
+    "Track",
+    "WatchEnds",
+    "Worker",
+    "WorkerError",
+    "code_for",
+]

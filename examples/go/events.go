@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,8 @@ type Event struct {
 	ID         string            // unique per Source and operation; a retry of the same event reuses it
 	Subject    string            // the operation name, operations/...
 	Time       time.Time         // when it happened; the zero time sends none
-	Sequence   int64             // per-operation counter 1, 2, 3, ...; 0 sends none
+	Sequence   int64             // per-operation counter 1, 2, 3, ... within the attempt; 0 sends none
+	Attempt    int32             // the run of the work: 1, then previous + 1 after a restart; 0 sends none (read as 1)
 	Data       any               // the kind's message (Progress{...}, ...); nil sends no data
 	Extensions map[string]string // optional further attributes, e.g. traceparent
 }
@@ -45,6 +47,9 @@ func Encode(e Event) (map[string]string, []byte, error) {
 	}
 	if e.Sequence > 0 {
 		attrs["ce-sequence"] = strconv.FormatInt(e.Sequence, 10)
+	}
+	if e.Attempt > 0 {
+		attrs["ce-attempt"] = strconv.FormatInt(int64(e.Attempt), 10)
 	}
 	for name, value := range e.Extensions {
 		attrs["ce-"+name] = value
@@ -72,18 +77,31 @@ func publish(ctx context.Context, pub *pubsub.Publisher, e Event) error {
 	return err
 }
 
+// Answer is the tracker's answer to one posted event: what it did with it ("applied",
+// "duplicate", "stale", "late") and where the operation stands after it. A worker stops
+// when State is "cancelled" (CancelOperation) or CancelRequested is true.
+type Answer struct {
+	Outcome         string `json:"outcome"`
+	State           string `json:"state"` // running, succeeded, failed or cancelled
+	Attempt         int32  `json:"attempt"`
+	CancelRequested bool   `json:"cancelRequested"`
+}
+
+// Cancelled reports whether the work should stop: the operation was cancelled.
+func (a Answer) Cancelled() bool { return a.State == "cancelled" || a.CancelRequested }
+
 // post sends e to the tracker's POST /v1/events in HTTP binary mode: the attributes
 // as headers, the data as the body. A non-empty token goes as "Authorization: Bearer",
 // which a tracker that checks its callers needs (a 401 answer says it is missing).
-func post(ctx context.Context, client *http.Client, url, token string, e Event) error {
+func post(ctx context.Context, client *http.Client, url, token string, e Event) (Answer, error) {
 	attrs, body, err := Encode(e)
 	if err != nil {
-		return err
+		return Answer{}, err
 	}
 	endpoint := strings.TrimRight(url, "/") + "/v1/events"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return Answer{}, err
 	}
 	for name, value := range attrs {
 		req.Header.Set(name, value)
@@ -93,14 +111,60 @@ func post(ctx context.Context, client *http.Client, url, token string, e Event) 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return Answer{}, err
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+		return Answer{}, fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(answer))
 	}
-	return nil
+	var results struct {
+		Results []Answer `json:"results"`
+	}
+	if err := json.Unmarshal(answer, &results); err != nil || len(results.Results) != 1 {
+		return Answer{}, fmt.Errorf("unexpected answer: %s", bytes.TrimSpace(answer))
+	}
+	return results.Results[0], nil
+}
+
+// currentAttempt reads the operation's attempt (GET /v1/{name}, which needs
+// operations.read): 0 when it does not exist yet, or cannot be read. A worker starts with attempt 1 then, else with this + 1, numbering its
+// events from 1 again: the tracker orders them after the previous run's.
+func currentAttempt(ctx context.Context, client *http.Client, url, token, name string) (int32, error) {
+	endpoint := strings.TrimRight(url, "/") + "/v1/" + name
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// No operations.read: a restart cannot be told from a first run. Say so, go on.
+		fmt.Fprintf(os.Stderr, "cannot read %s (%s): publishing as attempt 1\n", name, resp.Status)
+		return 0, nil
+	}
+	if resp.StatusCode/100 != 2 {
+		return 0, fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var operation struct {
+		Metadata struct {
+			Attempt int32 `json:"attempt,string"` // an int64 in proto3 JSON: a string
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(body, &operation); err != nil {
+		return 0, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return max(operation.Metadata.Attempt, 1), nil
 }
 
 // The data message of each kind (schemas/proto/tracker/v1/events.proto) with its
@@ -114,6 +178,30 @@ type Created struct {
 	Metadata         any               `json:"metadata,omitempty"`
 	Deadline         time.Time         `json:"deadline,omitzero"`
 	HeartbeatTimeout string            `json:"heartbeatTimeout,omitempty"` // a Duration: "300s"
+	Retry            *RetryPolicy      `json:"retry,omitempty"`
+	Children         *ChildrenPolicy   `json:"children,omitempty"`
+	Webhooks         []Webhook         `json:"webhooks,omitempty"`
+}
+
+// RetryPolicy: the tracker starts another attempt, instead of failing, on a stall or a
+// retryable failure (gRPC's retryPolicy shape).
+type RetryPolicy struct {
+	MaxAttempts          int32    `json:"maxAttempts"`                    // 1 to 100, the first included
+	InitialBackoff       string   `json:"initialBackoff,omitempty"`       // a Duration; default "1s"
+	MaxBackoff           string   `json:"maxBackoff,omitempty"`           // default "300s"
+	BackoffMultiplier    float64  `json:"backoffMultiplier,omitempty"`    // 1 to 10; default 2
+	RetryableStatusCodes []string `json:"retryableStatusCodes,omitempty"` // e.g. "UNAVAILABLE"
+}
+
+type ChildrenPolicy struct {
+	OnDone   string `json:"onDone,omitempty"`          // RESUME or COMPLETE
+	Expected int64  `json:"expected,omitempty,string"` // an int64: a string in proto3 JSON
+	FailFast bool   `json:"failFast,omitempty"`
+}
+
+type Webhook struct {
+	URL     string   `json:"url"`
+	Notices []string `json:"notices,omitempty"` // "done", "cancel", "resume"; none: all
 }
 
 type Progress struct {

@@ -1,9 +1,15 @@
 // Command producer publishes the life of one operation: created -> progress 25% ->
 // progress 75% -> succeeded (or failed), as CloudEvents in binary content mode,
-// numbered by ce-sequence. To a Pub/Sub topic that the tracker pulls from (ordered by
-// the operation name as ordering key), or with -url straight to the tracker's
-// POST /v1/events, sending $TRACKER_TOKEN as a bearer token when it is set. See
-// docs/publishing.md.
+// numbered by ce-sequence within its ce-attempt. To a Pub/Sub topic that the tracker
+// pulls from (ordered by the operation name as ordering key), or with -url straight to
+// the tracker's POST /v1/events, sending $TRACKER_TOKEN as a bearer token when it is
+// set. See docs/publishing.md.
+//
+// A restart is the next attempt: with -url it reads the operation first and, if it
+// exists, publishes as its attempt + 1 with sequence from 1 (over Pub/Sub, pass
+// -attempt). It stops when the tracker's answer says the operation was cancelled.
+// -exit-after N stops after N events without ending the operation, as a worker killed
+// mid-run would.
 //
 //	go run . -topic projects/P/topics/T -operation operations/demo-1 [-outcome failed]
 //	TRACKER_TOKEN=... go run . -url http://127.0.0.1:8080 -operation operations/demo-2
@@ -33,6 +39,8 @@ func main() {
 	source := flag.String("source", "/examples/go", "CloudEvents source: this producer")
 	vector := flag.String("print-vector", "", "print Encode's attributes and body for this test vector case, then exit")
 	vectors := flag.String("vectors", "../../schemas/testdata/vectors.json", "test vector file for -print-vector")
+	attempt := flag.Int("attempt", 0, "the attempt to publish as (0: with -url, the operation's current attempt + 1, or 1)")
+	exitAfter := flag.Int("exit-after", 0, "exit after this many events, leaving the operation running (0: never)")
 	flag.Parse()
 
 	var err error
@@ -41,7 +49,7 @@ func main() {
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		err = run(ctx, *topic, *url, *operation, *outcome, *source)
+		err = run(ctx, *topic, *url, *operation, *outcome, *source, int32(*attempt), *exitAfter)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "producer:", err)
@@ -49,12 +57,13 @@ func main() {
 	}
 }
 
-// sender returns how events go out: over HTTP with -url, else to the Pub/Sub topic.
-func sender(ctx context.Context, topic, url string) (func(Event) error, func(), error) {
+// sender returns how events go out: over HTTP with -url, else to the Pub/Sub topic
+// (which answers nothing: the Answer is empty).
+func sender(ctx context.Context, topic, url string) (func(Event) (Answer, error), func(), error) {
 	if url != "" {
 		client := &http.Client{Timeout: 10 * time.Second}
 		token := os.Getenv("TRACKER_TOKEN") // empty: no Authorization header
-		return func(e Event) error { return post(ctx, client, url, token, e) }, func() {}, nil
+		return func(e Event) (Answer, error) { return post(ctx, client, url, token, e) }, func() {}, nil
 	}
 	parts := strings.Split(topic, "/") // projects/P/topics/T
 	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" {
@@ -67,10 +76,10 @@ func sender(ctx context.Context, topic, url string) (func(Event) error, func(), 
 	pub := client.Publisher(topic)
 	pub.EnableMessageOrdering = true
 	stop := func() { pub.Stop(); client.Close() }
-	return func(e Event) error { return publish(ctx, pub, e) }, stop, nil
+	return func(e Event) (Answer, error) { return Answer{}, publish(ctx, pub, e) }, stop, nil
 }
 
-func run(ctx context.Context, topic, url, operation, outcome, source string) error {
+func run(ctx context.Context, topic, url, operation, outcome, source string, attempt int32, exitAfter int) error {
 	if operation == "" {
 		return fmt.Errorf("need -operation operations/NAME")
 	}
@@ -80,6 +89,15 @@ func run(ctx context.Context, topic, url, operation, outcome, source string) err
 	}[outcome]
 	if last == nil {
 		return fmt.Errorf("-outcome %q: want succeeded or failed", outcome)
+	}
+	if attempt == 0 && url != "" {
+		// A restart is the next attempt: read where the operation stands first.
+		client := &http.Client{Timeout: 10 * time.Second}
+		current, err := currentAttempt(ctx, client, url, os.Getenv("TRACKER_TOKEN"), operation)
+		if err != nil {
+			return err
+		}
+		attempt = current + 1
 	}
 	send, stop, err := sender(ctx, topic, url)
 	if err != nil {
@@ -97,19 +115,28 @@ func run(ctx context.Context, topic, url, operation, outcome, source string) err
 		{outcome, last},
 	}
 	for i, step := range steps {
-		err := send(Event{
+		if exitAfter > 0 && i == exitAfter {
+			fmt.Printf("exiting after %d events\n", i)
+			return nil
+		}
+		answer, err := send(Event{
 			Type:     step.kind,
 			Source:   source,
 			ID:       rand.Text(), // new per event; keep it when you retry the same event
 			Subject:  operation,
 			Time:     time.Now(),
-			Sequence: int64(i + 1),
+			Sequence: int64(i + 1), // from 1 in every attempt
+			Attempt:  attempt,
 			Data:     step.data,
 		})
 		if err != nil {
 			return fmt.Errorf("publishing %s: %w", step.kind, err)
 		}
-		fmt.Printf("published %s %s (sequence %d)\n", step.kind, operation, i+1)
+		fmt.Printf("published %s %s (attempt %d, sequence %d) %s\n", step.kind, operation, max(attempt, 1), i+1, answer.Outcome)
+		if answer.Cancelled() {
+			fmt.Printf("cancelled: %s stops\n", operation)
+			return nil
+		}
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ type vectorCase struct {
 		Subject  string          `json:"subject"`
 		Time     *string         `json:"time"`
 		Sequence *int64          `json:"sequence"`
+		Attempt  *int32          `json:"attempt"`
 		Data     json.RawMessage `json:"data"`
 	} `json:"expected"`
 }
@@ -43,7 +44,8 @@ var dataTypes = map[string]func() any{
 // coreAttributes are the CloudEvents attributes Event has fields for.
 var coreAttributes = map[string]bool{
 	"ce-specversion": true, "ce-type": true, "ce-source": true, "ce-id": true,
-	"ce-subject": true, "ce-time": true, "ce-sequence": true, "ce-datacontenttype": true,
+	"ce-subject": true, "ce-time": true, "ce-sequence": true, "ce-attempt": true,
+	"ce-datacontenttype": true,
 }
 
 func printVector(path, name string) error {
@@ -73,6 +75,9 @@ func printVector(path, name string) error {
 		}
 		if x.Sequence != nil {
 			e.Sequence = *x.Sequence
+		}
+		if x.Attempt != nil {
+			e.Attempt = *x.Attempt
 		}
 		// Extension attributes are part of the input, as a producer would set them.
 		extensions, err := vectorExtensions(c)

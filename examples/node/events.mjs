@@ -10,12 +10,15 @@
  * id: unique per source and operation; a retry of the same event reuses it
  * subject: the operation name, operations/...
  * time: a Date (or RFC 3339 string) when it happened; omitted: none is sent
- * sequence: per-operation counter 1, 2, 3, ... (number, BigInt or decimal string); omitted: none
+ * sequence: per-operation counter 1, 2, 3, ... within the attempt (number, BigInt or decimal
+ *   string); omitted: none
+ * attempt: the run of the work: 1, then the previous run's + 1 after a restart (its sequence
+ *   starts from 1 again); omitted: none (read as 1)
  * data: the kind's message in proto3 JSON (lowerCamelCase fields, bytes in base64);
  *   omitted: no data (the empty message)
  * extensions: optional further attributes, e.g. { traceparent: '00-...' }
  */
-export function encode({ type, source, id, subject, time, sequence, data, extensions = {} }) {
+export function encode({ type, source, id, subject, time, sequence, attempt, data, extensions = {} }) {
   const attributes = {
     'ce-specversion': '1.0',
     'ce-type': `tracker.operation.v1.${type}`,
@@ -25,6 +28,7 @@ export function encode({ type, source, id, subject, time, sequence, data, extens
   };
   if (time != null) attributes['ce-time'] = new Date(time).toISOString();
   if (sequence != null) attributes['ce-sequence'] = String(sequence);
+  if (attempt != null) attributes['ce-attempt'] = String(attempt);
   for (const [name, value] of Object.entries(extensions)) attributes[`ce-${name}`] = String(value);
   if (data == null) return { attributes, body: Buffer.alloc(0) };
   attributes['content-type'] = 'application/json';
@@ -44,6 +48,9 @@ export async function publish(topic, event) {
  * Post one event to the tracker's POST /v1/events in HTTP binary mode: the attributes
  * as headers, the data as the body. A token goes as `Authorization: Bearer`, which a
  * tracker that checks its callers needs (a 401 answer says it is missing).
+ *
+ * Returns the tracker's answer for the event: { outcome, state, attempt, cancelRequested }.
+ * Stop the work when state is 'cancelled' or cancelRequested is true (CancelOperation).
  */
 export async function post(url, event, token) {
   const { attributes, body } = encode(event);
@@ -57,5 +64,28 @@ export async function post(url, event, token) {
   });
   const answer = await response.text();
   if (!response.ok) throw new Error(`tracker answered ${response.status}: ${answer.trim()}`);
-  return JSON.parse(answer);
+  return JSON.parse(answer).results[0];
+}
+
+/**
+ * The operation's current attempt (GET /v1/{name}, which needs operations.read), 0 when
+ * it does not exist yet or cannot be read. A
+ * worker starts with attempt 1 then, else with this + 1, numbering its events from 1
+ * again: the tracker orders them after the previous run's.
+ */
+export async function currentAttempt(url, name, token) {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch(`${url.replace(/\/+$/, '')}/v1/${name}`, {
+    headers,
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (response.status === 404) return 0;
+  if (response.status === 401 || response.status === 403) {
+    // No operations.read: a restart cannot be told from a first run. Say so, go on.
+    console.error(`cannot read ${name} (${response.status}): publishing as attempt 1`);
+    return 0;
+  }
+  const text = await response.text();
+  if (!response.ok) throw new Error(`tracker answered ${response.status}: ${text.trim()}`);
+  return Math.max(Number(JSON.parse(text).metadata?.attempt ?? 1), 1); // an int64: a string
 }

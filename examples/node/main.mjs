@@ -1,8 +1,15 @@
 // Publish the life of one operation: created -> progress 25% -> progress 75% ->
 // succeeded (or failed), as CloudEvents in binary content mode, numbered by
-// ce-sequence. To a Pub/Sub topic that the tracker pulls from (ordered by the operation
-// name as ordering key), or with --url straight to the tracker's POST /v1/events,
-// sending $TRACKER_TOKEN as a bearer token when it is set. See docs/publishing.md.
+// ce-sequence within its ce-attempt. To a Pub/Sub topic that the tracker pulls from
+// (ordered by the operation name as ordering key), or with --url straight to the
+// tracker's POST /v1/events, sending $TRACKER_TOKEN as a bearer token when it is set.
+// See docs/publishing.md.
+//
+// A restart is the next attempt: with --url it reads the operation first and, if it
+// exists, publishes as its attempt + 1 with sequence from 1 (over Pub/Sub, pass
+// --attempt). It stops when the tracker's answer says the operation was cancelled.
+// --exit-after N stops after N events without ending the operation, as a worker killed
+// mid-run would.
 //
 //   node main.mjs --topic projects/P/topics/T --operation operations/demo-1 [--outcome failed]
 //   TRACKER_TOKEN=... node main.mjs --url http://127.0.0.1:8080 --operation operations/demo-2
@@ -13,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub } from '@google-cloud/pubsub';
-import { post, publish } from './events.mjs';
+import { currentAttempt, post, publish } from './events.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -22,12 +29,15 @@ const { values: args } = parseArgs({
     operation: { type: 'string', default: '' },
     outcome: { type: 'string', default: 'succeeded' },
     source: { type: 'string', default: '/examples/node' },
+    attempt: { type: 'string', default: '0' },
+    'exit-after': { type: 'string', default: '0' },
     'print-vector': { type: 'string' },
     vectors: { type: 'string', default: fileURLToPath(new URL('../../schemas/testdata/vectors.json', import.meta.url)) },
   },
 });
 
-// How events go out: over HTTP with --url, else to the Pub/Sub topic.
+// How events go out: over HTTP with --url, else to the Pub/Sub topic (which answers
+// nothing: the answer is empty).
 function sender(topicName, url) {
   if (url) {
     const token = process.env.TRACKER_TOKEN; // unset or empty: no Authorization header
@@ -37,10 +47,10 @@ function sender(topicName, url) {
   if (!project) throw new Error('need --topic projects/P/topics/T or --url URL');
   const pubsub = new PubSub({ projectId: project });
   const topic = pubsub.topic(topicName, { messageOrdering: true });
-  return { send: (event) => publish(topic, event), close: () => pubsub.close() };
+  return { send: async (event) => (await publish(topic, event), {}), close: () => pubsub.close() };
 }
 
-async function run({ topic, url, operation, outcome, source }) {
+async function run({ topic, url, operation, outcome, source, attempt, 'exit-after': exitAfter }) {
   if (!operation) throw new Error('need --operation operations/NAME');
   const last = {
     succeeded: { response: { rows: 1200, uri: 'gs://example/export.csv' } },
@@ -48,6 +58,11 @@ async function run({ topic, url, operation, outcome, source }) {
   }[outcome];
   if (!last) throw new Error(`--outcome ${outcome}: want succeeded or failed`);
 
+  let current = Number(attempt);
+  if (!current && url) {
+    // A restart is the next attempt: read where the operation stands first.
+    current = (await currentAttempt(url, operation, process.env.TRACKER_TOKEN)) + 1;
+  }
   const { send, close } = sender(topic, url);
   const steps = [
     ['created', { operationType: 'export', labels: { example: 'node' } }],
@@ -57,16 +72,25 @@ async function run({ topic, url, operation, outcome, source }) {
   ];
   try {
     for (const [i, [type, data]] of steps.entries()) {
-      await send({
+      if (Number(exitAfter) && i === Number(exitAfter)) {
+        console.log(`exiting after ${i} events`);
+        return;
+      }
+      const answer = await send({
         type,
         source,
         id: randomUUID(), // new per event; keep it when you retry the same event
         subject: operation,
         time: new Date(),
-        sequence: i + 1,
+        sequence: i + 1, // from 1 in every attempt
+        attempt: current || undefined,
         data,
       });
-      console.log(`published ${type} ${operation} (sequence ${i + 1})`);
+      console.log(`published ${type} ${operation} (attempt ${current || 1}, sequence ${i + 1}) ${answer.outcome ?? ''}`);
+      if (answer.state === 'cancelled' || answer.cancelRequested) {
+        console.log(`cancelled: ${operation} stops`);
+        return;
+      }
     }
   } finally {
     await close();

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { encode } from './events.mjs';
 
-const CORE = new Set(['specversion', 'type', 'source', 'id', 'subject', 'time', 'sequence', 'datacontenttype']);
+const CORE = new Set(['specversion', 'type', 'source', 'id', 'subject', 'time', 'sequence', 'attempt', 'datacontenttype']);
 
 export function printVector(path, name) {
   // Sequence numbers go up to 2^63-1: keep them as strings (a JS number would round them).
@@ -30,6 +30,7 @@ export function printVector(path, name) {
     subject: x.subject,
     time: x.time ?? undefined,
     sequence: x.sequence ?? undefined,
+    attempt: x.attempt ?? undefined,
     // The empty message is sent as no data at all.
     data: Object.keys(x.data ?? {}).length ? x.data : undefined,
     extensions,

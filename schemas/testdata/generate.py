@@ -34,6 +34,9 @@ from tracker.v1 import events_pb2  # noqa: E402
 PREFIX = "tracker.operation.v1."
 STRUCTURED = "application/cloudevents+json"
 MAX_SEQUENCE = 2**63 - 1
+MAX_ATTEMPT = 2**31 - 1
+MAX_ATTEMPTS = 100
+MAX_WEBHOOKS = 8
 # The limits of schemas/README.md ("Limits"); bytes are UTF-8.
 MAX_NAME_BYTES = 1024
 MAX_ID_CHARS = 256
@@ -98,8 +101,10 @@ def attrs(
     *,
     time: str | None = None,
     sequence: str | int | None = None,
+    attempt: str | int | None = None,
 ) -> dict[str, Any]:
-    """CloudEvents attributes in structured-JSON form (sequence may be an integer there)."""
+    """CloudEvents attributes in structured-JSON form (sequence and attempt may be
+    integers there)."""
     out: dict[str, Any] = {
         "specversion": "1.0",
         "type": kind if "." in kind else PREFIX + kind,
@@ -112,6 +117,8 @@ def attrs(
         out["time"] = time
     if sequence is not None:
         out["sequence"] = sequence
+    if attempt is not None:
+        out["attempt"] = attempt
     return out
 
 
@@ -178,8 +185,10 @@ class Vectors:
 
 
 def valid(event: dict[str, Any], data: Message) -> dict[str, Any]:
-    """What a correct reader decodes: attributes, sequence as an integer, data in proto3 JSON."""
+    """What a correct reader decodes: attributes, sequence and attempt as integers (null
+    when absent), data in proto3 JSON."""
     sequence = event.get("sequence")
+    attempt = event.get("attempt")
     expected = {
         "id": event["id"],
         "source": event["source"],
@@ -187,6 +196,7 @@ def valid(event: dict[str, Any], data: Message) -> dict[str, Any]:
         "subject": event["subject"],
         "time": event.get("time"),
         "sequence": None if sequence is None else int(sequence),
+        "attempt": None if attempt is None else int(attempt),
         "data": to_json(data),
     }
     return {"valid": True, "expected": expected}
@@ -501,6 +511,66 @@ def build() -> Vectors:
         "application/protobuf",
         to_bytes(cancelled),
         valid(e, cancelled),
+    )
+
+    # ---- attempts: a restarted worker's events, and a created with a retry policy ----
+
+    resumable = events_pb2.Created(
+        operation_type="export",
+        heartbeat_timeout=dur("120s"),
+        retry=events_pb2.RetryPolicy(
+            max_attempts=5,
+            initial_backoff=dur("2s"),
+            max_backoff=dur("600s"),
+            backoff_multiplier=3,
+            retryable_status_codes=[14, 10],
+        ),
+        children=events_pb2.ChildrenPolicy(
+            on_done=events_pb2.ChildrenPolicy.RESUME, expected=12, fail_fast=True
+        ),
+        webhooks=[
+            events_pb2.Webhook(url="https://hooks.example.com/tracker", notices=["resume"]),
+            events_pb2.Webhook(url="https://audit.example.com/ops"),
+        ],
+    )
+    e = attrs(
+        "created",
+        "evt-0101",
+        src,
+        "operations/export-20240602-e5f6",
+        time="2024-06-02T08:00:00Z",
+        sequence="1",
+        attempt="2",
+    )
+    v.binary(
+        "created_binary_http_retry_policy_attempt_2",
+        "A restarted worker's created: attempt 2, its sequence from 1 again; a retry policy,"
+        " a children policy and two webhooks.",
+        e,
+        "application/json",
+        json.dumps(to_json(resumable)),
+        valid(e, resumable),
+    )
+
+    progress = events_pb2.Progress(percent=5, message="again from the checkpoint")
+    e = attrs("progress", "evt-0102", src, op, sequence=1, attempt=3)
+    v.structured(
+        "progress_structured_integer_attempt",
+        "Structured mode: the attempt as a JSON integer, like the sequence.",
+        with_data(e, to_json(progress)),
+        valid(e, progress),
+    )
+
+    heartbeat = events_pb2.Heartbeat(message="still here")
+    e = attrs("heartbeat", "evt-0103", src, op, sequence="7", attempt=str(MAX_ATTEMPT))
+    v.binary(
+        "heartbeat_pubsub_binary_max_attempt",
+        "Pub/Sub binary mode with the largest attempt, 2^31-1.",
+        e,
+        "application/json",
+        json.dumps(to_json(heartbeat)),
+        valid(e, heartbeat),
+        pubsub=True,
     )
 
     # ---- invalid: each case has exactly one defect ----
@@ -841,6 +911,59 @@ def build() -> Vectors:
         with_data(e, {"response": {"@type": None, "value": {"rows": 1}}}),
         invalid("invalid_data"),
     )
+
+    for number, (label, attempt, why) in enumerate(
+        [
+            ("zero", "0", "An attempt of 0: attempts count from 1."),
+            ("overflow", str(MAX_ATTEMPT + 1), "An attempt of 2^31."),
+            ("empty", "", "An empty ce-attempt: absent means attempt 1, empty is not a number."),
+        ],
+        101,
+    ):
+        e = attrs("progress", f"bad-0{number}", src, op, sequence="1", attempt=attempt)
+        v.binary(
+            f"bad_attempt_{label}",
+            why,
+            e,
+            "application/json",
+            json.dumps(pj),
+            invalid("bad_attempt"),
+        )
+
+    resumable_over = [
+        ("retry_max_attempts", {"retry": {"maxAttempts": MAX_ATTEMPTS + 1}}, "invalid_data"),
+        ("retry_no_max_attempts", {"retry": {"initialBackoff": "1s"}}, "invalid_data"),
+        (
+            "retry_zero_backoff",
+            {"retry": {"maxAttempts": 3, "initialBackoff": "0s"}},
+            "invalid_data",
+        ),
+        (
+            "retry_code_ok",
+            {"retry": {"maxAttempts": 3, "retryableStatusCodes": ["OK"]}},
+            "invalid_data",
+        ),
+        ("children_expected", {"children": {"expected": "1000000001"}}, "invalid_data"),
+        ("webhook_scheme", {"webhooks": [{"url": "ftp://hooks.example.com/x"}]}, "bad_webhook"),
+        (
+            "webhook_notice",
+            {"webhooks": [{"url": "https://h.example.com", "notices": ["all"]}]},
+            "bad_webhook",
+        ),
+        (
+            "webhooks_too_many",
+            {"webhooks": [{"url": f"https://h{i}.example.com"} for i in range(MAX_WEBHOOKS + 1)]},
+            "invalid_data",
+        ),
+    ]
+    for number, (label, data, reason) in enumerate(resumable_over, 111):
+        e = attrs("created", f"bad-0{number}", src, op)
+        v.structured(
+            f"created_{label}",
+            f"created with a bad {label.replace('_', ' ')}.",
+            with_data(e, data),
+            invalid(reason),
+        )
     return v
 
 

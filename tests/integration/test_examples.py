@@ -49,6 +49,7 @@ from tests.pubsub_kit import PubSub, drain
 from tests.tokens import TOKEN
 from tracker.auth import token_digest
 from tracker.bindings import parse_pubsub
+from tracker.client import TrackerClient
 from tracker.config import Config
 from tracker.events import Kind, decode_data
 from tracker.server import Server, running
@@ -328,6 +329,69 @@ def test_http_example_sends_TRACKER_TOKEN(
 
     _run(command, env={**env, "TRACKER_TOKEN": TOKEN})
     check_operation(secured_server, name, example, "succeeded")
+
+
+def _published(stdout: str) -> list[tuple[str, int, int, str]]:
+    """(kind, attempt, sequence, outcome) of each `published ...` line an example prints."""
+    found = re.findall(
+        r"^published (\w+) \S+ \(attempt (\d+), sequence (\d+)\) ?(\w*)$", stdout, re.M
+    )
+    return [(kind, int(attempt), int(seq), outcome) for kind, attempt, seq, outcome in found]
+
+
+def _meta(server: Server, name: str) -> operation_pb2.OperationMetadata:
+    stored = server.store.get(name)
+    assert stored is not None, f"{name} was not stored"
+    meta = operation_pb2.OperationMetadata()
+    assert stored.operation.metadata.Unpack(meta)
+    return meta
+
+
+@pytest.mark.parametrize("example", ["go", "node"])
+def test_http_example_restarts_as_the_next_attempt(
+    example: str, server: Server, request: pytest.FixtureRequest
+) -> None:
+    command: list[str] = request.getfixturevalue(f"{example}_example")
+    name = f"operations/example-{example}-restart"
+    args = [*command, "--url", server.http_url, "--operation", name]
+    first = _run([*args, "--exit-after", "3"])  # created, two progress: then gone
+    assert _published(first.stdout) == [
+        ("created", 1, 1, "applied"),
+        ("progress", 1, 2, "applied"),
+        ("progress", 1, 3, "applied"),
+    ]
+    before = _meta(server, name)
+    assert (before.attempt, before.last_sequence) == (1, 3)
+
+    second = _run(args)  # the restart reads attempt 1 and numbers attempt 2 from 1
+    assert _published(second.stdout) == [
+        ("created", 2, 1, "applied"),
+        ("progress", 2, 2, "applied"),  # stale, were it attempt 1 again
+        ("progress", 2, 3, "applied"),
+        ("succeeded", 2, 4, "applied"),
+    ]
+    after = _meta(server, name)
+    assert (after.attempt, after.attempt_reason, after.last_sequence) == (2, "restarted", 4)
+    assert after.create_time == before.create_time
+    check_operation(server, name, example, "succeeded")
+
+
+@pytest.mark.parametrize("example", ["go", "node"])
+def test_http_example_stops_when_the_answer_says_cancelled(
+    example: str, server: Server, request: pytest.FixtureRequest
+) -> None:
+    command: list[str] = request.getfixturevalue(f"{example}_example")
+    name = f"operations/example-{example}-cancel"
+    args = [*command, "--url", server.http_url, "--operation", name]
+    _run([*args, "--exit-after", "2"])
+    with TrackerClient(server.http_url) as client:
+        client.cancel(name)
+    restarted = _run(args)
+    assert _published(restarted.stdout) == [("created", 2, 1, "late")]
+    assert f"cancelled: {name} stops" in restarted.stdout
+    stored = server.store.get(name)
+    assert stored is not None and stored.operation.error.code == code_pb2.CANCELLED
+    assert _meta(server, name).percent == 25  # nothing after the cancel was applied
 
 
 # ---- test vectors ------------------------------------------------------------------------

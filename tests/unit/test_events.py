@@ -49,6 +49,7 @@ def test_valid_vector_decodes_to_expected(case: dict[str, Any]) -> None:
     assert event.kind.type == expected["type"]
     assert event.operation == expected["subject"]
     assert event.sequence == expected.get("sequence")
+    assert event.attempt == expected["attempt"]
     if expected.get("time"):
         want = datetime.fromisoformat(expected["time"].replace("Z", "+00:00"))
         assert event.time == want

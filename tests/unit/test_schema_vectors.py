@@ -20,6 +20,8 @@ from google.rpc import error_details_pb2
 from jsonschema import Draft202012Validator
 
 from tests.helpers import ROOT
+from tracker.bindings import _parse_attempt
+from tracker.errors import InvalidEvent
 from tracker.v1 import events_pb2
 
 SCHEMA = json.loads((ROOT / "schemas/jsonschema/tracker.operation.v1.json").read_text())
@@ -146,6 +148,37 @@ def test_schema_sequence_bounds(instance: Any, ok: bool) -> None:
     assert validator.evolve(schema=schema).is_valid(instance) is ok
 
 
+@pytest.mark.parametrize(
+    ("instance", "ok"),
+    [
+        ("1", True),
+        ("2147483647", True),
+        ("002147483647", True),  # 12 characters, as the tracker reads them
+        ("0002147483647", False),
+        ("2147483648", False),
+        ("0", False),
+        ("", False),
+        ("-1", False),
+        ("2\n", False),
+        (1, True),
+        (2147483647, True),
+        (2147483648, False),
+        (0, False),
+        (True, False),
+        (1.5, False),
+        (None, True),
+    ],
+)
+def test_schema_attempt_bounds_agree_with_the_tracker(instance: Any, ok: bool) -> None:
+    schema = {"$defs": SCHEMA["$defs"], **SCHEMA["properties"]["attempt"]}
+    assert validator.evolve(schema=schema).is_valid(instance) is ok
+    try:
+        parsed = _parse_attempt(instance)
+    except InvalidEvent:
+        parsed = -1
+    assert (parsed != -1) is ok
+
+
 # ---- the vectors ----
 
 
@@ -158,7 +191,9 @@ def test_vectors_cover_every_kind_mode_and_required_defect() -> None:
     assert len({c["name"] for c in CASES}) == len(CASES)
     reasons = {c["reason"] for c in CASES if not c["valid"]}
     assert {"missing_subject", "missing_id", "unknown_type", "bad_name", "invalid_data"} <= reasons
-    assert {"bad_sequence", "malformed_json"} <= reasons
+    assert {"bad_sequence", "malformed_json", "bad_attempt", "bad_webhook"} <= reasons
+    assert any(c["valid"] and c["expected"]["attempt"] for c in CASES)
+    assert any(c["valid"] and "retry" in c["expected"]["data"] for c in CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
@@ -188,6 +223,8 @@ def test_valid_vector_decodes_to_its_expected_data(case: dict[str, Any]) -> None
     assert event.get("time") == expected["time"]
     sequence = event.get("sequence")
     assert (None if sequence is None else int(sequence)) == expected["sequence"]
+    attempt = event.get("attempt")
+    assert (None if attempt is None else int(attempt)) == expected["attempt"]
     kind = expected["type"].removeprefix(PREFIX)
     data = event.get("data")
     if "data_base64" in event:

@@ -62,7 +62,10 @@ class PublishResult:
     """What the tracker did with one published event.
 
     `outcome` is "applied", "duplicate", "stale" or "late" (see docs/sdk.md); `done`
-    is whether this very event finished the operation.
+    is whether this very event finished the operation. `state` (running, succeeded,
+    failed, cancelled; "" from a tracker that does not say), `attempt` (0 likewise) and
+    `cancel_requested` are where the operation stands after the event: how a worker
+    publishing over HTTP learns of a cancel without asking.
     """
 
     id: str
@@ -70,6 +73,9 @@ class PublishResult:
     operation: str
     outcome: str
     done: bool = False
+    state: str = ""
+    attempt: int = 0
+    cancel_requested: bool = False
 
     @property
     def applied(self) -> bool:
@@ -294,11 +300,18 @@ def publish(events: Iterable[Event], mode: Mode, content_type: str) -> Plan[list
                 operation=str(item.get("operation", "")),
                 outcome=str(item.get("outcome", "")),
                 done=bool(item.get("done", False)),
+                state=str(item.get("state") or ""),
+                attempt=_count(item.get("attempt")),
+                cancel_requested=item.get("cancelRequested") is True,
             )
             for item in items
             if isinstance(item, dict)
         ]
     return results
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def get(name: str) -> Plan[operations_pb2.Operation]:

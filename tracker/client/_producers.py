@@ -18,7 +18,8 @@ from typing import Any, Generic, TypeVar
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from tracker.events import DATA_MESSAGES, Event, Kind, struct
+from tracker.bindings import to_binary
+from tracker.events import DATA_MESSAGES, JSON_CONTENT_TYPE, Event, Kind, struct
 from tracker.v1 import events_pb2
 
 MetadataValue = Message | Mapping[str, Any]
@@ -50,8 +51,13 @@ def new_event(
     seq: int | None = None,
     event_id: str | None = None,
     time: datetime | None = None,
+    attempt: int | None = None,
 ) -> Event:
-    """An event with a fresh id and the current time unless given."""
+    """An event with a fresh id and the current time unless given.
+
+    `attempt` is the run of the work the event belongs to (None: unset, read as 1); a
+    restarted worker sends the previous run's attempt + 1 and numbers `seq` from 1 again.
+    """
     expected = DATA_MESSAGES[kind].DESCRIPTOR
     if data.DESCRIPTOR is not expected:
         raise TypeError(
@@ -65,6 +71,7 @@ def new_event(
         time=(time or datetime.now(UTC)).astimezone(UTC),
         data=data,
         sequence=seq,
+        attempt=attempt,
     )
 
 
@@ -95,7 +102,9 @@ class Producer(abc.ABC, Generic[R]):
 
     Each builds one event (fresh uuid id unless `event_id` is given, the client's
     source, the current time, optional per-operation sequence `seq`) and publishes it
-    with the client's default mode and content type.
+    with the client's default mode and content type. `attempt` (the CloudEvents
+    `attempt` attribute, 1..2^31-1) says which run of the work sends it: the tracker
+    orders a later attempt after every event of an earlier one, whatever their `seq`.
     """
 
     source: str
@@ -112,9 +121,12 @@ class Producer(abc.ABC, Generic[R]):
         *,
         seq: int | None = None,
         event_id: str | None = None,
+        attempt: int | None = None,
     ) -> Event:
         """Build (not publish) an event from this client's source."""
-        return new_event(kind, name, data, source=self.source, seq=seq, event_id=event_id)
+        return new_event(
+            kind, name, data, source=self.source, seq=seq, event_id=event_id, attempt=attempt
+        )
 
     def created(
         self,
@@ -128,11 +140,14 @@ class Producer(abc.ABC, Generic[R]):
         heartbeat_timeout: timedelta | float | None = None,
         seq: int | None = None,
         event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         """The operation exists. `metadata` (a message, or a dict sent as Struct) is then
         served as Operation.metadata instead of tracker.v1.OperationMetadata."""
         data = _created_data(operation_type, labels, parent, metadata, deadline, heartbeat_timeout)
-        return self._emit(self.event(Kind.CREATED, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.CREATED, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def progress(
         self,
@@ -143,24 +158,43 @@ class Producer(abc.ABC, Generic[R]):
         metadata: MetadataValue | None = None,
         seq: int | None = None,
         event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         data = events_pb2.Progress(percent=percent, message=message)
         if metadata is not None:
             data.metadata.CopyFrom(to_any(metadata))
-        return self._emit(self.event(Kind.PROGRESS, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.PROGRESS, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def checkpoint(
-        self, name: str, data: bytes, *, seq: int | None = None, event_id: str | None = None
+        self,
+        name: str,
+        data: bytes,
+        *,
+        seq: int | None = None,
+        event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         """Store opaque resume bytes; read them back with `get_checkpoint`."""
         message = events_pb2.Checkpoint(data=data)
-        return self._emit(self.event(Kind.CHECKPOINT, name, message, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.CHECKPOINT, name, message, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def heartbeat(
-        self, name: str, message: str = "", *, seq: int | None = None, event_id: str | None = None
+        self,
+        name: str,
+        message: str = "",
+        *,
+        seq: int | None = None,
+        event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         data = events_pb2.Heartbeat(message=message)
-        return self._emit(self.event(Kind.HEARTBEAT, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.HEARTBEAT, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def succeeded(
         self,
@@ -169,12 +203,15 @@ class Producer(abc.ABC, Generic[R]):
         *,
         seq: int | None = None,
         event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         """Terminal. `response` (a message, or a dict sent as Struct) becomes Operation.response."""
         data = events_pb2.Succeeded()
         if response is not None:
             data.response.CopyFrom(to_any(response))
-        return self._emit(self.event(Kind.SUCCEEDED, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.SUCCEEDED, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def failed(
         self,
@@ -185,6 +222,7 @@ class Producer(abc.ABC, Generic[R]):
         details: Iterable[Message] = (),
         seq: int | None = None,
         event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         """Terminal. `code` is a google.rpc.Code other than OK (e.g. code_pb2.NOT_FOUND)."""
         data = events_pb2.Failed()
@@ -192,14 +230,60 @@ class Producer(abc.ABC, Generic[R]):
         data.error.message = message
         for detail in details:
             data.error.details.add().Pack(detail)
-        return self._emit(self.event(Kind.FAILED, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.FAILED, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
     def cancelled(
-        self, name: str, reason: str = "", *, seq: int | None = None, event_id: str | None = None
+        self,
+        name: str,
+        reason: str = "",
+        *,
+        seq: int | None = None,
+        event_id: str | None = None,
+        attempt: int | None = None,
     ) -> R:
         """Terminal: the worker stopped on a cancel request (served as code CANCELLED)."""
         data = events_pb2.Cancelled(reason=reason)
-        return self._emit(self.event(Kind.CANCELLED, name, data, seq=seq, event_id=event_id))
+        return self._emit(
+            self.event(Kind.CANCELLED, name, data, seq=seq, event_id=event_id, attempt=attempt)
+        )
 
 
-__all__ = ["MetadataValue", "Producer", "default_source", "new_event", "to_any"]
+class PubSubProducer(Producer[str]):
+    """Publishes events to a Pub/Sub topic in binary content mode, ordered per operation.
+
+    Returns the message id. Honours PUBSUB_EMULATOR_HOST like every Google client.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        source: str | None = None,
+        content_type: str = JSON_CONTENT_TYPE,
+        publisher: Any = None,
+        timeout: float = 60,
+    ) -> None:
+        import google.cloud.pubsub_v1 as pubsub_v1
+
+        self.topic = topic
+        self.source = source or default_source()
+        self.content_type = content_type
+        self.timeout = timeout
+        self.publisher = publisher or pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+
+    def _emit(self, event: Event) -> str:
+        headers, body = to_binary(event, self.content_type)
+        future = self.publisher.publish(self.topic, body, ordering_key=event.operation, **headers)
+        try:
+            return str(future.result(self.timeout))
+        except Exception:
+            # A failed publish pauses the ordering key; resume it for the next event.
+            self.publisher.resume_publish(self.topic, event.operation)
+            raise
+
+
+__all__ = ["MetadataValue", "Producer", "PubSubProducer", "default_source", "new_event", "to_any"]
