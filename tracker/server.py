@@ -118,7 +118,9 @@ def build_guard(config: Config) -> Guard:
 
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
+    from tracker import console
     from tracker.api import http as api_http
+    from tracker.api import stream as api_stream
     from tracker.sources import http as ingest_http
     from tracker.sources import push
 
@@ -139,6 +141,8 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         *ingest_http.routes(tracker),
         *push.routes(tracker),
         *api_http.routes(tracker, config.watch_keepalive_seconds),
+        *api_stream.routes(tracker, config.watch_keepalive_seconds),
+        *console.routes(),
     ]
     app = Starlette(
         routes=routes,
