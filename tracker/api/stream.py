@@ -26,7 +26,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC
 from typing import Any, Final
 
@@ -160,7 +160,7 @@ class OperationsStream:
 
     async def _events(
         self, expr: filtering.Expr | None, budget: float
-    ) -> AsyncIterator[ServerSentEvent]:
+    ) -> AsyncGenerator[ServerSentEvent, None]:
         deadline = time.monotonic() + budget
         try:
             async with self.feed.subscribe() as client:
