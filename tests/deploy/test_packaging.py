@@ -69,6 +69,8 @@ def test_the_wheel_holds_the_ddl_and_schemas_but_not_the_test_data(
         elif path.is_file():
             assert not packaged, relative  # test vectors and generators stay in the repo
     assert "tracker/py.typed" in names
+    console = sorted((ROOT / "tracker" / "console" / "static").iterdir())
+    assert console and all(f"tracker/console/static/{p.name}" in names for p in console)
 
 
 def test_schema_apply_show_and_serve_from_the_wheel(
@@ -123,6 +125,10 @@ def test_schema_apply_show_and_serve_from_the_wheel(
         }
         assert httpx.post(f"{url}/v1/events", headers=headers, content=b"{}").status_code == 200
         assert httpx.get(f"{url}/v1/operations/from-the-wheel").json()["done"] is True
+        # The console's assets come from the installed package, not from a checkout.
+        for asset in ("", "app.js", "console.css"):
+            served = httpx.get(f"{url}/console/{asset}")
+            assert served.status_code == 200 and served.content, asset
     finally:
         serve.terminate()
         serve.wait(10)

@@ -151,6 +151,7 @@ HTTP_ROUTES = [
     HttpRoute("POST", f"/v1/{OP}:wait", "operations.read", b'{"timeout": "0s"}'),
     HttpRoute("GET", f"/v1/{OP}:watch?timeout=0s", "operations.read"),
     HttpRoute("GET", f"/v1/{OP}:checkpoint", "operations.read"),
+    HttpRoute("GET", "/v1/operations:stream?timeout=0s", "operations.read"),
     HttpRoute("GET", "/metrics", "operations.read"),
     HttpRoute("POST", f"/v1/{OP}:cancel", "operations.write", b"{}"),
     HttpRoute("DELETE", f"/v1/{OP}", "operations.write"),
@@ -181,6 +182,18 @@ def test_http_route_refuses_every_bad_credential_and_admits_the_right_one(
 
 def test_health_needs_no_credentials(server: Server) -> None:
     assert httpx.get(server.http_url + "/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/app.js", "/console/console.css"])
+def test_the_console_shell_needs_no_credentials_and_holds_no_data(
+    server: Server, path: str
+) -> None:
+    """A browser cannot send a bearer token on navigation: the shell is open, and every
+    operation it shows comes from the routes above, with their permissions."""
+    op = seed(server)
+    response = httpx.get(server.http_url + path)
+    assert response.status_code == 200
+    assert op not in response.text and OP not in response.text
 
 
 GRPC_METHODS = [

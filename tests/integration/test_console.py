@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.helpers import ingest, make_event, running_op, succeed
+from tracker.auth import token_digest
 from tracker.config import Config
 from tracker.events import Kind
 from tracker.server import Server, running
@@ -247,3 +248,63 @@ def test_console_routes_answer_like_the_api(server: Server) -> None:
         assert first.headers["content-type"].startswith("text/javascript")
         again = http.get("/console/app.js", headers={"if-none-match": first.headers["etag"]})
         assert again.status_code == 304
+
+
+READER, WRITER = "reader-" + "r" * 40, "writer-" + "w" * 40
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A tracker with static tokens: one may read, the other read and write."""
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.toml"
+    tokens.write_text(f'reader = "{token_digest(READER)}"\nwriter = "{token_digest(WRITER)}"\n')
+    config = Config(
+        db=":memory:",
+        http_port=0,
+        grpc_port=-1,
+        auth_tokens_file=str(tokens),
+        grant=(
+            "operations.read=token:reader",
+            "operations.read=token:writer",
+            "operations.write=token:writer",
+        ),
+    )
+    with running(config) as s:
+        yield s
+
+
+def test_the_console_needs_the_apis_permissions_and_sends_the_typed_token(
+    guarded_server: Server, page: Page, tag: str
+) -> None:
+    server = guarded_server
+    name = f"operations/{tag}-guarded"
+    running_op(server, name, 20.0)
+    seen: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: seen.append((r.url, r.headers.get("authorization"))))
+    page.goto(list_url(server))  # the shell loads without credentials; the data does not
+    expect(page.locator("#list-error")).to_contain_text("401 UNAUTHENTICATED")
+    expect(page.locator("#token-dialog")).to_be_visible()
+    page.fill("#token-input", READER)
+    page.click("#token-save")
+    expect(page.locator(f"{row(page, name)} .badge")).to_have_text("running")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    ingest(server, [make_event(Kind.PROGRESS, name, data={"percent": 60})])
+    expect(page.locator(f"{row(page, name)} progress")).to_have_attribute("data-percent", "60")
+    # Reading is not writing: the reader's cancel is refused and changes nothing.
+    page.goto(detail_url(server, name))
+    page.click("#cancel")
+    page.click("#confirm-yes")
+    expect(page.locator("#flash")).to_contain_text("403 PERMISSION_DENIED")
+    stored = server.store.get(name)
+    assert stored is not None and not stored.state.cancel_requested
+    page.click("#token-button")
+    page.fill("#token-input", WRITER)
+    page.click("#token-save")
+    page.click("#cancel")
+    page.click("#confirm-yes")
+    expect(page.locator("#flash")).to_have_text(f"Cancel of {name} requested.")
+    stored = server.store.get(name)
+    assert stored is not None and stored.state.cancel_requested
+    api = [(url, auth) for url, auth in seen if "/v1/" in url]
+    assert api and all(READER not in url and WRITER not in url for url, _ in api)
+    assert f"Bearer {WRITER}" in {auth for _, auth in api}
