@@ -64,7 +64,9 @@ def test_the_table_lists_every_route_and_rpc_the_code_guards() -> None:
         "`POST /v1/pubsub/push`": "pubsub.push",
         "`GET /v1/operations`": "operations.read",
         "`GET /metrics`": "operations.read",
+        "`GET /v1/operations:stream`": "operations.read",
         "`GET /healthz`": OPEN,
+        "`GET /console/`": OPEN,
         **resource,
     }
     assert expected == HTTP_ROWS

@@ -7,7 +7,7 @@ import {
   badge,
   bytes,
   confirmAction,
-  debounce,
+  throttle,
   flash,
   h,
   json,
@@ -161,7 +161,7 @@ export function detailPage(main, name, signal) {
     }
   }
 
-  const refreshSides = debounce(() => {
+  const refreshSides = throttle(() => {
     loadCheckpoint();
     loadTimeline();
   }, 500);

@@ -4,7 +4,7 @@
 import { ApiError, getJson, pause, stream } from "./api.js";
 import {
   badge,
-  debounce,
+  throttle,
   flash,
   h,
   metadata,
@@ -129,7 +129,7 @@ export function listPage(main, params, signal) {
   // A change of a row on screen is drawn in place; any other (a new operation, one that
   // now matches) may move rows between pages, so the page is listed again, at most
   // once a second.
-  const reload = debounce(load, 1000);
+  const reload = throttle(load, 1000);
   function changed(op) {
     const old = body.querySelector(`tr[data-name="${CSS.escape(op.name)}"]`);
     if (old) old.replaceWith(row(op));

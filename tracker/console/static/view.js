@@ -101,11 +101,14 @@ export function setLive(state) {
 
 export const opLink = (name) => h("a", { href: `#/op/${encodeURIComponent(name)}` }, name);
 
-/** Run `fn` at most once per `ms`, after the last call. */
-export function debounce(fn, ms) {
+/** Run `fn` `ms` after a call, calls meanwhile included: at most once per `ms`. */
+export function throttle(fn, ms) {
   let timer = 0;
   return () => {
-    clearTimeout(timer);
-    timer = setTimeout(fn, ms);
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = 0;
+      fn();
+    }, ms);
   };
 }
