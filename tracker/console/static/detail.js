@@ -26,7 +26,7 @@ function fields(rows) {
 }
 
 function labels(map) {
-  const entries = Object.entries(map || {});
+  const entries = Object.entries(map || {}).sort(([a], [b]) => (a < b ? -1 : 1));
   if (!entries.length) return "";
   return h("span", {}, entries.map(([k, v]) => h("span", { class: "label" }, `${k}=${v}`)));
 }
