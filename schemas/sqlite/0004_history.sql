@@ -3,7 +3,8 @@
 -- One row per event that reached the operation (applied, duplicate, stale or late) and per
 -- action of the tracker's own (cancel, expiry, retry start, children policy), numbered per
 -- operation from 1 in commit order: reading one operation's history is one range of the
--- primary key. Deleted with the operation (DeleteOperation, retention): foreign keys are on.
+-- primary key, whose end is the last number given. Deleted with the operation
+-- (DeleteOperation, retention): the store turns foreign keys on.
 CREATE TABLE operation_events (
   operation TEXT NOT NULL REFERENCES operations (name) ON DELETE CASCADE,
   ordinal INTEGER NOT NULL,
@@ -18,10 +19,4 @@ CREATE TABLE operation_events (
   data BLOB NOT NULL,             -- the data message, serialized, at most 8 KiB
   truncated INTEGER NOT NULL,
   PRIMARY KEY (operation, ordinal)
-) WITHOUT ROWID;
--- The last ordinal given per operation: the next row's number, and how many are past the
--- bound (--history-per-operation) without counting rows.
-CREATE TABLE history_heads (
-  operation TEXT PRIMARY KEY REFERENCES operations (name) ON DELETE CASCADE,
-  last_ordinal INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -7,12 +7,14 @@ the expiry of a deadline or heartbeat timeout, the start of a retry, a children 
 firing), with source "tracker". An operator reads it to see why an operation is where it
 is (`GET /v1/{name}/events`, `tracker history NAME`).
 
-Entries are numbered per operation from 1 (the ordinal), in commit order: a small head
-row per operation holds the last number given, so numbering needs one key read per
-transaction and no count. The newest `limit` entries are kept (`--history-per-operation`,
-0 turns recording off): reads never return older ones, and the older rows are deleted in
-the transaction that crosses a multiple of `margin(limit)`, so deleting costs one range
-delete per `margin` entries rather than one per event. Rows go with their operation
+Entries are numbered per operation from 1 (the ordinal), in commit order; the last number
+given (the head: Spanner keeps it in a small row per operation, SQLite reads it from the
+end of the key range) numbers the next ones and says how many are past the bound, so
+recording needs one key read per operation and transaction, and no count. The newest
+`limit` entries are kept (`--history-per-operation`, 0 turns recording off): reads never
+return older ones, and the older rows are deleted in the transaction that crosses a
+multiple of `margin(limit)`, so deleting costs one range delete per `margin` entries
+rather than one per event. Rows go with their operation
 (DeleteOperation, retention): Spanner interleaves them in Operations, SQLite's foreign
 keys cascade. Events for an operation that does not exist (deleted: late) have nowhere
 to go and are not kept.
@@ -56,9 +58,9 @@ def margin(limit: int) -> int:
     return max(1, limit // 10)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per event, on the hot path
 class Entry:
-    """One history row. `ordinal` is 0 until the store numbers it."""
+    """One history row (`ordinal` from 1, per operation)."""
 
     operation: str
     type: str
@@ -93,7 +95,7 @@ def bounded(data: bytes) -> tuple[bytes, bool]:
     return data[:MAX_DATA_BYTES], True
 
 
-def of_event(event: Event, outcome: Outcome, now: datetime) -> Entry:
+def of_event(event: Event, outcome: Outcome, now: datetime, ordinal: int = 0) -> Entry:
     data, truncated = bounded(event.data.SerializeToString())
     return Entry(
         operation=event.operation,
@@ -107,6 +109,7 @@ def of_event(event: Event, outcome: Outcome, now: datetime) -> Entry:
         received=now,
         data=data,
         truncated=truncated,
+        ordinal=ordinal,
     )
 
 
@@ -168,20 +171,22 @@ def flush(changes: Changes) -> None:
     limit = changes.history_limit
     if limit <= 0:
         return
-    entries = [of_event(event, outcome, changes.now) for event, outcome in changes.heard]
-    entries += actions(changes)
-    kept = [e for e in entries if e.operation in changes.existing or e.operation in changes.dirty]
-    if not kept:
+    rows = changes.existing | changes.dirty
+    heard = [(e, o) for e, o in changes.heard if e.operation in rows]
+    done = actions(changes)
+    if not heard and not done:
         return
     tx = cast(HistoryTx, changes.tx)
-    names = list(dict.fromkeys(e.operation for e in kept))
+    names = list(dict.fromkeys([*(e.operation for e, _ in heard), *(a.operation for a in done)]))
     heads = tx.history_heads(names)
     before = {name: heads.get(name, 0) for name in names}
     numbered: list[Entry] = []
-    for entry in kept:
-        ordinal = heads.get(entry.operation, 0) + 1
-        heads[entry.operation] = ordinal
-        numbered.append(replace(entry, ordinal=ordinal))
+    for event, outcome in heard:
+        ordinal = heads[event.operation] = heads.get(event.operation, 0) + 1
+        numbered.append(of_event(event, outcome, changes.now, ordinal))
+    for action in done:
+        ordinal = heads[action.operation] = heads.get(action.operation, 0) + 1
+        numbered.append(replace(action, ordinal=ordinal))
     step = margin(limit)
     trims = {
         name: heads[name] - limit + 1

@@ -1,8 +1,9 @@
 """The event history on SQLite (tracker.stores.history): tables of schema version 4.
 
 `operation_events` is keyed (operation, ordinal), so one operation's history is one range
-of the primary key; both tables reference `operations` with ON DELETE CASCADE (the store
-turns foreign keys on), so DeleteOperation and retention remove them with the row.
+of the primary key, and its last ordinal (the head) is the end of that range; it
+references `operations` with ON DELETE CASCADE (the store turns foreign keys on), so
+DeleteOperation and retention remove it with the row.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ class SqliteHistoryTx:
     conn: sqlite3.Connection
 
     def history_heads(self, names: Sequence[str]) -> dict[str, int]:
+        # The highest ordinal, from the end of the primary key: no head row to write, so
+        # recording touches one more B-tree page per transaction, not two.
         out: dict[str, int] = {}
         for name in names:
             row = self.conn.execute(
-                "SELECT last_ordinal FROM history_heads WHERE operation = ?", (name,)
+                "SELECT MAX(ordinal) FROM operation_events WHERE operation = ?", (name,)
             ).fetchone()
-            if row:
+            if row[0] is not None:
                 out[name] = int(row[0])
         return out
 
@@ -45,6 +48,7 @@ class SqliteHistoryTx:
     ) -> None:
         from tracker.stores.sqlite import ts  # which imports this module
 
+        received: dict[datetime, str] = {}
         marks = ", ".join("?" * 12)
         self.conn.executemany(
             f"INSERT INTO operation_events ({_COLUMNS}) VALUES ({marks})",
@@ -59,22 +63,18 @@ class SqliteHistoryTx:
                     e.sequence,
                     e.attempt,
                     e.outcome,
-                    ts(e.received),
+                    received.get(e.received) or received.setdefault(e.received, ts(e.received)),
                     e.data,
                     int(e.truncated),
                 )
                 for e in entries
             ],
         )
-        self.conn.executemany(
-            "INSERT INTO history_heads (operation, last_ordinal) VALUES (?, ?)"
-            " ON CONFLICT (operation) DO UPDATE SET last_ordinal = excluded.last_ordinal",
-            list(heads.items()),
-        )
-        self.conn.executemany(
-            "DELETE FROM operation_events WHERE operation = ? AND ordinal < ?",
-            list(trims.items()),
-        )
+        if trims:
+            self.conn.executemany(
+                "DELETE FROM operation_events WHERE operation = ? AND ordinal < ?",
+                list(trims.items()),
+            )
 
 
 class SqliteHistory:
@@ -90,9 +90,9 @@ class SqliteHistory:
             if not conn.execute("SELECT 1 FROM operations WHERE name = ?", (name,)).fetchone():
                 return False, []
             head = conn.execute(
-                "SELECT last_ordinal FROM history_heads WHERE operation = ?", (name,)
-            ).fetchone()
-            start = max(after, floor(int(head[0]), self.history_limit) if head else 0)
+                "SELECT MAX(ordinal) FROM operation_events WHERE operation = ?", (name,)
+            ).fetchone()[0]
+            start = max(after, floor(int(head), self.history_limit) if head else 0)
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM operation_events WHERE operation = ? AND ordinal > ?"
                 " ORDER BY ordinal LIMIT ?",
