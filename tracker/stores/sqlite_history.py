@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tracker.stores.history import Entry, floor
@@ -23,7 +23,9 @@ _COLUMNS = (
 
 
 def _from_ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # The fixed-width UTC text of `sqlite.ts`; fromisoformat reads it ~30x faster than
+    # strptime, which matters at 1,000 entries a page.
+    return datetime.fromisoformat(text)
 
 
 class SqliteHistoryTx:
