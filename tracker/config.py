@@ -218,6 +218,10 @@ class Config:
     done_ttl_days: float = field(
         default=30.0, metadata={"help": "Done operations are deleted this long after they end."}
     )
+    history_per_operation: int = field(
+        default=1000,
+        metadata={"help": "Events kept in each operation's history (the newest); 0 keeps none."},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Config:
@@ -244,6 +248,8 @@ class Config:
             raise ConfigError("--sweep-seconds: must be positive")
         if self.done_ttl_days <= 0:
             raise ConfigError("--done-ttl-days: must be positive")
+        if not 0 <= self.history_per_operation <= 100_000:
+            raise ConfigError("--history-per-operation: must be 0 (off) to 100000")
         if self.notify_retry_initial_seconds <= 0:
             raise ConfigError("--notify-retry-initial-seconds: must be positive")
         if self.notify_retry_max_seconds < self.notify_retry_initial_seconds:

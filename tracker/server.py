@@ -119,6 +119,7 @@ def build_guard(config: Config) -> Guard:
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
     from tracker import console
+    from tracker.api import history as api_history
     from tracker.api import http as api_http
     from tracker.api import stream as api_stream
     from tracker.sources import http as ingest_http
@@ -140,6 +141,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         Route("/metrics", metrics, methods=["GET"]),
         *ingest_http.routes(tracker),
         *push.routes(tracker),
+        *api_history.routes(tracker, config.watch_keepalive_seconds),
         *api_http.routes(tracker, config.watch_keepalive_seconds),
         *api_stream.routes(tracker, config.watch_keepalive_seconds),
         *console.routes(),
@@ -185,6 +187,7 @@ class Server:
     ) -> None:
         self.config = config
         self.store = store or open_store(config)
+        self.store.history_limit = config.history_per_operation
         self.tracker = Tracker(
             self.store,
             rules=config.rules,

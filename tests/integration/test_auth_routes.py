@@ -152,6 +152,7 @@ HTTP_ROUTES = [
     HttpRoute("GET", f"/v1/{OP}:watch?timeout=0s", "operations.read"),
     HttpRoute("GET", f"/v1/{OP}:checkpoint", "operations.read"),
     HttpRoute("GET", "/v1/operations:stream?timeout=0s", "operations.read"),
+    HttpRoute("GET", f"/v1/{OP}/events", "operations.read"),
     HttpRoute("GET", "/metrics", "operations.read"),
     HttpRoute("POST", f"/v1/{OP}:cancel", "operations.write", b"{}"),
     HttpRoute("DELETE", f"/v1/{OP}", "operations.write"),

@@ -26,6 +26,7 @@ from google.longrunning import operations_pb2
 
 from tracker.client._async import AsyncTrackerClient
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
+from tracker.client._history import HistoryEntry
 from tracker.client._producers import MetadataValue, Producer, default_source, new_event, to_any
 from tracker.client._sync import TrackerClient
 from tracker.client.credentials import BearerToken, GoogleIdToken
@@ -38,6 +39,7 @@ __all__ = [
     "AsyncTrackerClient",
     "BearerToken",
     "GoogleIdToken",
+    "HistoryEntry",
     "MetadataValue",
     "Mode",
     "Producer",

@@ -15,6 +15,7 @@ from google.longrunning import operations_pb2
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._history import HistoryEntry, history_page
 from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
@@ -119,6 +120,24 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
             operations, token = await self.list_page(filter, page_size, token)
             for operation in operations:
                 yield operation
+            if not token:
+                return
+
+    async def history_page(
+        self, name: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[builtins.list[HistoryEntry], str]:
+        """One page of the operation's event history, oldest first, and the next page
+        token ("" on the last page)."""
+        return await self._run(history_page(name, page_size, page_token))
+
+    async def history(self, name: str, page_size: int = 0) -> AsyncIterator[HistoryEntry]:
+        """Every event kept in the operation's history (and the tracker's own actions on
+        it), oldest first, fetching page after page."""
+        token = ""
+        while True:
+            entries, token = await self.history_page(name, page_size, token)
+            for entry in entries:
+                yield entry
             if not token:
                 return
 

@@ -197,7 +197,10 @@ def operation_path(name: str, verb: str = "") -> str:
     name = name.strip("/")
     if not name:
         raise errors.InvalidArgument("operation name must not be empty")
-    return f"/v1/{quote(name, safe='/~')}" + (f":{verb}" if verb else "")
+    path = f"/v1/{quote(name, safe='/~')}"
+    if path.endswith("/events"):  # the name's own: not its history (`/events`)
+        path = path[: -len("/events")] + "%2Fevents"
+    return path + (f":{verb}" if verb else "")
 
 
 def duration(seconds: float) -> str:

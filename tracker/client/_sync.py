@@ -12,6 +12,7 @@ from google.longrunning import operations_pb2
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._history import HistoryEntry, history_page
 from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
@@ -125,6 +126,24 @@ class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
         while True:
             operations, token = self.list_page(filter, page_size, token)
             yield from operations
+            if not token:
+                return
+
+    def history_page(
+        self, name: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[builtins.list[HistoryEntry], str]:
+        """One page of the operation's event history, oldest first, and the next page
+        token ("" on the last page)."""
+        return self._run(history_page(name, page_size, page_token))
+
+    def history(self, name: str, page_size: int = 0) -> Iterator[HistoryEntry]:
+        """Every event kept in the operation's history (and the tracker's own actions on
+        it), oldest first, fetching page after page."""
+        token = ""
+        while True:
+            entries, token = self.history_page(name, page_size, token)
+            yield from entries
+
             if not token:
                 return
 

@@ -30,6 +30,7 @@ from tracker.apply import (
 from tracker.errors import NotFound, echo
 from tracker.events import DEFAULT_RULES, Event, Kind
 from tracker.notices import Notice, ReasonValue, Wanted, wanted
+from tracker.stores import history
 from tracker.stores.changes import Changes
 from tracker.v1 import events_pb2
 
@@ -222,13 +223,16 @@ def apply_batch(
     strict: bool = False,
     notify: Wanted | bool = True,
     is_operation: Callable[[str], bool] | None = None,
+    history_limit: int = 0,
 ) -> BatchResult:
     """Apply events in order inside `tx`. Pure apart from `tx`; safe to re-run on abort.
 
     `notify`: which outbox rows to write (`tracker.notices.Wanted`: only those a durable
     sink will read). `is_operation`: whether a `parent` names an operation, whose
-    children the tracker counts (default: the default name pattern)."""
-    changes = Changes(tx, now, wanted(notify), is_operation or _default_is_operation)
+    children the tracker counts (default: the default name pattern). `history_limit`:
+    entries kept per operation in its event history (0: none recorded)."""
+    is_op = is_operation or _default_is_operation
+    changes = Changes(tx, now, wanted(notify), is_op, history_limit=history_limit)
     names = list(dict.fromkeys(e.operation for e in events))
     changes.loaded(tx.load(names))
     states = changes.states
@@ -258,6 +262,8 @@ def apply_batch(
                     assert isinstance(event.data, events_pb2.Checkpoint)
                     changes.checkpoints[event.operation] = event.data.data
         results.append(ApplyResult(event.operation, event.id, event.source, outcome, became_done))
+        if history_limit:
+            changes.heard.append((event, outcome))
     changes.count_children()
     changed = changes.write()
     written = changes.written
@@ -294,6 +300,8 @@ class Store(abc.ABC):
     # Whether a `parent` names an operation (whose children are counted); the service
     # sets it from its name pattern.
     is_operation: Callable[[str], bool] = staticmethod(_default_is_operation)
+    # Entries kept per operation in its event history; 0 records none (tracker.stores.history).
+    history_limit: int = history.DEFAULT_PER_OPERATION
 
     # ---- primitives --------------------------------------------------------------------
 
@@ -370,7 +378,13 @@ class Store(abc.ABC):
         when = now or datetime.now(UTC)
         return self.run_in_transaction(
             lambda tx: apply_batch(
-                tx, events, when, strict=self.strict, notify=notify, is_operation=self.is_operation
+                tx,
+                events,
+                when,
+                strict=self.strict,
+                notify=notify,
+                is_operation=self.is_operation,
+                history_limit=self.history_limit,
             )
         )
 
@@ -386,7 +400,9 @@ class Store(abc.ABC):
         when = now or datetime.now(UTC)
 
         def work(tx: Tx) -> tuple[Stored, bool]:
-            changes = Changes(tx, when, wanted(notify), self.is_operation)
+            changes = Changes(
+                tx, when, wanted(notify), self.is_operation, history_limit=self.history_limit
+            )
             changes.loaded(tx.load([name]))
             if name not in changes.states:
                 raise NotFound(f"operation {echo(name)} not found")
@@ -406,7 +422,9 @@ class Store(abc.ABC):
         when = now or datetime.now(UTC)
 
         def work(tx: Tx) -> list[Stored]:
-            changes = Changes(tx, when, wanted(notify), self.is_operation)
+            changes = Changes(
+                tx, when, wanted(notify), self.is_operation, history_limit=self.history_limit
+            )
             names = tx.due(when, limit)
             changes.loaded(tx.load(names))
             ended: list[str] = []
@@ -439,6 +457,13 @@ class Store(abc.ABC):
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete done operations past retention; stores whose server does it return 0."""
         return 0
+
+    @abc.abstractmethod
+    def read_history(
+        self, name: str, after: int = 0, limit: int = 100
+    ) -> tuple[bool, list[history.Entry]]:
+        """(whether the operation exists, up to `limit` of its history entries with an
+        ordinal above `after`, oldest first, none past `history_limit`)."""
 
     @abc.abstractmethod
     def get_operation(self, name: str) -> operations_pb2.Operation | None:

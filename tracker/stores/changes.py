@@ -26,8 +26,11 @@ from tracker.apply import (
     timestamp,
 )
 from tracker.notices import Wanted
+from tracker.stores import history
 
 if TYPE_CHECKING:
+    from tracker.apply import Outcome
+    from tracker.events import Event
     from tracker.stores.base import OutboxItem, Tx
 
 # A parent of a parent of ...: counted this many levels up in one transaction (deeper
@@ -51,6 +54,9 @@ class Changes:
     notices: list[Notice] = field(default_factory=list)
     order: list[str] = field(default_factory=list)  # names in first-touched order
     written: int = 0  # outbox rows
+    # The event history's bound (0: off) and the events it records (tracker.stores.history).
+    history_limit: int = 0
+    heard: list[tuple[Event, Outcome]] = field(default_factory=list)
     _ordered: set[str] = field(default_factory=set)
 
     def loaded(self, states: dict[str, OperationState]) -> None:
@@ -170,6 +176,7 @@ class Changes:
             for row in rows:
                 self.tx.add_outbox(self._item(row, rendered[notice.operation]))
                 self.written += 1
+        history.flush(self)
         return rendered
 
     def _item(self, notice: Notice, operation: operations_pb2.Operation) -> OutboxItem:

@@ -46,6 +46,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.spanner_history import SpannerHistory, SpannerHistoryTx
 from tracker.stores.spanner_schema import Names
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class _Layout:
         return text if self.variant == "emulator" else JsonObject(value)
 
 
-class _SpannerTx:
+class _SpannerTx(SpannerHistoryTx):
     def __init__(
         self, transaction: Any, layout: _Layout, done_ttl: timedelta, names: Names
     ) -> None:
@@ -223,7 +224,7 @@ class _SpannerTx:
         )
 
 
-class SpannerStore(Store):
+class SpannerStore(SpannerHistory, Store):
     """Store on a Cloud Spanner database whose schema `tracker schema apply` created."""
 
     def __init__(

@@ -32,7 +32,10 @@ Variant = Literal["canonical", "emulator"]
 VARIANTS: Final = ("canonical", "emulator")
 SCHEMA_TABLE: Final = "TrackerSchema"
 # Every table and index of the schema: what a tenant's prefix goes in front of.
+# Interleaved tables before their parent (emptying them in this order works everywhere).
 TABLES: Final = (
+    "OperationEvents",
+    "HistoryHeads",
     "Operations",
     "AppliedEvents",
     "Outbox",

@@ -36,6 +36,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 
 T = TypeVar("T")
 # Rows the retention sweep deletes per table and round, each round its own short
@@ -79,7 +80,7 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
-class _SqliteTx:
+class _SqliteTx(SqliteHistoryTx):
     def __init__(
         self, conn: sqlite3.Connection, done_ttl: timedelta, purge_batch: int = 1000
     ) -> None:
@@ -246,7 +247,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteHistory, Store):
     """Store on a SQLite file (`:memory:` works too, for one process).
 
     Writes go through one connection, one transaction at a time. Reads use a
