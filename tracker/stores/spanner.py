@@ -46,6 +46,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.spanner_dead_letters import SpannerDeadLetters
 from tracker.stores.spanner_schema import Names
 
 T = TypeVar("T")
@@ -223,7 +224,7 @@ class _SpannerTx:
         )
 
 
-class SpannerStore(Store):
+class SpannerStore(SpannerDeadLetters, Store):
     """Store on a Cloud Spanner database whose schema `tracker schema apply` created."""
 
     def __init__(

@@ -36,6 +36,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 
 T = TypeVar("T")
 # Rows the retention sweep deletes per table and round, each round its own short
@@ -246,7 +247,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteDeadLetters, Store):
     """Store on a SQLite file (`:memory:` works too, for one process).
 
     Writes go through one connection, one transaction at a time. Reads use a
