@@ -218,6 +218,10 @@ class Config:
     done_ttl_days: float = field(
         default=30.0, metadata={"help": "Done operations are deleted this long after they end."}
     )
+    dead_letter_retention_days: float = field(
+        default=30.0,
+        metadata={"help": "Dead letters are deleted this long after they were received."},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Config:
@@ -244,6 +248,8 @@ class Config:
             raise ConfigError("--sweep-seconds: must be positive")
         if self.done_ttl_days <= 0:
             raise ConfigError("--done-ttl-days: must be positive")
+        if self.dead_letter_retention_days <= 0:
+            raise ConfigError("--dead-letter-retention-days: must be positive")
         if self.notify_retry_initial_seconds <= 0:
             raise ConfigError("--notify-retry-initial-seconds: must be positive")
         if self.notify_retry_max_seconds < self.notify_retry_initial_seconds:

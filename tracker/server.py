@@ -118,6 +118,7 @@ def build_guard(config: Config) -> Guard:
 
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
+    from tracker.api import dead_letters as dead_letters_http
     from tracker.api import http as api_http
     from tracker.sources import http as ingest_http
     from tracker.sources import push
@@ -139,6 +140,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         *ingest_http.routes(tracker),
         *push.routes(tracker),
         *api_http.routes(tracker, config.watch_keepalive_seconds),
+        *dead_letters_http.routes(tracker),
     ]
     app = Starlette(
         routes=routes,
@@ -181,6 +183,7 @@ class Server:
     ) -> None:
         self.config = config
         self.store = store or open_store(config)
+        self.store.dead_letter_ttl = timedelta(days=config.dead_letter_retention_days)
         self.tracker = Tracker(
             self.store,
             rules=config.rules,
