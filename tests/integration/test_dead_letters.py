@@ -431,7 +431,7 @@ def test_retention_sweep_of_a_running_server(tmp_path: Any) -> None:
 
 def rpc(server: Server, method: str, request: Message, response: type[Message]) -> Any:
     with grpc.insecure_channel(server.grpc_target) as channel:
-        call = channel.unary_unary(
+        call: Any = channel.unary_unary(
             f"/tracker.v1.DeadLetters/{method}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response.FromString,
@@ -442,7 +442,7 @@ def rpc(server: Server, method: str, request: Message, response: type[Message]) 
 def rpc_error(server: Server, method: str, request: Message) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         rpc(server, method, request, empty_pb2.Empty)
-    return info.value.code()  # type: ignore[no-any-return]
+    return info.value.code()
 
 
 def test_grpc_service(server: Server, http: httpx.Client) -> None:
@@ -501,7 +501,7 @@ def test_grpc_service(server: Server, http: httpx.Client) -> None:
     rpc(server, "DeleteDeadLetter", admin_pb2.DeleteDeadLetterRequest(name=b), empty_pb2.Empty)
     assert server.store.dead_letters() == []
     with grpc.insecure_channel(server.grpc_target) as channel:
-        garbage = channel.unary_unary("/tracker.v1.DeadLetters/GetDeadLetter")
+        garbage: Any = channel.unary_unary("/tracker.v1.DeadLetters/GetDeadLetter")
         with pytest.raises(grpc.RpcError) as info:
             garbage(b"\xff\xff\xff", timeout=10)
         assert info.value.code() == invalid
