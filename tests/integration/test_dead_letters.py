@@ -8,6 +8,7 @@ a real pull from pstest to the dead-letter topic.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -32,6 +33,8 @@ from tracker.server import Server, running
 from tracker.sources.pubsub_pull import Incoming, PullSubscriber
 from tracker.stores.base import DeadLetter, Store
 from tracker.stores.dead_letters import DEAD_LETTER_BATCH, DeadLetterQuery
+from tracker.stores.sqlite import SqliteStore
+from tracker.stores.sqlite_dead_letters import _COLUMNS as COLUMNS
 from tracker.v1 import admin_pb2
 
 # ---- the store primitives, on every backend -----------------------------------------------
@@ -139,7 +142,6 @@ def test_retention_removes_only_letters_older_than_the_ttl(store: Store) -> None
 
 def test_retention_works_in_bounded_rounds(tmp_path: Any) -> None:
     """SQLite: a backlog larger than a round goes in several rounds, found by the index."""
-    from tracker.stores.sqlite import SqliteStore
     from tracker.stores.sqlite_dead_letters import purge_statement
 
     store = SqliteStore(tmp_path / "t.db")
@@ -393,8 +395,6 @@ def test_pull_route_poison_is_listed_and_replayed(
     )
     puller = PullSubscriber(server.tracker, "projects/p/subscriptions/unused")
     loop = server.loop  # type: ignore[attr-defined]
-    import asyncio
-
     asyncio.run_coroutine_threadsafe(puller.handle([message]), loop).result(30)
     assert acked == ["pulled-1"]
     (item,) = listed(http, filter='route = "pull"')["deadLetters"]
@@ -575,3 +575,36 @@ def test_replay_topic_dry_run_then_replay_acks_what_the_tracker_answered_for(
     assert "tracker-reason" not in letter_row.attributes
     again = invoke(["dead-letters", "replay-topic", dead], url)
     assert "no messages" in again.output  # both acked
+
+
+class NoListingStore(SqliteStore):
+    """A store whose listings fail: a replay by id that scans cannot succeed on it."""
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        raise AssertionError("replay by id listed the dead letters")
+
+    def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
+        raise AssertionError("replay by id listed the dead letters")
+
+
+def test_replay_by_id_reads_one_row_and_lists_nothing(tmp_path: Any) -> None:
+    store = NoListingStore(tmp_path / "t.db", strict=True)
+    # get_dead_letter's statement: a search of the primary key, one row.
+    plan = " ".join(store.explain(f"SELECT {COLUMNS} FROM dead_letters WHERE id = ?", ["x"]))
+    assert plan == "SEARCH dead_letters USING INDEX sqlite_autoindex_dead_letters_1 (id=?)", plan
+    config = Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=-1, strict=True)
+    with running(config, store=store) as server, httpx.Client(base_url=server.http_url) as http:
+        letter_id = push(http, progress(90))
+        create(http)
+        answer = http.post(f"/v1/deadLetters/{letter_id}:replay")
+        assert answer.status_code == 200, answer.text
+        assert http.get(f"/v1/deadLetters/{letter_id}").status_code == 404
+        second = push(http, progress(95, "operations/dl-3"))
+        create(http, "operations/dl-3")
+        old = asyncio.run_coroutine_threadsafe(
+            server.tracker.replay_dead_letter(second),
+            server.loop,  # type: ignore[attr-defined]
+        )
+        old.result(30)  # Tracker.replay_dead_letter reads one row too
+        assert store.get(OP).state.percent == 90  # type: ignore[union-attr]
+        assert store.get("operations/dl-3").state.percent == 95  # type: ignore[union-attr]
