@@ -222,6 +222,10 @@ class Config:
         default=1000,
         metadata={"help": "Events kept in each operation's history (the newest); 0 keeps none."},
     )
+    dead_letter_retention_days: float = field(
+        default=30.0,
+        metadata={"help": "Dead letters are deleted this long after they were received."},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def validate(self) -> Config:
@@ -250,6 +254,8 @@ class Config:
             raise ConfigError("--done-ttl-days: must be positive")
         if not 0 <= self.history_per_operation <= 100_000:
             raise ConfigError("--history-per-operation: must be 0 (off) to 100000")
+        if self.dead_letter_retention_days <= 0:
+            raise ConfigError("--dead-letter-retention-days: must be positive")
         if self.notify_retry_initial_seconds <= 0:
             raise ConfigError("--notify-retry-initial-seconds: must be positive")
         if self.notify_retry_max_seconds < self.notify_retry_initial_seconds:

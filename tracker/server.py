@@ -119,6 +119,7 @@ def build_guard(config: Config) -> Guard:
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
     from tracker import console
+    from tracker.api import dead_letters as dead_letters_http
     from tracker.api import history as api_history
     from tracker.api import http as api_http
     from tracker.api import stream as api_stream
@@ -145,6 +146,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         *api_http.routes(tracker, config.watch_keepalive_seconds),
         *api_stream.routes(tracker, config.watch_keepalive_seconds),
         *console.routes(),
+        *dead_letters_http.routes(tracker),
     ]
     app = Starlette(
         routes=routes,
@@ -188,6 +190,7 @@ class Server:
         self.config = config
         self.store = store or open_store(config)
         self.store.history_limit = config.history_per_operation
+        self.store.dead_letter_ttl = timedelta(days=config.dead_letter_retention_days)
         self.tracker = Tracker(
             self.store,
             rules=config.rules,

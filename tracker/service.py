@@ -193,8 +193,7 @@ class Tracker:
 
     async def replay_dead_letter(self, letter_id: str) -> BatchResult:
         """Parse and apply a dead letter again (after a fix); removes it when it applies."""
-        letters = await asyncio.to_thread(self.store.dead_letters, 100000)
-        letter = next((d for d in letters if d.id == letter_id), None)
+        letter = await asyncio.to_thread(self.store.get_dead_letter, letter_id)
         if letter is None:
             raise NotFound(f"dead letter {echo(letter_id)} not found")
         event = parse_pubsub(letter.attributes, letter.body, self.rules)
@@ -315,6 +314,7 @@ class Tracker:
             changed = {op.name: op for op in operations}
             self.after_commit(Committed(route="expiry", changed=changed, done=done, notices=True))
         await asyncio.to_thread(self.store.purge_expired)
+        await asyncio.to_thread(self.store.expire_dead_letters, datetime.now(UTC))
         return operations
 
     async def sweep_forever(self, every: float) -> None:

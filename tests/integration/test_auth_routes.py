@@ -15,9 +15,12 @@ import itertools
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -32,7 +35,9 @@ from tracker.config import Config
 from tracker.errors import ConfigError
 from tracker.events import Kind
 from tracker.server import Server, running
+from tracker.stores.base import DeadLetter
 from tracker.stores.sqlite import SqliteStore
+from tracker.v1 import admin_pb2
 
 PUSH_AUDIENCE = "https://tracker.example.run.app/v1/pubsub/push"
 SA = {
@@ -42,6 +47,7 @@ SA = {
     "operations.write": "writer@p.iam.gserviceaccount.com",
 }
 OP = "operations/guarded"
+DL = "dead-letter-id"  # replaced by a fresh dead letter's id
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +116,15 @@ class HttpRoute:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
 
-    def call(self, server: Server, authorization: str | None, op: str = OP) -> httpx.Response:
+    def call(
+        self, server: Server, authorization: str | None, op: str = OP, dl: str = DL
+    ) -> httpx.Response:
         headers = dict(self.headers)
         if authorization is not None:
             headers["authorization"] = authorization
         return httpx.request(
             self.method,
-            server.http_url + self.path.replace(OP, op),
+            server.http_url + self.path.replace(OP, op).replace(DL, dl),
             content=self.body,
             headers=headers,
             timeout=10,
@@ -156,7 +164,30 @@ HTTP_ROUTES = [
     HttpRoute("GET", "/metrics", "operations.read"),
     HttpRoute("POST", f"/v1/{OP}:cancel", "operations.write", b"{}"),
     HttpRoute("DELETE", f"/v1/{OP}", "operations.write"),
+    HttpRoute("GET", "/v1/deadLetters", "operations.read"),
+    HttpRoute("GET", f"/v1/deadLetters/{DL}", "operations.read"),
+    HttpRoute("DELETE", f"/v1/deadLetters/{DL}", "operations.write"),
+    HttpRoute("POST", f"/v1/deadLetters/{DL}:replay", "operations.write", b"{}"),
+    HttpRoute("POST", "/v1/deadLetters:replay", "operations.write", b'{"limit": 1}'),
+    HttpRoute("POST", "/v1/deadLetters:purge", "operations.write", b'{"filter": "reason = x"}'),
+    HttpRoute("POST", "/v1/deadLetters:replayMessages", "operations.write", b'{"dryRun": true}'),
 ]
+
+
+def seed_letter(server: Server, op: str) -> str:
+    """A dead letter that applies when replayed (a progress event for `op`)."""
+    headers, body = to_binary(make_event(Kind.PROGRESS, op))
+    letter = DeadLetter(
+        id=uuid.uuid4().hex,
+        received_at=datetime.now(UTC),
+        route="push",
+        reason="unknown_operation",
+        detail="seeded",
+        attributes=headers,
+        body=body,
+    )
+    server.store.add_dead_letter(letter)
+    return letter.id
 
 
 def _audience(route: HttpRoute) -> str:
@@ -168,16 +199,17 @@ def test_http_route_refuses_every_bad_credential_and_admits_the_right_one(
     server: Server, route: HttpRoute
 ) -> None:
     op = seed(server)
+    dl = seed_letter(server, op)
     for label, authorization, expected in refused(route.permission, _audience(route)):
         before = snapshot(server)
-        response = route.call(server, authorization, op)
+        response = route.call(server, authorization, op, dl)
         assert response.status_code == expected, (label, response.text)
         name, reason, metadata = google_error(response)
         assert name == ("UNAUTHENTICATED" if expected == 401 else "PERMISSION_DENIED"), label
         assert reason and snapshot(server) == before, label
         if label in ("none", "lacking"):
             assert metadata == {"permission": route.permission}, label
-    good = route.call(server, f"Bearer {token_for(route.permission, _audience(route))}", op)
+    good = route.call(server, f"Bearer {token_for(route.permission, _audience(route))}", op, dl)
     assert good.status_code < 300, good.text
 
 
@@ -229,6 +261,46 @@ def test_grpc_method_refuses_every_bad_credential_and_admits_the_right_one(
             code = info.value.code()
             want = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
             assert code == want[expected], (label, info.value)
+            assert snapshot(server) == before, label
+        call(request, metadata=[("authorization", f"Bearer {token_for(permission)}")], timeout=10)
+
+
+DEAD_LETTER_RPCS = [
+    ("ListDeadLetters", admin_pb2.ListDeadLettersRequest(), "operations.read"),
+    ("GetDeadLetter", admin_pb2.GetDeadLetterRequest(name=DL), "operations.read"),
+    ("DeleteDeadLetter", admin_pb2.DeleteDeadLetterRequest(name=DL), "operations.write"),
+    ("ReplayDeadLetter", admin_pb2.ReplayDeadLetterRequest(name=DL), "operations.write"),
+    ("ReplayDeadLetters", admin_pb2.ReplayDeadLettersRequest(limit=1), "operations.write"),
+    (
+        "PurgeDeadLetters",
+        admin_pb2.PurgeDeadLettersRequest(filter="reason = x"),
+        "operations.write",
+    ),
+    ("ReplayMessages", admin_pb2.ReplayMessagesRequest(dry_run=True), "operations.write"),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "permission"), DEAD_LETTER_RPCS, ids=lambda x: x)
+def test_dead_letter_rpc_refuses_every_bad_credential_and_admits_the_right_one(
+    server: Server, method: str, request_: Any, permission: str
+) -> None:
+    request = type(request_)()
+    request.CopyFrom(request_)
+    if getattr(request, "name", "") == DL:
+        request.name = f"deadLetters/{seed_letter(server, seed(server))}"
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        call: Any = channel.unary_unary(
+            f"/tracker.v1.DeadLetters/{method}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=lambda b: b,
+        )
+        for label, authorization, expected in refused(permission):
+            before = snapshot(server)
+            metadata = [] if authorization is None else [("authorization", authorization)]
+            with pytest.raises(grpc.RpcError) as info:
+                call(request, metadata=metadata, timeout=10)
+            want = {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+            assert info.value.code() == want[expected], (label, info.value)
             assert snapshot(server) == before, label
         call(request, metadata=[("authorization", f"Bearer {token_for(permission)}")], timeout=10)
 

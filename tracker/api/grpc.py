@@ -169,7 +169,10 @@ async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio
 
     Returns the health servicer, so that shutdown can report NOT_SERVING first.
     """
+    from tracker.api import dead_letters_grpc
+
     server.add_generic_rpc_handlers((operations_handler(OperationsServicer(tracker)),))
+    server.add_generic_rpc_handlers((dead_letters_grpc.handler(tracker),))
     health = health_aio.HealthServicer()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -177,6 +180,7 @@ async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio
     reflection.enable_server_reflection(
         [
             SERVICE_NAME,
+            dead_letters_grpc.SERVICE_NAME,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],

@@ -23,12 +23,23 @@ from tracker.errors import PermissionDenied
 
 _OPERATIONS: Final = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
 
+_DL_READ: Final = ("ListDeadLetters", "GetDeadLetter")
+_DL_WRITE: Final = (
+    "DeleteDeadLetter",
+    "ReplayDeadLetter",
+    "ReplayDeadLetters",
+    "PurgeDeadLetters",
+    "ReplayMessages",
+)
 RPC_PERMISSIONS: Final[dict[str, Permission]] = {
     f"/{_OPERATIONS}/GetOperation": Permission.OPERATIONS_READ,
     f"/{_OPERATIONS}/ListOperations": Permission.OPERATIONS_READ,
     f"/{_OPERATIONS}/WaitOperation": Permission.OPERATIONS_READ,
     f"/{_OPERATIONS}/CancelOperation": Permission.OPERATIONS_WRITE,
     f"/{_OPERATIONS}/DeleteOperation": Permission.OPERATIONS_WRITE,
+    # tracker.v1.DeadLetters (tracker/api/dead_letters_grpc.py)
+    **{f"/tracker.v1.DeadLetters/{m}": Permission.OPERATIONS_READ for m in _DL_READ},
+    **{f"/tracker.v1.DeadLetters/{m}": Permission.OPERATIONS_WRITE for m in _DL_WRITE},
 }
 # Services anyone may call: probes and descriptions, nothing about operations.
 OPEN_SERVICES: Final = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tracker.cli import history, operations, schema, serve  # noqa: F401  (they register commands)
+from tracker.cli import (  # noqa: F401  (they register commands)
+    dead_letters,
+    history,
+    operations,
+    schema,
+    serve,
+)
 from tracker.cli._base import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, cli, fail
 from tracker.cli.auth import auth
 

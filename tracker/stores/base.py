@@ -32,6 +32,7 @@ from tracker.events import DEFAULT_RULES, Event, Kind
 from tracker.notices import Notice, ReasonValue, Wanted, wanted
 from tracker.stores import history
 from tracker.stores.changes import Changes
+from tracker.stores.dead_letters import DeadLetterStore
 from tracker.v1 import events_pb2
 
 T = TypeVar("T")
@@ -293,8 +294,9 @@ def status_of(state: OperationState) -> OperationStatus:
     return OperationStatus(word, attempt_of(state), state.cancel_requested)
 
 
-class Store(abc.ABC):
-    """The store contract. Backends fill in the abstract primitives."""
+class Store(DeadLetterStore, abc.ABC):
+    """The store contract. Backends fill in the abstract primitives (the dead-letter ones:
+    `tracker.stores.dead_letters`)."""
 
     strict: bool = False
     # Whether a `parent` names an operation (whose children are counted); the service
@@ -356,15 +358,6 @@ class Store(abc.ABC):
         The id stays the same (consumers de-duplicate by it). False if there is no failed
         notification with this id (unknown, pending or sent).
         """
-
-    @abc.abstractmethod
-    def add_dead_letter(self, letter: DeadLetter) -> None: ...
-
-    @abc.abstractmethod
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
-
-    @abc.abstractmethod
-    def remove_dead_letter(self, letter_id: str) -> bool: ...
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -46,6 +46,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.spanner_dead_letters import SpannerDeadLetters
 from tracker.stores.spanner_history import SpannerHistory, SpannerHistoryTx
 from tracker.stores.spanner_schema import Names
 
@@ -224,7 +225,7 @@ class _SpannerTx(SpannerHistoryTx):
         )
 
 
-class SpannerStore(SpannerHistory, Store):
+class SpannerStore(SpannerHistory, SpannerDeadLetters, Store):
     """Store on a Cloud Spanner database whose schema `tracker schema apply` created."""
 
     def __init__(

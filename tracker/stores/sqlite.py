@@ -36,6 +36,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 
 T = TypeVar("T")
@@ -247,7 +248,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-class SqliteStore(SqliteHistory, Store):
+class SqliteStore(SqliteHistory, SqliteDeadLetters, Store):
     """Store on a SQLite file (`:memory:` works too, for one process).
 
     Writes go through one connection, one transaction at a time. Reads use a
