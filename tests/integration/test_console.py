@@ -20,8 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import ingest, make_event, running_op, succeed
+from tests.helpers import envelope, ingest, make_event, running_op, succeed
 from tracker.auth import token_digest
+from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.events import Kind
 from tracker.server import Server, running
@@ -210,6 +211,52 @@ def test_the_dead_letter_panel_follows_the_route(server: Server, page: Page) -> 
         assert served.status_code == 200, served.text
         expect(nav).to_be_visible()
         expect(page.locator("#dead-letter-panel")).to_be_visible()
+
+
+def test_the_timeline_shows_the_operations_history(server: Server, page: Page, tag: str) -> None:
+    name = f"operations/{tag}-timeline"
+    progress = make_event(Kind.PROGRESS, name, data={"percent": 10})
+    ingest(server, [make_event(Kind.CREATED, name), progress])
+    ingest(server, [progress])  # a redelivery: recorded as a duplicate
+    page.goto(detail_url(server, name))
+    rows = page.locator("#timeline tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("created")
+    expect(rows.nth(1)).to_contain_text("applied")
+    expect(rows.nth(2)).to_contain_text("duplicate")
+
+
+def test_a_dead_letter_replayed_from_the_page_applies(
+    tmp_path: Path, browser: Browser, tag: str
+) -> None:
+    # Strict: an event for an unknown operation is poison on the push route; once the
+    # operation exists, the replay button applies it and the row goes.
+    config = Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=-1, strict=True)
+    name = f"operations/{tag}-late"
+    with running(config) as strict:
+        headers, body = to_binary(make_event(Kind.PROGRESS, name, data={"percent": 60}))
+        pushed = httpx.post(f"{strict.http_url}/v1/pubsub/push", json=envelope(headers, body))
+        assert pushed.status_code == 200, pushed.text
+        (letter,) = strict.store.dead_letters()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{strict.http_url}/console/#/dead-letters")
+        line = page.locator(f'#dead-letter-panel tr[data-id="{letter.id}"]')
+        expect(line).to_contain_text("unknown_operation")
+        # Replayed too early, it fails again: the error is shown and the letter stays.
+        line.locator("button.replay").click()
+        page.click("#confirm-yes")
+        expect(page.locator("#flash")).to_contain_text("400")
+        assert [d.id for d in strict.store.dead_letters()] == [letter.id]
+        ingest(strict, [make_event(Kind.CREATED, name)])
+        line.locator("button.replay").click()
+        page.click("#confirm-yes")
+        expect(page.locator("#flash")).to_have_text(f"Dead letter {letter.id} replayed.")
+        expect(line).to_have_count(0)
+        assert strict.store.dead_letters() == []
+        stored = strict.store.get(name)
+        assert stored is not None and stored.state.percent == 60
+        context.close()
 
 
 def test_assets_are_small_and_name_no_other_host(server: Server) -> None:
