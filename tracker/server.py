@@ -75,6 +75,10 @@ def config_sinks(config: Config) -> list[Sink]:
         from tracker.notify.pubsub import PubSubSink
 
         sinks.append(PubSubSink(config.done_topic))
+    if config.control_topic:
+        from tracker.notify.control import ControlTopicSink
+
+        sinks.append(ControlTopicSink(config.control_topic))
     return sinks
 
 
