@@ -92,6 +92,10 @@ def subscribe_done(
     return subscribe_parsed(subscription, parse_done, callback, subscriber=subscriber)
 
 
+class Redeliver(Exception):
+    """Raised by a callback to leave the message for redelivery without an error logged."""
+
+
 class _Identified(Protocol):
     @property
     def id(self) -> str: ...
@@ -142,6 +146,8 @@ def _call(callback: Callable[[N], None], note: N) -> bool:
     """True when the callback returned; False (logged) when it raised."""
     try:
         callback(note)
+    except Redeliver:
+        return False
     except Exception:
         log.exception("notification callback failed for %s; redelivery retries", clip(note.id))
         return False

@@ -40,7 +40,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 
 from tracker.bindings import ControlNotice, parse_notice
-from tracker.done import subscribe_parsed
+from tracker.done import Redeliver, subscribe_parsed
 
 
 def subscribe_notices(
@@ -71,10 +71,6 @@ class _Handoff:
         self.finished.set()
 
 
-class _NotHandled(Exception):
-    """The iterating loop stopped before finishing this notice: nack it."""
-
-
 def iter_notices(
     subscription: str,
     *,
@@ -97,7 +93,7 @@ def iter_notices(
             handoff.settle(False)
         handoff.finished.wait()
         if not handoff.handled:
-            raise _NotHandled(note.id)
+            raise Redeliver(note.id)  # the loop stopped before finishing it
 
     future = subscribe_parsed(subscription, parse_notice, on_notice, subscriber=subscriber)
     current: _Handoff | None = None
@@ -114,12 +110,17 @@ def iter_notices(
         closed.set()
         if current is not None:
             current.settle(False)
+        _give_back(handoffs)  # nacked while the stream is open: redelivered at once
         future.cancel()
-        while True:  # what arrived meanwhile goes back to Pub/Sub
-            try:
-                handoffs.get_nowait().settle(False)
-            except queue.Empty:
-                break
+        _give_back(handoffs)
+
+
+def _give_back(handoffs: queue.Queue[_Handoff]) -> None:
+    while True:
+        try:
+            handoffs.get_nowait().settle(False)
+        except queue.Empty:
+            return
 
 
 __all__ = ["ControlNotice", "iter_notices", "parse_notice", "subscribe_notices"]
