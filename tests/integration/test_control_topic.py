@@ -230,7 +230,7 @@ def test_cancel_notices_reach_only_the_subscriptions_whose_filter_matches(
             server,
             [created("operations/ex-1"), created("operations/im-1", kind="import")],
         )
-        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
+        loop: asyncio.AbstractEventLoop = server.loop
         for name in ("operations/ex-1", "operations/im-1"):
             asyncio.run_coroutine_threadsafe(server.tracker.cancel(name), loop).result(30)
         drain(server)
@@ -302,7 +302,7 @@ class _Recording:
     """An in-process sink taking resume notices, signalling the first."""
 
     name = "recording"
-    kinds = frozenset({notices.RESUME})
+    kinds: frozenset[int] = frozenset({notices.RESUME})
     targets = False
 
     def __init__(self) -> None:
