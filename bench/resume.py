@@ -170,7 +170,7 @@ def main() -> None:
         common = {"http_port": 0, "grpc_port": -1, "sweep_seconds": args.sweep_seconds}
         # In-process: the tracker's only sink records the arrivals.
         sink = RecordingSink()
-        config = Config(db=str(Path(tmp) / "sink.db"), **common)  # type: ignore[arg-type]
+        config = Config(db=str(Path(tmp) / "sink.db"), **common)
         with running(config, sinks=[sink]) as server:
             results["sink"] = measure(
                 server, sink.resumes, sink.dones, args.runs, args.heartbeat_timeout, "sink"
@@ -195,7 +195,7 @@ def main() -> None:
             db=str(Path(tmp) / "pubsub.db"),
             done_topic=done_topic,
             control_topic=control_topic,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         try:
             with running(config) as server:
