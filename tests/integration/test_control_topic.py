@@ -318,7 +318,7 @@ def test_the_dispatcher_wakes_when_a_resume_becomes_due_without_a_kick_or_sweep(
     tmp_path: Path,
 ) -> None:
     store = SqliteStore(tmp_path / "w.db")
-    item = _resume_row(store, 0.2, datetime.now(UTC))
+    item = _resume_row(store, 1.0, datetime.now(UTC))  # not due at the first pass
 
     async def main() -> list[str]:
         sink = _Recording()
@@ -336,6 +336,16 @@ def test_the_dispatcher_wakes_when_a_resume_becomes_due_without_a_kick_or_sweep(
 
 
 # ---- the format and the consumers ------------------------------------------------------
+
+
+def test_control_topic_setting_needs_a_topic_path(pubsub_env: str) -> None:
+    from tracker.errors import ConfigError
+    from tracker.server import config_sinks
+
+    with pytest.raises(ConfigError, match="--control-topic: needs projects/P/topics/T"):
+        Config(db=":memory:", control_topic="tracker-control").validate()
+    config = Config(db=":memory:", control_topic="projects/p/topics/c").validate()
+    assert [type(s).__name__ for s in config_sinks(config)] == ["ControlTopicSink"]
 
 
 def _notice(name: str = "operations/fmt", **fields: Any) -> Notice:
