@@ -2,7 +2,7 @@
 
 The rules of docs/semantics.md ("Attempts and retries", "Children", "Cancel cascade"),
 each through `Store.apply` / `expire_due` / `cancel` on the `store` fixture, and the
-cascade through a running server over that store. The outbox rows are read back as the
+cascade through the `Tracker` (its dispatcher's passes) over that store. The outbox rows are read back as the
 dispatcher would: kind, reason, attempt, and when each is due.
 """
 
@@ -19,9 +19,8 @@ from google.rpc import code_pb2, status_pb2
 from tests.helpers import T0, make_event
 from tracker import notices
 from tracker.apply import Outcome
-from tracker.config import Config
 from tracker.events import Event, Kind
-from tracker.server import running
+from tracker.service import Tracker
 from tracker.stores.base import OutboxItem, Store
 from tracker.v1 import events_pb2, operation_pb2
 
@@ -315,19 +314,26 @@ def test_a_child_created_under_a_cancelled_parent_is_cancelled_at_once(store: St
 
 
 def test_cancelling_a_parent_cancels_its_running_children(store: Store) -> None:
-    with running(Config(db=":memory:", http_port=0, grpc_port=-1), store=store) as server:
-        store.apply([created(PARENT), *(child(i) for i in range(3)), end(0, "succeeded")])
-        loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
-        asyncio.run_coroutine_threadsafe(server.tracker.cancel(PARENT), loop).result(30)
-        # The cascade is an outbox sink: a pass of the dispatcher delivers it, and the
-        # children's own cancel rows, which it writes, in the same pass.
-        asyncio.run_coroutine_threadsafe(server.tracker.dispatcher.drain(), loop).result(60)
-        for i in (1, 2):
-            stored = store.get(f"{PARENT}-c{i}")
-            assert stored is not None and stored.operation.error.code == code_pb2.CANCELLED
-            assert "its parent operation ended" in stored.operation.error.message
-        stored = store.get(f"{PARENT}-c0")
-        assert stored is not None and stored.operation.HasField("response")  # ended before
-        summary = meta(store, PARENT).children
-        assert (summary.done, summary.succeeded, summary.cancelled) == (3, 1, 2)
-        assert store.outbox_pending() == []  # every row the cascade wrote was delivered
+    store.apply([created(PARENT), *(child(i) for i in range(3)), end(0, "succeeded")])
+
+    async def cancel_and_deliver() -> None:
+        # The Tracker every route calls; its dispatcher passes run here, not in a loop of
+        # their own, so nothing is left running on the store when the test ends.
+        tracker = Tracker(store)
+        await tracker.cancel(PARENT)
+        # The cascade is an outbox sink: a pass of the dispatcher delivers it; the
+        # children's own cancel rows, which it writes, are due after that pass began, so
+        # the next pass takes them.
+        for _ in range(2):
+            await tracker.dispatcher.drain()
+
+    asyncio.run(cancel_and_deliver())
+    for i in (1, 2):
+        stored = store.get(f"{PARENT}-c{i}")
+        assert stored is not None and stored.operation.error.code == code_pb2.CANCELLED
+        assert "its parent operation ended" in stored.operation.error.message
+    stored = store.get(f"{PARENT}-c0")
+    assert stored is not None and stored.operation.HasField("response")  # ended before
+    summary = meta(store, PARENT).children
+    assert (summary.done, summary.succeeded, summary.cancelled) == (3, 1, 2)
+    assert store.outbox_pending() == []  # every row the cascade wrote was delivered
