@@ -1,9 +1,9 @@
 """Resumable work, on every store backend: attempts, retries, stalls, children, cancels.
 
-The rules of docs/semantics.md ("Attempts and retries", "Children", "Cancel cascade"),
-each through `Store.apply` / `expire_due` / `cancel` on the `store` fixture, and the
-cascade through the `Tracker` (its dispatcher's passes) over that store. The outbox rows are read back as the
-dispatcher would: kind, reason, attempt, and when each is due.
+The rules of docs/semantics.md ("Attempts, retries and children"), each through
+`Store.apply` / `expire_due` / `cancel` on the `store` fixture, and the cascade through
+the `Tracker` (its dispatcher's passes) over that store. The outbox rows are read back as
+the dispatcher would: kind, reason, attempt, and when each is due.
 """
 
 from __future__ import annotations
