@@ -40,6 +40,11 @@ _EXPORTS: dict[str, str] = {
     "parse_done": "tracker.bindings",
     "subscribe_done": "tracker.done",
     "wait_done": "tracker.done",
+    # control-topic consumers: resume and cancel notices for the work
+    "ControlNotice": "tracker.bindings",
+    "parse_notice": "tracker.bindings",
+    "subscribe_notices": "tracker.resume",
+    "iter_notices": "tracker.resume",
     # errors
     "TrackerError": "tracker.errors",
     "InvalidArgument": "tracker.errors",
@@ -63,6 +68,7 @@ __all__ = [  # the same names as _EXPORTS, spelled out for tools that read it
     "AsyncTrackerClient",
     "Cancelled",
     "ConfigError",
+    "ControlNotice",
     "DoneNotification",
     "Event",
     "EventRules",
@@ -86,10 +92,13 @@ __all__ = [  # the same names as _EXPORTS, spelled out for tools that read it
     "Worker",
     "WorkerError",
     "__version__",
+    "iter_notices",
     "parse_done",
     "parse_message",
+    "parse_notice",
     "parse_pubsub",
     "subscribe_done",
+    "subscribe_notices",
     "to_batch",
     "to_binary",
     "to_structured",
@@ -112,9 +121,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from tracker.bindings import (
+        ControlNotice,
         DoneNotification,
         parse_done,
         parse_message,
+        parse_notice,
         parse_pubsub,
         to_batch,
         to_binary,
@@ -139,4 +150,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         Unimplemented,
     )
     from tracker.events import Event, EventRules, Kind
+    from tracker.resume import iter_notices, subscribe_notices
     from tracker.worker import AsyncRun, Cancelled, OperationEnded, Run, Worker, WorkerError

@@ -5,7 +5,8 @@ bytes into headers and a body and calls `parse_message` or `parse_pubsub`; a fai
 an `InvalidEvent` with a stable `reason` keyword (the checks themselves are
 `tracker.events`). Outbound, `to_binary` / `to_structured` / `to_batch` build the same
 wire forms for producers. `tracker.notify.pubsub` and `tracker.done` share the
-done-notification format defined at the end. Nothing here does I/O: the SDK imports it
+done-notification format, `tracker.notify.control` and `tracker.resume` the control
+notices' (resume, cancel), both at the end. Nothing here does I/O: the SDK imports it
 without the server's sinks.
 """
 
@@ -458,6 +459,11 @@ def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[s
         if meta.parent:
             fixed["parent"] = meta.parent
         labels = dict(meta.labels)
+    return _within_limits(fixed, labels)
+
+
+def _within_limits(fixed: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, str]:
+    """`fixed`, then label_<key> attributes, by the rule above (shared by both formats)."""
     attributes = {k: v for k, v in fixed.items() if _fits(k, v)}
     left_out = len(attributes) < len(fixed)
     eligible: dict[str, str] = {}
@@ -508,3 +514,152 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
     return DoneNotification(
         id=attributes.get("ce-id", ""), operation=operation, attributes=dict(attributes)
     )
+
+
+# ---- control notices ----------------------------------------------------------------------
+#
+# Resume and cancel notices (`tracker.notices`) on the control topic, for the work itself:
+# a worker (or Eventarc, or a push subscription to Cloud Run) starts the attempt a resume
+# names, or stops on a cancel. Each is a CloudEvent in Pub/Sub binary mode:
+#
+#     ce-type         tracker.notice.v1.resume | tracker.notice.v1.cancel
+#     ce-id           the outbox row id: the same on every redelivery (de-duplicate by it)
+#     ce-source       tracker
+#     ce-subject      the operation name
+#     ce-time         when it was published
+#     content-type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
+#                     (int64 fields such as `attempt` are JSON strings, as proto3 JSON has it)
+#
+# and plain attributes for subscription filters, e.g.
+# `attributes.kind = "resume" AND attributes.operation_type = "export"`:
+#
+#     kind            resume | cancel
+#     operation       the operation name
+#     operation_type  (when set)
+#     attempt         RESUME: the attempt to start; CANCEL: the one that was running
+#     reason          stalled | failed | children_done | cancel_requested |
+#                     parent_cancelled | child_failed
+#     has_checkpoint  true | false: whether to resume from the checkpoint
+#     error_code      google.rpc.Code name of the failure that caused a retry (when any)
+#     parent          (when set), label_<key> per label, attributes_truncated
+#
+# within Pub/Sub's limits by the same rule as the done-notification's. The ordering key is
+# the operation name (none when longer than 1024 bytes), so one operation's notices reach
+# an ordered subscription in the order they were published.
+
+RESUME_TYPE: Final = "tracker.notice.v1.resume"
+CANCEL_TYPE: Final = "tracker.notice.v1.cancel"
+NOTICE_TYPES: Final[dict[int, str]] = {
+    operation_pb2.Notice.RESUME: RESUME_TYPE,
+    operation_pb2.Notice.CANCEL: CANCEL_TYPE,
+}
+_KIND_BY_TYPE: Final = {v: k for k, v in NOTICE_TYPES.items()}
+_KIND_WORDS: Final = {operation_pb2.Notice.RESUME: "resume", operation_pb2.Notice.CANCEL: "cancel"}
+
+
+def _reason_word(reason: int) -> str:
+    name = operation_pb2.Notice.Reason.Name(reason) if reason else ""
+    return "" if name in ("", "REASON_UNSPECIFIED") else name.lower()
+
+
+def notice_attributes(
+    item_id: str, notice: operation_pb2.Notice, operation: operations_pb2.Operation | None = None
+) -> dict[str, str]:
+    """The message attributes of a control notice (the table above); `operation`, the
+    served Operation the outbox row holds, adds parent and labels."""
+    if notice.kind not in NOTICE_TYPES:
+        raise ValueError(f"not a control notice kind: {notice.kind}")
+    fixed = {
+        "ce-specversion": "1.0",
+        "ce-id": item_id,
+        "ce-source": "tracker",
+        "ce-type": NOTICE_TYPES[notice.kind],
+        "ce-subject": notice.operation,
+        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "content-type": "application/json",
+        "kind": _KIND_WORDS[notice.kind],
+        "operation": notice.operation,
+        "attempt": str(notice.attempt or 1),
+        "reason": _reason_word(notice.reason),
+        "has_checkpoint": "true" if notice.has_checkpoint else "false",
+    }
+    if notice.operation_type:
+        fixed["operation_type"] = notice.operation_type
+    if notice.HasField("error") and notice.error.code:
+        code = notice.error.code
+        fixed["error_code"] = (
+            code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code)
+        )
+    labels: dict[str, str] = {}
+    meta = operation_pb2.OperationMetadata()
+    if operation is not None and operation.metadata.Is(meta.DESCRIPTOR):
+        operation.metadata.Unpack(meta)
+        if meta.parent:
+            fixed["parent"] = meta.parent
+        labels = dict(meta.labels)
+    return _within_limits(fixed, labels)
+
+
+def notice_data(notice: operation_pb2.Notice) -> bytes:
+    """The message data: the notice in proto3 JSON, without the outbox's routing field."""
+    published = operation_pb2.Notice()
+    published.CopyFrom(notice)
+    published.ClearField("target")
+    return json_format.MessageToJson(published, indent=None).encode()
+
+
+def notice_ordering_key(notice: operation_pb2.Notice) -> str:
+    name = notice.operation
+    return name if len(name.encode()) <= MAX_ORDERING_KEY_BYTES else ""
+
+
+@dataclass(frozen=True)
+class ControlNotice:
+    """One resume or cancel notice as a consumer receives it.
+
+    `id` is stable across redeliveries; `notice` is the whole `tracker.v1.Notice`
+    (operation, attempt, reason, has_checkpoint, error, children counts, not_before).
+    """
+
+    id: str
+    notice: operation_pb2.Notice
+    attributes: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        """resume | cancel"""
+        return _KIND_WORDS.get(self.notice.kind, "")
+
+    @property
+    def operation(self) -> str:
+        return self.notice.operation
+
+    @property
+    def attempt(self) -> int:
+        return self.notice.attempt or 1
+
+    @property
+    def reason(self) -> str:
+        """stalled | failed | children_done | cancel_requested | parent_cancelled | ..."""
+        return _reason_word(self.notice.reason)
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.notice.has_checkpoint
+
+
+def parse_notice(attributes: Mapping[str, str], data: bytes) -> ControlNotice:
+    """A control notice from a message's attributes and data; InvalidArgument if the
+    message is something else. Fields unknown to this version are ignored (a newer
+    tracker may add some)."""
+    kind = _KIND_BY_TYPE.get(attributes.get("ce-type", ""))
+    if kind is None:
+        raise InvalidArgument(f"not a control notice (ce-type {echo(attributes.get('ce-type'))})")
+    notice = operation_pb2.Notice()
+    try:
+        json_format.Parse(data, notice, ignore_unknown_fields=True)
+    except (json_format.ParseError, UnicodeDecodeError, RecursionError):
+        raise InvalidArgument("a control notice whose data is not a tracker.v1.Notice") from None
+    if notice.kind != kind:
+        raise InvalidArgument("a control notice whose data and ce-type disagree on its kind")
+    return ControlNotice(id=attributes.get("ce-id", ""), notice=notice, attributes=dict(attributes))

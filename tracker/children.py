@@ -76,6 +76,15 @@ def count(parent: OperationState, child: OperationState, now: datetime) -> list[
     return _fire(parent, now)
 
 
+def settle(parent: OperationState, now: datetime) -> list[Notice]:
+    """Fire the parent's policy if its children have all ended already: its `created`
+    (which brings the policy) may arrive after the last child's end was counted."""
+    if not parent.children.total or parent.done or parent.children_fired:
+        return []
+    _percent(parent)
+    return _fire(parent, now)
+
+
 def _percent(parent: OperationState) -> None:
     summary = parent.children
     expected = max(summary.total, parent.children_policy.expected)
@@ -151,4 +160,4 @@ def _end(
         parent.response.CopyFrom(response)
 
 
-__all__ = ["ChildrenSummary", "count", "wants_counting"]
+__all__ = ["ChildrenSummary", "count", "settle", "wants_counting"]

@@ -55,6 +55,12 @@ class Config:
             "help": "Publish done-notifications to this Pub/Sub topic (projects/P/topics/T)."
         },
     )
+    control_topic: str = field(
+        default="",
+        metadata={
+            "help": "Publish resume and cancel notices to this Pub/Sub topic (projects/P/topics/T)."
+        },
+    )
     max_outstanding_messages: int = field(
         default=1000, metadata={"help": "Pull flow control: messages held at once."}
     )
@@ -283,6 +289,7 @@ class Config:
         for flag, topic in (
             ("dead-letter-topic", self.dead_letter_topic),
             ("done-topic", self.done_topic),
+            ("control-topic", self.control_topic),
         ):
             if topic and not _TOPIC.fullmatch(topic):
                 raise ConfigError(f"--{flag}: needs projects/P/topics/T")

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.longrunning import operations_pb2
@@ -89,12 +89,36 @@ def subscribe_done(
     after its lease expires, when it is either handled (then acked) or retried.
     Notifications without an id are not deduplicated.
     """
+    return subscribe_parsed(subscription, parse_done, callback, subscriber=subscriber)
+
+
+class Redeliver(Exception):
+    """Raised by a callback to leave the message for redelivery without an error logged."""
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Identified)
+
+
+def subscribe_parsed(
+    subscription: str,
+    parse: Callable[[dict[str, str], bytes], N],
+    callback: Callable[[N], None],
+    *,
+    subscriber: pubsub_v1.SubscriberClient | None = None,
+) -> Any:
+    """`subscribe_done`'s rules for any message format: `parse` turns a message into a
+    note with an `id` (InvalidArgument or ValueError: not ours, acked and dropped)."""
     client = subscriber or pubsub_v1.SubscriberClient()
     seen = _Seen()
 
     def on_message(message: Any) -> None:
         try:
-            note = parse_done(dict(message.attributes), bytes(message.data))
+            note = parse(dict(message.attributes), bytes(message.data))
         except (InvalidArgument, ValueError):
             message.ack()  # not ours to handle
             return
@@ -118,12 +142,14 @@ def subscribe_done(
     return client.subscribe(subscription, on_message)
 
 
-def _call(callback: Callable[[DoneNotification], None], note: DoneNotification) -> bool:
+def _call(callback: Callable[[N], None], note: N) -> bool:
     """True when the callback returned; False (logged) when it raised."""
     try:
         callback(note)
+    except Redeliver:
+        return False
     except Exception:
-        log.exception("done-notification callback failed for %s; redelivery retries", clip(note.id))
+        log.exception("notification callback failed for %s; redelivery retries", clip(note.id))
         return False
     return True
 

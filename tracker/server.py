@@ -91,6 +91,10 @@ def config_sinks(config: Config) -> list[Sink]:
                 timeout=config.webhook_timeout_seconds,
             )
         )
+    if config.control_topic:
+        from tracker.notify.control import ControlTopicSink
+
+        sinks.append(ControlTopicSink(config.control_topic))
     return sinks
 
 

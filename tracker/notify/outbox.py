@@ -142,7 +142,8 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng or random.Random()
-        self._retries: list[datetime] = []  # next attempts this process scheduled (a heap)
+        # Times a pass is due: retries this process scheduled, rows written due later.
+        self._retries: list[datetime] = []  # a heap
         self._passed = datetime.min.replace(tzinfo=UTC)  # the time the last pass ran for
         self._wake = asyncio.Event()
         self._stopping = False
@@ -164,6 +165,7 @@ class Dispatcher:
             found = await asyncio.to_thread(self.store.outbox_pending, self.batch, now)
             items = [i for i in found if i.id not in tried]
             if not items:
+                await self._note_next_due(now)
                 return delivered
             tried.update(i.id for i in items)
             # At once: a slow or hanging item costs the pass one timeout, not one each.
@@ -176,6 +178,14 @@ class Dispatcher:
             for item, failure in zip(items, errors, strict=True):
                 if failure is not None:
                     await self._failed(item, *failure, now)
+
+    async def _note_next_due(self, now: datetime) -> None:
+        """Wake for the earliest row not due yet: a retry's resume notice is written due
+        when its backoff ends, and must go out then, not at the next sweep."""
+        first = await asyncio.to_thread(self.store.outbox_pending, 1)
+        due = first[0].next_attempt_at if first else None
+        if due is not None and due > now and due not in self._retries:
+            heapq.heappush(self._retries, due)
 
     async def _deliver(self, item: OutboxItem) -> tuple[str, bool] | None:
         """None when every sink took the item, else what went wrong (bounded) and whether

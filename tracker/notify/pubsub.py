@@ -29,28 +29,47 @@ class PubSubSink:
     ) -> None:
         self.topic = topic
         self.timeout = timeout
-        self.publisher = publisher or gcp.client(
-            f"--done-topic {topic}",
-            lambda: pubsub_v1.PublisherClient(
-                publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-            ),
-        )
+        self.publisher = publisher or ordered_publisher(f"--done-topic {topic}")
 
     async def deliver(self, item: OutboxItem) -> None:
-        item_id, operation = item.id, item.operation
-        key = ordering_key(operation)
-        future = self.publisher.publish(
+        operation = item.operation
+        await publish(
+            self.publisher,
             self.topic,
             operation.SerializeToString(),
-            ordering_key=key,
-            **done_attributes(item_id, operation),
+            ordering_key=ordering_key(operation),
+            attributes=done_attributes(item.id, operation),
+            timeout=self.timeout,
         )
-        try:
-            # Awaited on the loop, not in a worker thread: a hanging publish must not
-            # hold a thread that ingest needs.
-            await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
-        except (gexc.GoogleAPICallError, TimeoutError, RuntimeError):
-            # A failed publish pauses its ordering key; resume so the retry can go out.
-            if key:
-                self.publisher.resume_publish(self.topic, key)
-            raise
+
+
+def ordered_publisher(flag: str) -> pubsub_v1.PublisherClient:
+    """A publisher with message ordering on; `flag` names the setting in a start-up error."""
+    return gcp.client(
+        flag,
+        lambda: pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        ),
+    )
+
+
+async def publish(
+    publisher: pubsub_v1.PublisherClient,
+    topic: str,
+    data: bytes,
+    *,
+    ordering_key: str,
+    attributes: dict[str, str],
+    timeout: float,
+) -> None:
+    """Publish one message and wait for Pub/Sub to take it; raise (the row stays pending)."""
+    future = publisher.publish(topic, data, ordering_key=ordering_key, **attributes)
+    try:
+        # Awaited on the loop, not in a worker thread: a hanging publish must not
+        # hold a thread that ingest needs.
+        await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except (gexc.GoogleAPICallError, TimeoutError, RuntimeError):
+        # A failed publish pauses its ordering key; resume so the retry can go out.
+        if ordering_key:
+            publisher.resume_publish(topic, ordering_key)
+        raise

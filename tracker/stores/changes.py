@@ -102,6 +102,12 @@ class Changes:
     def count_children(self) -> None:
         """Count every changed child in its parent, up to MAX_LEVELS of parents."""
         pending = [n for n in self.order if n in self.dirty]
+        for name in pending:  # a parent's policy that came after its children's ends
+            state = self.states[name]
+            was_done = state.done
+            caused = children.settle(state, self.now)
+            if caused or state.done != was_done:
+                self.changed(state, became_done=state.done and not was_done, caused=caused)
         levels = 0
         while pending and levels < MAX_LEVELS:
             levels += 1
