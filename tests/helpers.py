@@ -34,6 +34,7 @@ def make_event(
     data: Message | dict[str, Any] | None = None,
     source: str = "test",
     time: datetime | None = None,
+    attempt: int | None = None,
 ) -> Event:
     """A valid event; `data` may be the message or keyword fields for it."""
     kind = Kind(kind) if isinstance(kind, str) else kind
@@ -60,6 +61,7 @@ def make_event(
         time=time or T0 + timedelta(milliseconds=next(_clock)),
         data=message,
         sequence=seq,
+        attempt=attempt,
     )
 
 

@@ -95,6 +95,27 @@ def test_http_batch_applies_in_one_go_and_reports_each(server: Server, http: htt
     assert server.store.get(OP).operation.done  # type: ignore[union-attr]
 
 
+def test_every_answer_says_where_the_operation_stands(server: Server, http: httpx.Client) -> None:
+    # A worker publishing over HTTP learns of a cancel, an end and its attempt from the
+    # answer to its next event, without asking.
+    def send(event: Any) -> dict[str, Any]:
+        headers, body = to_binary(event)
+        (result,) = http.post("/v1/events", headers=headers, content=body).json()["results"]
+        return dict(result)
+
+    first = send(make_event(Kind.CREATED, OP, id="c"))
+    assert (first["state"], first["attempt"], first["cancelRequested"]) == ("running", 1, False)
+    restarted = send(make_event(Kind.PROGRESS, OP, id="p", data={"percent": 5}, attempt=2))
+    assert (restarted["outcome"], restarted["attempt"]) == ("applied", 2)
+    assert http.post(f"/v1/{OP}:cancel", json={}).status_code == 200
+    late = send(make_event(Kind.PROGRESS, OP, id="p2", data={"percent": 9}, attempt=2))
+    assert (late["outcome"], late["state"], late["cancelRequested"]) == ("late", "cancelled", True)
+    other = "operations/ended"
+    send(make_event(Kind.FAILED, other, id="f", data={"error": {"code": 13}}))
+    after = send(make_event(Kind.HEARTBEAT, other, id="h"))
+    assert (after["outcome"], after["state"], after["cancelRequested"]) == ("late", "failed", False)
+
+
 def test_curl_style_binary_request(server: Server, http: httpx.Client) -> None:
     # Exactly what docs/README show for curl.
     response = http.post(
