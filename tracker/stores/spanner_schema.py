@@ -8,7 +8,10 @@ servers that cannot parse all of it (handy-spanner): generated from the canonica
   the same serialized `google.longrunning.Operation`;
 - `key` is a plain column the store writes (= Operation.name) instead of a generated one;
 - `JSON` columns become `STRING(MAX)` holding the same JSON text;
-- no `ROW DELETION POLICY` (retention is then not enforced by the server).
+- no `ROW DELETION POLICY` (retention is then not enforced by the server);
+- no `ALTER TABLE ... ADD COLUMN` (handy-spanner answers OK and adds nothing), nor an index
+  on such a column; the store then writes and pushes down nothing of those columns
+  (`SpannerStore.layout.late_columns`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ INDEXES: Final = (
     "OutboxPending",
     "OutboxDueByNextAttempt",
     "FailedNotificationsByGaveUp",
+    *("OperationsByCreateTime", "OperationsByUpdateTime", "OperationsByEndTime"),
+    "OperationsByResult",
 )
 _IDENTIFIER = re.compile(
     r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
@@ -89,10 +94,17 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip()]
 
 
+_ADD_COLUMN = re.compile(r"ALTER TABLE \w+ ADD COLUMN (\w+)", re.I)
+
+
 def emulator_variant(statements: list[str]) -> list[str]:
     out = []
+    added = {m.group(1) for s in statements if (m := _ADD_COLUMN.match(s))}
     for statement in statements:
-        if statement.upper().startswith("CREATE PROTO BUNDLE"):
+        if statement.upper().startswith("CREATE PROTO BUNDLE") or _ADD_COLUMN.match(statement):
+            continue
+        is_index = statement.upper().startswith("CREATE") and " INDEX " in statement.upper()
+        if is_index and any(re.search(rf"\b{column}\b", statement) for column in added):
             continue
         statement = re.sub(
             r"\bOperation google\.longrunning\.Operation\b", "Operation BYTES(MAX)", statement
