@@ -114,16 +114,26 @@ class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
         return self._run(_core.get(name))
 
     def list_page(
-        self, filter: str = "", page_size: int = 0, page_token: str = ""
+        self, filter: str = "", page_size: int = 0, page_token: str = "", order_by: str = ""
     ) -> tuple[builtins.list[operations_pb2.Operation], str]:
-        """One page and the next page token ("" on the last page)."""
-        return self._run(_core.list_page(filter, page_size, page_token))
+        """One page and the next page token ("" on the last page).
 
-    def list(self, filter: str = "", page_size: int = 0) -> Iterator[operations_pb2.Operation]:
+        `order_by` (AIP-132): create_time, update_time, end_time or name, each optionally
+        followed by desc, comma-separated; by name when empty.
+        """
+        return self._run(_core.list_page(filter, page_size, page_token, order_by))
+
+    def count(self, filter: str = "") -> int:
+        """How many operations match `filter` (a lower bound past the server's bound)."""
+        return self._run(_core.count(filter))
+
+    def list(
+        self, filter: str = "", page_size: int = 0, order_by: str = ""
+    ) -> Iterator[operations_pb2.Operation]:
         """Every operation matching `filter` (AIP-160 subset), fetching page after page."""
         token = ""
         while True:
-            operations, token = self.list_page(filter, page_size, token)
+            operations, token = self.list_page(filter, page_size, token, order_by)
             yield from operations
             if not token:
                 return
