@@ -57,7 +57,12 @@ def test_http_order_by_pages_and_total_size(server: Server, ops: list[str]) -> N
     token = ""
     with httpx.Client(base_url=server.http_url) as http:
         while True:
-            params = {"filter": f, "orderBy": "create_time desc", "pageSize": 2, "count": "true"}
+            params: dict[str, str | int] = {
+                "filter": f,
+                "orderBy": "create_time desc",
+                "pageSize": 2,
+                "count": "true",
+            }
             if token:
                 params["pageToken"] = token
             body = http.get("/v1/operations", params=params).json()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tracker.cli import operations, schema, serve  # noqa: F401  (they register commands)
+from tracker.cli import listing, operations, schema, serve  # noqa: F401  (they register commands)
 from tracker.cli._base import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, cli, fail
 from tracker.cli.auth import auth
 
