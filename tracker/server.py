@@ -41,6 +41,7 @@ from tracker.auth import (
     Policy,
     StaticTokens,
 )
+from tracker.bulk import bulk_of
 from tracker.config import Config
 from tracker.errors import MethodNotAllowed, clip
 from tracker.notify.outbox import Sink
@@ -118,6 +119,7 @@ def build_guard(config: Config) -> Guard:
 
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
+    from tracker.api import bulk as api_bulk
     from tracker.api import http as api_http
     from tracker.sources import http as ingest_http
     from tracker.sources import push
@@ -139,6 +141,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         *ingest_http.routes(tracker),
         *push.routes(tracker),
         *api_http.routes(tracker, config.watch_keepalive_seconds),
+        *api_bulk.routes(tracker),
     ]
     app = Starlette(
         routes=routes,
@@ -211,6 +214,7 @@ class Server:
         from tracker.api import grpc as api_grpc
 
         self._dispatcher = await self.tracker.start()
+        await bulk_of(self.tracker).resume()  # bulk actions a stopped process left running
         family = socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
         # for sockets created with it; without, keep-alive answers stall ~40 ms (delayed ACK).
@@ -283,6 +287,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 if not (task.done() and not task.cancelled() and task.exception()):
                     await task  # a failed task's error was taken by serve_forever
+        await bulk_of(self.tracker).stop()
         await self.tracker.stop(self._dispatcher)
         self.store.close()
 
