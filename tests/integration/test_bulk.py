@@ -260,3 +260,67 @@ def plan_of_file(db: Path, name: str) -> dict[str, Any]:
         store.close()
     assert data is not None
     return dict(json.loads(data))
+
+
+# ---- SDK and CLI -----------------------------------------------------------------------
+
+
+def test_sdk_bulk_and_dry_run(server: Server) -> None:
+    import asyncio
+
+    from tracker.client import AsyncTrackerClient
+
+    flt = make_ops(server.http_url, 8, done=3)
+    with TrackerClient(server.http_url) as client:
+        assert client.bulk_dry_run("cancel", flt) == 5
+        operation = client.bulk("cancel", flt, rate=100)
+        assert operation.name.startswith("operations/tracker-bulk/")
+        assert _struct(client.wait(operation.name, timeout=60))["acted"] == 5
+
+    async def run() -> tuple[int, float]:
+        async with AsyncTrackerClient(server.http_url) as client:
+            matched = await client.bulk_dry_run("delete", flt)
+            started = await client.bulk("delete", flt)
+            final = await client.wait(started.name, timeout=60)
+            return matched, _struct(final)["acted"]
+
+    assert asyncio.run(run()) == (8, 8)
+    assert count(server.http_url, flt) == 0
+
+
+def test_cli_cancel_and_delete_by_filter(server: Server) -> None:
+    from tests.cli_kit import invoke
+
+    flt = make_ops(server.http_url, 6, done=2)
+    dry = invoke(["cancel", "--filter", flt, "--dry-run"], server.http_url)
+    assert dry.exit_code == 0 and dry.stdout.strip() == "4 would be cancelled"
+    assert count(server.http_url, flt + " AND done = false") == 4
+    cancelled = invoke(["cancel", "--filter", flt, "--wait", "--rate", "50"], server.http_url)
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "operations/tracker-bulk/" in cancelled.stdout and "succeeded" in cancelled.stdout
+    assert count(server.http_url, flt + " AND result = cancelled") == 4
+    as_json = invoke(["delete", "--filter", flt, "--dry-run", "--json"], server.http_url)
+    assert json.loads(as_json.stdout) == {"matched": 6}
+    started = invoke(["delete", "--filter", flt, "--json"], server.http_url)
+    name = json.loads(started.stdout)["name"]
+    with TrackerClient(server.http_url) as client:
+        assert _struct(client.wait(name, timeout=60))["acted"] == 6
+    assert count(server.http_url, flt) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cancel"],
+        ["delete", "operations/x", "--filter", "done = true"],
+        ["cancel", "operations/x", "--dry-run"],
+        ["delete", "operations/x", "--rate", "5"],
+        ["cancel", "--filter", "colour = red"],
+    ],
+)
+def test_cli_bulk_usage_errors_are_one_line(server: Server, args: list[str]) -> None:
+    from tests.cli_kit import assert_one_error_line, invoke
+
+    result = invoke(args, server.http_url)
+    assert result.exit_code in (1, 2), result.output
+    assert_one_error_line(result.output)

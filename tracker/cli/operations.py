@@ -8,6 +8,7 @@ from typing import Any
 import click
 from google.longrunning import operations_pb2
 
+from tracker.cli import bulk
 from tracker.cli._base import CONTEXT, EXIT_FAILED, EXIT_TIMEOUT, cli, fail
 from tracker.cli.auth import Connection, client_options
 from tracker.cli.event_data import _CodeType, _labels, build_data
@@ -130,20 +131,30 @@ def get(name: str, as_json: bool, connect: Connection) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", required=False)
+@bulk.bulk_options
 @client_options
-def cancel(name: str, connect: Connection) -> None:
-    """Cancel operation NAME (it ends as CANCELLED unless already done)."""
+def cancel(name: str | None, connect: Connection, **options: Any) -> None:
+    """Cancel operation NAME (it ends as CANCELLED unless already done), or with --filter
+    every running operation that matches, as a bulk operation (docs/cli.md)."""
+    if bulk.check(name, options):
+        return bulk.run(connect, "cancel", options)
+    assert name is not None
     with connect.client() as client:
         client.cancel(name)
     click.echo(f"cancelled {name}")
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", required=False)
+@bulk.bulk_options
 @client_options
-def delete(name: str, connect: Connection) -> None:
-    """Delete operation NAME."""
+def delete(name: str | None, connect: Connection, **options: Any) -> None:
+    """Delete operation NAME, or with --filter every operation that matches, as a bulk
+    operation (docs/cli.md)."""
+    if bulk.check(name, options):
+        return bulk.run(connect, "delete", options)
+    assert name is not None
     with connect.client() as client:
         client.delete(name)
     click.echo(f"deleted {name}")

@@ -130,6 +130,22 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
             if not token:
                 return
 
+    async def bulk(
+        self, action: str, filter: str, *, rate: float | None = None
+    ) -> operations_pb2.Operation:
+        """Cancel (action "cancel": the running ones) or delete ("delete") every operation
+        matching `filter`, at most `rate` per second, as a bulk Operation the server works
+        through in the background; wait on it, watch it or cancel it like any other."""
+        result = await self._run(_core.bulk(action, filter, False, rate))
+        assert isinstance(result, operations_pb2.Operation)
+        return result
+
+    async def bulk_dry_run(self, action: str, filter: str) -> int:
+        """How many operations `bulk(action, filter)` would act on now; changes nothing."""
+        result = await self._run(_core.bulk(action, filter, True, None))
+        assert isinstance(result, int)
+        return result
+
     async def cancel(self, name: str) -> None:
         """CancelOperation: the operation ends as CANCELLED at once unless already done;
         its worker's later events are late."""

@@ -352,6 +352,29 @@ def count(filter: str) -> Plan[int]:
     return total
 
 
+BULK_VERBS: Final = {"cancel": "batchCancel", "delete": "batchDelete"}
+
+
+def bulk(
+    action: str, filter: str, dry_run: bool, rate: float | None
+) -> Plan[operations_pb2.Operation | int]:
+    """A bulk cancel or delete by filter: the bulk Operation, or (dry run) how many
+    operations it would act on."""
+    if action not in BULK_VERBS:
+        raise ValueError(f"action must be cancel or delete, not {action!r}")
+    body: dict[str, Any] = {"filter": filter}
+    if dry_run:
+        body["dryRun"] = True
+    if rate is not None:
+        body["ratePerSecond"] = rate
+    answer = json_of((yield Request("POST", f"/v1/operations:{BULK_VERBS[action]}", json=body)))
+    if not isinstance(answer, dict):
+        raise errors.TrackerError(f"unexpected answer to a bulk {action}: {str(answer)[:200]}")
+    if dry_run:
+        return _count(answer.get("matched"))
+    return parse_operation(answer)
+
+
 def cancel(name: str) -> Plan[None]:
     yield Request("POST", operation_path(name, "cancel"), json={})
 

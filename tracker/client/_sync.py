@@ -138,6 +138,22 @@ class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
             if not token:
                 return
 
+    def bulk(
+        self, action: str, filter: str, *, rate: float | None = None
+    ) -> operations_pb2.Operation:
+        """Cancel (action "cancel": the running ones) or delete ("delete") every operation
+        matching `filter`, at most `rate` per second, as a bulk Operation the server works
+        through in the background; wait on it, watch it or cancel it like any other."""
+        result = self._run(_core.bulk(action, filter, False, rate))
+        assert isinstance(result, operations_pb2.Operation)
+        return result
+
+    def bulk_dry_run(self, action: str, filter: str) -> int:
+        """How many operations `bulk(action, filter)` would act on now; changes nothing."""
+        result = self._run(_core.bulk(action, filter, True, None))
+        assert isinstance(result, int)
+        return result
+
     def cancel(self, name: str) -> None:
         """CancelOperation: the operation ends as CANCELLED at once unless already done;
         its worker's later events are late."""
