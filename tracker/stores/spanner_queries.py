@@ -12,6 +12,7 @@ position compares exactly as the row it came from.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -51,6 +52,7 @@ def _dialect(columns: dict[str, str | None]) -> q.Dialect:
 
 FILTERS: Final = _dialect(FILTER_COLUMNS)
 SORTS: Final = _dialect(SORT_COLUMNS)
+SETTLED: Final = dataclasses.replace(FILTERS, late_columns=frozenset())
 # The emulator variant has no columns of later versions (tracker.stores.spanner_schema).
 PLAIN_FILTERS: Final = _dialect(
     {k: None if k in FILTERS.late_columns else v for k, v in FILTER_COLUMNS.items()}
@@ -117,9 +119,16 @@ class SpannerQueries:
     n: Names
     layout: Any  # spanner._Layout
 
-    @property
     def _filters(self) -> q.Dialect:
-        return FILTERS if self.layout.late_columns else PLAIN_FILTERS
+        """What the SQL can say: nothing of the later columns in the emulator variant;
+        in the canonical one, exactly once no row has NULL there (rows written before
+        version 5; OperationsByResult answers at once, the columns are written together)."""
+        if not self.layout.late_columns:
+            return PLAIN_FILTERS
+        sql = self.n.sql("SELECT 1 FROM Operations WHERE Result IS NULL LIMIT 1")
+        with self._guard(), self.database.snapshot() as snapshot:
+            unsettled = list(snapshot.execute_sql(sql))
+        return FILTERS if unsettled else SETTLED
 
     def _guard(self, *, writing: bool = False) -> AbstractContextManager[None]:
         raise NotImplementedError  # SpannerStore's
@@ -127,9 +136,11 @@ class SpannerQueries:
     def _stored(self, row: Sequence[Any]) -> Stored:
         raise NotImplementedError  # SpannerStore's
 
-    def _select(self, query: ListQuery, position: list[Any] | None, limit: int) -> list[Stored]:
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
         params: dict[str, Any] = {}
-        where = q.pushdown(query.filter, self._filters, params).where
+        where = q.pushdown(query.filter, dialect, params).where
         if position is not None:
             where += " AND " + q.after_position(query.order, position, SORTS, params)
         sort = [SORT_COLUMNS[k.field] for k in query.order if k.field != "name"]
@@ -153,9 +164,10 @@ class SpannerQueries:
 
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
+        dialect = self._filters()
         return q.scan(
             query,
-            lambda position, limit: self._select(query, position, limit),
+            lambda position, limit: self._select(query, position, limit, dialect),
             lambda row: self._position(query, row),
             self.list_position(query),
         )
@@ -169,7 +181,8 @@ class SpannerQueries:
 
     def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
         params: dict[str, Any] = {}
-        pushed = q.pushdown(expr, self._filters, params)
+        dialect = self._filters()
+        pushed = q.pushdown(expr, dialect, params)
         if pushed.exact:
             sql = self.n.sql(f"SELECT COUNT(*) FROM Operations WHERE {pushed.where}")
             types = {k: _type(v) for k, v in params.items()}
@@ -181,7 +194,7 @@ class SpannerQueries:
             query = ListQuery(filter=expr, page_size=size)
             position: list[Any] | None = None
             while True:
-                rows = self._select(query, position, size)
+                rows = self._select(query, position, size, dialect)
                 yield rows
                 if len(rows) < size:
                     return

@@ -6,6 +6,7 @@ text order is time order): a position compares exactly as the rows it came from.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -63,15 +64,28 @@ def row_columns(state: OperationState) -> dict[str, Any]:
     }
 
 
+# Once no row lacks them, the columns of version 6 are exact: the IS NULL escape goes.
+SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
+
+
 class SqliteQueries:
     """Mixin of `SqliteStore`: list_operations and count_operations."""
 
     def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # SqliteStore's
 
-    def _select(self, query: ListQuery, position: list[Any] | None, limit: int) -> list[Stored]:
+    def _dialect(self) -> q.Dialect:
+        """SETTLED unless some row still has NULL in the columns of version 6 (written
+        before it; the `result` index answers at once, the columns are written together)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT 1 FROM operations WHERE result IS NULL LIMIT 1").fetchone()
+        return DIALECT if row else SETTLED
+
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
         params: dict[str, Any] = {}
-        where = q.pushdown(query.filter, DIALECT, params).where
+        where = q.pushdown(query.filter, dialect, params).where
         if position is not None:
             where += " AND " + q.after_position(query.order, position, DIALECT, params)
         sort = [COLUMNS[k.field] for k in query.order if k.field != "name"]
@@ -95,15 +109,17 @@ class SqliteQueries:
 
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
+        dialect = self._dialect()
         return q.scan(
             query,
-            lambda position, limit: self._select(query, position, limit),
+            lambda position, limit: self._select(query, position, limit, dialect),
             lambda row: [*row.sort, row.state.name],
         )
 
     def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
         params: dict[str, Any] = {}
-        pushed = q.pushdown(expr, DIALECT, params)
+        dialect = self._dialect()
+        pushed = q.pushdown(expr, dialect, params)
         if pushed.exact:
             with self._reading() as conn:
                 sql = f"SELECT COUNT(*) FROM operations WHERE {pushed.where}"
@@ -113,7 +129,7 @@ class SqliteQueries:
             query = ListQuery(filter=expr, page_size=size)
             position: list[Any] | None = None
             while True:
-                rows = self._select(query, position, size)
+                rows = self._select(query, position, size, dialect)
                 yield rows
                 if len(rows) < size:
                     return
