@@ -20,4 +20,5 @@ CREATE INDEX OperationsByUpdateTime ON Operations (UpdateTime, key);
 
 CREATE INDEX OperationsByEndTime ON Operations (EndTime, key);
 
-CREATE INDEX OperationsByResult ON Operations (Result, key);
+-- "the failed ones, latest first": how they ended, then by end time.
+CREATE INDEX OperationsByResult ON Operations (Result, EndTime, key);
