@@ -7,11 +7,13 @@ leading `-`, and parentheses:
     name = "operations/batch-*"          (trailing * is a prefix match)
     operation_type = "export"            parent = "projects/p"
     labels.env = "prod"   labels.env != "dev"   labels.env:*   labels:env
-    create_time > "2026-01-01T00:00:00Z" (also update_time; <, <=, >, >=)
+    create_time > "2026-01-01T00:00:00Z" (also update_time, end_time; <, <=, >, >=)
+    result = "failed"  (or state; running | succeeded | failed | cancelled)
+    error.code = 5     error.code = "NOT_FOUND"      percent >= 50     attempt > 1
 
 Anything else is an `InvalidArgument` whose message points at the problem.
-Stores translate the tree to their SQL with `to_sql`; `matches` evaluates it in
-Python (the Spanner store checks each row it reads with it).
+`matches` evaluates it in Python: every store checks each row it reads with it, after
+reading with what its SQL can say of the filter (`tracker.stores.query`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ _TOKEN = re.compile(
 
 STRING_FIELDS: Final = ("name", "operation_type", "parent")
 TIME_FIELDS: Final = ("create_time", "update_time")
+# Fields of issue #12: evaluated by `tracker.filter_fields` (end_time is absent while
+# an operation runs: every comparison with it is then false).
+RESULTS: Final = ("running", "succeeded", "failed", "cancelled")
+NUMBER_FIELDS: Final = ("error.code", "percent", "attempt")
 MAX_FILTER_LENGTH: Final = 2048
 # Nesting of NOT and parentheses; deeper input would overflow Python's stack or the SQL parser's.
 MAX_FILTER_DEPTH: Final = 32
@@ -45,9 +51,11 @@ MAX_FILTER_DEPTH: Final = 32
 
 @dataclass(frozen=True)
 class Cmp:
-    field: str  # done, name, operation_type, parent, create_time, update_time, labels.<k>, labels
+    # done, name, operation_type, parent, create_time, update_time, end_time, labels.<k>,
+    # labels, result, error.code, percent, attempt
+    field: str
     op: str  # = != : < <= > >=
-    value: str | bool | datetime | None  # None: ":*" (has)
+    value: str | bool | datetime | float | None  # None: ":*" (has)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,11 @@ def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
         if op not in ("=", "!=", ":"):
             raise InvalidArgument(f"filter: {field} takes =, != or :")
         return Cmp(field, "=" if op == ":" else op, _check_wildcard(value))
-    if field in TIME_FIELDS:
+    if field in ("result", "state", *NUMBER_FIELDS):
+        from tracker.filter_fields import typed
+
+        return typed(field, op, value)
+    if field in (*TIME_FIELDS, "end_time"):
         if op not in ("<", "<=", ">", ">=", "=", "!="):
             raise InvalidArgument(f"filter: {field} takes a comparison")
         try:
@@ -202,7 +214,8 @@ def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
                 " and 9999-12-31T23:59:59Z"
             ) from None
         return Cmp(field, op, when)
-    known = ", ".join(("done", *STRING_FIELDS, *TIME_FIELDS, "labels.<key>"))
+    plain = ("done", *STRING_FIELDS, *TIME_FIELDS, "end_time", "labels.<key>")
+    known = ", ".join((*plain, "result", "state", *NUMBER_FIELDS))
     raise InvalidArgument(f"filter: unknown field {echo(field)}; known: {known}")
 
 
@@ -235,11 +248,19 @@ class Row:
     labels: Mapping[str, str]
     create_time: datetime
     update_time: datetime
+    result: str = "running"  # RESULTS
+    error_code: int = 0  # 0 unless it ended with an error
+    end_time: datetime | None = None  # None while running
+    percent: float = 0.0  # as OperationMetadata.percent serves it
+    attempt: int = 1
 
 
 def row_of(state: OperationState) -> Row:
     """The filterable view of a stored state (what `matches` reads)."""
+    from tracker.filter_fields import facts
+
     return Row(
+        **facts(state),
         name=state.name,
         done=state.done,
         operation_type=state.operation_type,
@@ -265,6 +286,10 @@ def matches(expr: Expr | None, row: Row) -> bool:
         results = (matches(e, row) for e in expr.exprs)
         return all(results) if expr.op == "AND" else any(results)
     f, op, v = expr.field, expr.op, expr.value
+    if f in ("result", "end_time", *NUMBER_FIELDS):
+        from tracker.filter_fields import evaluate
+
+        return evaluate(expr, row)
     if f == "done":
         return (row.done == v) == (op == "=")
     if f == "labels":
@@ -289,60 +314,3 @@ def matches(expr: Expr | None, row: Row) -> bool:
         "!=": lambda a, b: a != b,
     }
     return compare[op](actual, v)
-
-
-# ---- SQL --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How a store spells the pieces of a filter in its SQL."""
-
-    param: Callable[[int], str]  # index -> placeholder
-    label_value: Callable[[str], str]  # placeholder of key -> expression of the value
-    label_has: Callable[[str], str]  # placeholder of key -> boolean expression
-    prefix: Callable[[str, str], str]  # column, placeholder -> boolean expression
-    time_value: Callable[[datetime], object]
-    true: object = True
-    false: object = False
-
-
-def to_sql(expr: Expr | None, dialect: Dialect) -> tuple[str, list[object]]:
-    params: list[object] = []
-
-    def add(value: object) -> str:
-        params.append(value)
-        return dialect.param(len(params) - 1)
-
-    def compare_str(column: str, op: str, value: str) -> str:
-        if value.endswith("*"):
-            sql = dialect.prefix(column, add(value[:-1]))
-        else:
-            sql = f"{column} = {add(value)}"
-        return sql if op == "=" else f"NOT ({sql})"
-
-    def walk(e: Expr) -> str:
-        if isinstance(e, Not):
-            return f"NOT ({walk(e.expr)})"
-        if isinstance(e, BoolOp):
-            return "(" + f" {e.op} ".join(walk(x) for x in e.exprs) + ")"
-        if e.field == "done":
-            value = dialect.true if e.value else dialect.false
-            return f"done {'=' if e.op == '=' else '!='} {add(value)}"
-        if e.field == "labels":
-            return dialect.label_has(add(str(e.value)))
-        if e.field.startswith("labels."):
-            key = add(e.field[len("labels.") :])
-            if e.value is None:
-                return dialect.label_has(key)
-            value_expr = dialect.label_value(key)
-            hit = f"COALESCE({compare_str(value_expr, '=', str(e.value))}, FALSE)"
-            return hit if e.op == "=" else f"NOT {hit}"
-        if e.field in STRING_FIELDS:
-            return compare_str(e.field, e.op, str(e.value))
-        assert isinstance(e.value, datetime)
-        return f"{e.field} {e.op if e.op != '!=' else '<>'} {add(dialect.time_value(e.value))}"
-
-    if expr is None:
-        return "TRUE", params
-    return walk(expr), params

@@ -41,6 +41,7 @@ from tracker.auth import (
     Policy,
     StaticTokens,
 )
+from tracker.bulk import bulk_of
 from tracker.config import Config
 from tracker.errors import MethodNotAllowed, clip
 from tracker.notify.outbox import Sink
@@ -123,6 +124,7 @@ def build_guard(config: Config) -> Guard:
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:
     from tracker import console
+    from tracker.api import bulk as api_bulk
     from tracker.api import dead_letters as dead_letters_http
     from tracker.api import history as api_history
     from tracker.api import http as api_http
@@ -151,6 +153,7 @@ def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlett
         *api_stream.routes(tracker, config.watch_keepalive_seconds),
         *console.routes(),
         *dead_letters_http.routes(tracker),
+        *api_bulk.routes(tracker),
     ]
     app = Starlette(
         routes=routes,
@@ -225,6 +228,7 @@ class Server:
         from tracker.api import grpc as api_grpc
 
         self._dispatcher = await self.tracker.start()
+        await bulk_of(self.tracker).resume()  # bulk actions a stopped process left running
         family = socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
         # for sockets created with it; without, keep-alive answers stall ~40 ms (delayed ACK).
@@ -297,6 +301,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 if not (task.done() and not task.cancelled() and task.exception()):
                     await task  # a failed task's error was taken by serve_forever
+        await bulk_of(self.tracker).stop()
         await self.tracker.stop(self._dispatcher)
         self.store.close()
 

@@ -8,11 +8,8 @@ decides state.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import builtins
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -23,7 +20,7 @@ from datetime import UTC, datetime
 
 from google.longrunning import operations_pb2
 
-from tracker import filtering
+from tracker import filtering, listing
 from tracker.bindings import parse_pubsub
 from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
@@ -41,8 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-# A token holds one name (at most MAX_NAME_BYTES) and a hash, in JSON and base64.
-MAX_TOKEN_CHARS = 8 * MAX_NAME_BYTES
 
 
 @dataclass(frozen=True)
@@ -213,19 +208,30 @@ class Tracker:
         """The latest checkpoint bytes (None: none yet); NotFound without the operation."""
         return await asyncio.to_thread(self.store.checkpoint, check_name(name))
 
-    async def list(self, filter_text: str = "", page_size: int = 0, page_token: str = "") -> Page:
+    async def list(
+        self, filter_text: str = "", page_size: int = 0, page_token: str = "", order_by: str = ""
+    ) -> Page:
+        """One page in the order of `order_by` (AIP-132; `tracker.listing`)."""
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         expr = filtering.parse(filter_text)
-        after = _decode_token(page_token, filter_text) if page_token else ""
-        rows = await asyncio.to_thread(
-            self.store.list_operations, ListQuery(filter=expr, page_size=size, after=after)
+        order = listing.parse_order_by(order_by)
+        after, position = (
+            listing.decode_token(page_token, filter_text, order) if page_token else ("", ())
         )
+        query = ListQuery(filter=expr, page_size=size, after=after, order=order, position=position)
+        rows = await asyncio.to_thread(self.store.list_operations, query)
         more = len(rows) > size
         rows = rows[:size]
-        token = _encode_token(rows[-1].state.name, filter_text) if more else ""
+        token = listing.encode_token(rows[-1], filter_text, order) if more else ""
         return Page([r.operation for r in rows], token)
+
+    async def count(self, filter_text: str = "") -> tuple[int, bool]:
+        """(operations matching, whether that is a lower bound: the count stopped at
+        its bound, `tracker.stores.query.COUNT_SCAN_LIMIT` rows read)."""
+        expr = filtering.parse(filter_text)
+        return await asyncio.to_thread(self.store.count_operations, expr)
 
     async def delete(self, name: str) -> None:
         if not await asyncio.to_thread(self.store.delete, check_name(name)):
@@ -337,33 +343,6 @@ class Tracker:
         self.dispatcher.stop()
         if task is not None:
             await task
-
-
-def _filter_hash(filter_text: str) -> str:
-    return hashlib.sha256(filter_text.encode()).hexdigest()[:16]
-
-
-def _encode_token(after: str, filter_text: str) -> str:
-    raw = json.dumps({"a": after, "f": _filter_hash(filter_text)}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, filter_text: str) -> str:
-    not_ours = InvalidArgument("page_token is not a token this server issued")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise not_ours
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        after, fhash = data["a"], data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
-        raise not_ours from None
-    # What the token holds goes into a store query: only a name this server could issue.
-    if not isinstance(after, str) or not isinstance(fhash, str) or not _storable(after):
-        raise not_ours
-    if fhash != _filter_hash(filter_text):
-        raise InvalidArgument("page_token was issued for a different filter")
-    return after
 
 
 def _storable(name: str) -> bool:

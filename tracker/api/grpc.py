@@ -28,6 +28,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE_NAME: Final[str] = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
 # Names ListOperations accepts as the collection (AIP-151 servers have one collection).
 COLLECTIONS: Final = frozenset({"", "operations"})
+# google.longrunning's ListOperationsRequest has no order_by field: AIP-132's order_by
+# comes as this request metadata (docs/api.md, "Ordering").
+ORDER_BY_METADATA: Final = "x-tracker-order-by"
 # WaitOperation returns this long before the caller's gRPC deadline, so that the
 # answer (the latest state) reaches it instead of DEADLINE_EXCEEDED.
 DEADLINE_MARGIN_MIN: Final = 0.1
@@ -71,16 +74,19 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: Context
     ) -> operations_pb2.ListOperationsResponse:
-        return await _answer(context, self._list(request))
+        order_by = dict(context.invocation_metadata() or ()).get(ORDER_BY_METADATA, "")
+        return await _answer(context, self._list(request, str(order_by)))
 
     async def _list(
-        self, request: operations_pb2.ListOperationsRequest
+        self, request: operations_pb2.ListOperationsRequest, order_by: str = ""
     ) -> operations_pb2.ListOperationsResponse:
         if request.name not in COLLECTIONS:
             raise InvalidArgument(
                 f"name {echo(request.name)} is not a collection here; use '' or 'operations'"
             )
-        page = await self.tracker.list(request.filter, request.page_size, request.page_token)
+        page = await self.tracker.list(
+            request.filter, request.page_size, request.page_token, order_by
+        )
         return operations_pb2.ListOperationsResponse(
             operations=page.operations, next_page_token=page.next_page_token
         )

@@ -1,6 +1,7 @@
 """The Operations service over HTTP/JSON, following the HTTP rules of operations.proto.
 
-    GET    /v1/operations                         ListOperations (filter, pageSize, pageToken)
+    GET    /v1/operations                         ListOperations (filter, pageSize, pageToken;
+                                                  extensions: orderBy, count -> totalSize)
     GET    /v1/{name=operations/**}               GetOperation
     DELETE /v1/{name=operations/**}               DeleteOperation            -> {}
     POST   /v1/{name=operations/**}:cancel        CancelOperation            -> {}
@@ -105,6 +106,14 @@ def parse_page_size(text: str | None) -> int:
     if size < 0:
         raise InvalidArgument("pageSize must not be negative")
     return size
+
+
+def parse_flag(name: str, text: str | None) -> bool:
+    if text is None or text in ("", "false", "0"):
+        return False
+    if text in ("true", "1"):
+        return True
+    raise InvalidArgument(f"{name} must be true or false, got {echo(text)}")
 
 
 def parse_timeout(text: str) -> float:
@@ -215,14 +224,26 @@ class OperationsHttp:
                 # Nothing is ever unreachable here; accepted for client compatibility.
                 "returnPartialSuccess": "return_partial_success",
                 "return_partial_success": "return_partial_success",
+                # AIP-132 and AIP-158; not in google.longrunning's request message.
+                "orderBy": "order_by",
+                "order_by": "order_by",
+                "count": "count",
             },
         )
+        count = parse_flag("count", params.get("count"))
         page = await self.tracker.list(
             params.get("filter", ""),
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
+            params.get("order_by", ""),
         )
-        return JSONResponse(page_to_dict(page.operations, page.next_page_token))
+        body = page_to_dict(page.operations, page.next_page_token)
+        if count:
+            total, capped = await self.tracker.count(params.get("filter", ""))
+            body["totalSize"] = total
+            if capped:
+                body["totalSizeIsLowerBound"] = True
+        return JSONResponse(body)
 
     async def resource(self, request: Request) -> Response:
         raw = request.scope.get("raw_path")

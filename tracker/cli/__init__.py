@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from tracker.cli import (  # noqa: F401  (they register commands)
     dead_letters,
     history,
+    listing,
     operations,
     schema,
     serve,

@@ -1,4 +1,4 @@
-"""The client commands: publish, get, list, cancel, delete, wait, checkpoint."""
+"""The client commands: publish, get, cancel, delete, wait, checkpoint (list: listing.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 from google.longrunning import operations_pb2
-from rich.table import Table
 
+from tracker.cli import bulk
 from tracker.cli._base import CONTEXT, EXIT_FAILED, EXIT_TIMEOUT, cli, fail
 from tracker.cli.auth import Connection, client_options
 from tracker.cli.event_data import _CodeType, _labels, build_data
-from tracker.cli.render import _done_text, _outcome, _ProgressView, _stdout_console, describe
-from tracker.client import TrackerClient, metadata, operation_to_dict
+from tracker.cli.render import _outcome, _ProgressView, describe
+from tracker.client import TrackerClient, operation_to_dict
 from tracker.constants import MAX_SEQUENCE
 from tracker.events import PROTOBUF_CONTENT_TYPE, Kind
 
@@ -130,59 +130,31 @@ def get(name: str, as_json: bool, connect: Connection) -> None:
         click.echo(describe(operation))
 
 
-@cli.command("list", context_settings=CONTEXT)
-@click.option(
-    "--filter",
-    "filter_text",
-    default="",
-    help='AIP-160 filter, e.g. done = false AND labels.team = "a".',
-)
-@click.option(
-    "--page-size",
-    type=click.IntRange(0),
-    default=0,
-    help="Operations per request (0: the server's default).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of Operations.")
-@client_options
-def list_(filter_text: str, page_size: int, as_json: bool, connect: Connection) -> None:
-    """List operations (every page)."""
-    with connect.client() as client:
-        operations = list(client.list(filter_text, page_size))
-    if as_json:
-        click.echo(json.dumps([operation_to_dict(o) for o in operations], indent=2))
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "DONE", "PERCENT", "MESSAGE", "TYPE", "LABELS"):
-        table.add_column(column, no_wrap=column in ("NAME", "DONE", "PERCENT"))
-    for operation in operations:
-        meta = metadata(operation)
-        table.add_row(
-            operation.name,
-            _done_text(operation),
-            f"{meta.percent:.0f}%" if meta else "",
-            meta.message if meta else "",
-            meta.operation_type if meta else "",
-            ",".join(f"{k}={v}" for k, v in sorted(meta.labels.items())) if meta else "",
-        )
-    _stdout_console().print(table)
-
-
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", required=False)
+@bulk.bulk_options
 @client_options
-def cancel(name: str, connect: Connection) -> None:
-    """Cancel operation NAME (it ends as CANCELLED unless already done)."""
+def cancel(name: str | None, connect: Connection, **options: Any) -> None:
+    """Cancel operation NAME (it ends as CANCELLED unless already done), or with --filter
+    every running operation that matches, as a bulk operation (docs/cli.md)."""
+    if bulk.check(name, options):
+        return bulk.run(connect, "cancel", options)
+    assert name is not None
     with connect.client() as client:
         client.cancel(name)
     click.echo(f"cancelled {name}")
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", required=False)
+@bulk.bulk_options
 @client_options
-def delete(name: str, connect: Connection) -> None:
-    """Delete operation NAME."""
+def delete(name: str | None, connect: Connection, **options: Any) -> None:
+    """Delete operation NAME, or with --filter every operation that matches, as a bulk
+    operation (docs/cli.md)."""
+    if bulk.check(name, options):
+        return bulk.run(connect, "delete", options)
+    assert name is not None
     with connect.client() as client:
         client.delete(name)
     click.echo(f"deleted {name}")

@@ -106,18 +106,26 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
         return await self._run(_core.get(name))
 
     async def list_page(
-        self, filter: str = "", page_size: int = 0, page_token: str = ""
+        self, filter: str = "", page_size: int = 0, page_token: str = "", order_by: str = ""
     ) -> tuple[builtins.list[operations_pb2.Operation], str]:
-        """One page and the next page token ("" on the last page)."""
-        return await self._run(_core.list_page(filter, page_size, page_token))
+        """One page and the next page token ("" on the last page).
+
+        `order_by` (AIP-132): create_time, update_time, end_time or name, each optionally
+        followed by desc, comma-separated; by name when empty.
+        """
+        return await self._run(_core.list_page(filter, page_size, page_token, order_by))
+
+    async def count(self, filter: str = "") -> int:
+        """How many operations match `filter` (a lower bound past the server's bound)."""
+        return await self._run(_core.count(filter))
 
     async def list(
-        self, filter: str = "", page_size: int = 0
+        self, filter: str = "", page_size: int = 0, order_by: str = ""
     ) -> AsyncIterator[operations_pb2.Operation]:
         """Every operation matching `filter` (AIP-160 subset), fetching page after page."""
         token = ""
         while True:
-            operations, token = await self.list_page(filter, page_size, token)
+            operations, token = await self.list_page(filter, page_size, token, order_by)
             for operation in operations:
                 yield operation
             if not token:
@@ -140,6 +148,22 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
                 yield entry
             if not token:
                 return
+
+    async def bulk(
+        self, action: str, filter: str, *, rate: float | None = None
+    ) -> operations_pb2.Operation:
+        """Cancel (action "cancel": the running ones) or delete ("delete") every operation
+        matching `filter`, at most `rate` per second, as a bulk Operation the server works
+        through in the background; wait on it, watch it or cancel it like any other."""
+        result = await self._run(_core.bulk(action, filter, False, rate))
+        assert isinstance(result, operations_pb2.Operation)
+        return result
+
+    async def bulk_dry_run(self, action: str, filter: str) -> int:
+        """How many operations `bulk(action, filter)` would act on now; changes nothing."""
+        result = await self._run(_core.bulk(action, filter, True, None))
+        assert isinstance(result, int)
+        return result
 
     async def cancel(self, name: str) -> None:
         """CancelOperation: the operation ends as CANCELLED at once unless already done;

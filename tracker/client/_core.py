@@ -322,12 +322,14 @@ def get(name: str) -> Plan[operations_pb2.Operation]:
 
 
 def list_page(
-    filter: str, page_size: int, page_token: str
+    filter: str, page_size: int, page_token: str, order_by: str = ""
 ) -> Plan[tuple[list[operations_pb2.Operation], str]]:
     """One page and the next page token ("" on the last page)."""
     params: dict[str, str | int] = {}
     if filter:
         params["filter"] = filter
+    if order_by:
+        params["orderBy"] = order_by
     if page_size:
         params["pageSize"] = page_size
     if page_token:
@@ -337,6 +339,43 @@ def list_page(
         raise errors.TrackerError(f"unexpected answer to GET /v1/operations: {str(answer)[:200]}")
     operations = [parse_operation(o) for o in answer.get("operations") or []]
     return operations, str(answer.get("nextPageToken") or "")
+
+
+def count(filter: str) -> Plan[int]:
+    """How many operations match (`totalSize`; a lower bound past the server's bound)."""
+    params: dict[str, str | int] = {"count": "true", "pageSize": 1}
+    if filter:
+        params["filter"] = filter
+    answer = json_of((yield Request("GET", "/v1/operations", params=params)))
+    total = answer.get("totalSize") if isinstance(answer, dict) else None
+    if isinstance(total, str) and total.isdigit():
+        total = int(total)
+    if not isinstance(total, int) or isinstance(total, bool):
+        raise errors.TrackerError(f"the tracker answered no totalSize: {str(answer)[:200]}")
+    return total
+
+
+BULK_VERBS: Final = {"cancel": "batchCancel", "delete": "batchDelete"}
+
+
+def bulk(
+    action: str, filter: str, dry_run: bool, rate: float | None
+) -> Plan[operations_pb2.Operation | int]:
+    """A bulk cancel or delete by filter: the bulk Operation, or (dry run) how many
+    operations it would act on."""
+    if action not in BULK_VERBS:
+        raise ValueError(f"action must be cancel or delete, not {action!r}")
+    body: dict[str, Any] = {"filter": filter}
+    if dry_run:
+        body["dryRun"] = True
+    if rate is not None:
+        body["ratePerSecond"] = rate
+    answer = json_of((yield Request("POST", f"/v1/operations:{BULK_VERBS[action]}", json=body)))
+    if not isinstance(answer, dict):
+        raise errors.TrackerError(f"unexpected answer to a bulk {action}: {str(answer)[:200]}")
+    if dry_run:
+        return _count(answer.get("matched"))
+    return parse_operation(answer)
 
 
 def cancel(name: str) -> Plan[None]:

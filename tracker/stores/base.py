@@ -85,6 +85,9 @@ class Stored:
     state: OperationState
     operation: operations_pb2.Operation
     checkpoint: bytes | None
+    # A listed row's values of the query's sort keys, as the store holds them (text, or
+    # None for a NULL): what a page token carries to continue after it.
+    sort: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,10 +175,22 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class SortKey:
+    """One key of an AIP-132 order_by: create_time, update_time, end_time or name."""
+
+    field: str
+    desc: bool = False
+
+
+@dataclass(frozen=True)
 class ListQuery:
     filter: filtering.Expr | None = None
     page_size: int = 50
-    after: str = ""  # names strictly greater than this
+    # Rows after this one (empty: from the start): its name, and for a sorted query its
+    # `Stored.sort` values. Without `order`, names strictly greater than `after`.
+    after: str = ""
+    order: tuple[SortKey, ...] = ()  # empty: by name; the name is always the last key
+    position: tuple[str | None, ...] = ()
 
 
 class Tx(Protocol):
@@ -317,6 +332,11 @@ class Store(DeadLetterStore, abc.ABC):
     @abc.abstractmethod
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows ordered by name (the extra row says there is more)."""
+
+    def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
+        """(operations matching, whether counting stopped at its bound: then a lower
+        bound). The backends' query mixins (`tracker.stores.query`) implement it."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:

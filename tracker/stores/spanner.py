@@ -28,7 +28,6 @@ from google.cloud.spanner_v1.database import Database
 from google.cloud.spanner_v1.keyset import KeySet
 from google.longrunning import operations_pb2
 
-from tracker import filtering
 from tracker.apply import OperationState, Outcome
 from tracker.errors import ConfigError, InvalidEvent, StoreUnavailable, clip
 from tracker.notices import Notice
@@ -39,7 +38,6 @@ from tracker.stores.base import (
     TOMBSTONE_SOURCE,
     DeadLetter,
     Identity,
-    ListQuery,
     OutboxItem,
     RowValues,
     Store,
@@ -48,6 +46,7 @@ from tracker.stores.base import (
 )
 from tracker.stores.spanner_dead_letters import SpannerDeadLetters
 from tracker.stores.spanner_history import SpannerHistory, SpannerHistoryTx
+from tracker.stores.spanner_queries import SpannerQueries, row_columns
 from tracker.stores.spanner_schema import Names
 
 T = TypeVar("T")
@@ -86,6 +85,11 @@ class _Layout:
     @property
     def writes_key(self) -> bool:
         return self.variant == "emulator"
+
+    @property
+    def late_columns(self) -> bool:
+        """Whether the columns later versions add exist (not in the emulator variant)."""
+        return self.variant == "canonical"
 
     def operation_value(self, operation: operations_pb2.Operation) -> Any:
         return _w(operation.SerializeToString()) if self.variant == "emulator" else operation
@@ -187,6 +191,8 @@ class _SpannerTx(SpannerHistoryTx):
             "DueTime": row.due_time,
             "ExpireTime": row.expire_time,
         }
+        if self.layout.late_columns:
+            values.update(row_columns(state))
         if insert or checkpoint is not None:
             values["Checkpoint"] = _w(checkpoint)
         if self.layout.writes_key or not insert:
@@ -225,7 +231,7 @@ class _SpannerTx(SpannerHistoryTx):
         )
 
 
-class SpannerStore(SpannerHistory, SpannerDeadLetters, Store):
+class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
     """Store on a Cloud Spanner database whose schema `tracker schema apply` created."""
 
     def __init__(
@@ -323,46 +329,6 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, Store):
         if not rows:
             return False, None
         return True, _r(rows[0][0]) if rows[0][0] is not None else None
-
-    def list_operations(self, query: ListQuery) -> list[Stored]:
-        """Key-ordered scan; the filter is evaluated on each row (filtering.matches).
-
-        Top-level `done`, `operation_type` and `parent` equalities also go into the SQL
-        (indexed columns), so fewer rows are read; the Python check stays the judge.
-        """
-        want = query.page_size + 1
-        out: list[Stored] = []
-        after = query.after
-        chunk = max(want, 100)
-        where, params, types = _pushdown(query.filter)
-        while len(out) < want:
-            rows = self._query_after(after, chunk, where, params, types)
-            for row in rows:
-                if filtering.matches(query.filter, filtering.row_of(row.state)):
-                    out.append(row)
-                    if len(out) == want:
-                        break
-            if len(rows) < chunk:
-                break
-            after = rows[-1].state.name
-        return out
-
-    def _query_after(
-        self, after: str, limit: int, where: str, params: dict[str, Any], types: dict[str, Any]
-    ) -> list[Stored]:
-        sql = self.n.sql(
-            "SELECT key, Operation, State, Checkpoint FROM Operations"
-            f" WHERE key > @after{where} ORDER BY key LIMIT @limit"
-        )
-        all_params = {"after": after, "limit": limit, **params}
-        all_types = {
-            "after": spanner.param_types.STRING,
-            "limit": spanner.param_types.INT64,
-            **types,
-        }
-        with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(snapshot.execute_sql(sql, params=all_params, param_types=all_types))
-        return [self._stored(r) for r in rows]
 
     # ---- outbox ------------------------------------------------------------------------
 
@@ -618,24 +584,3 @@ def _json(value: Any) -> dict[str, str]:
     if isinstance(value, str):
         value = json.loads(value)
     return {str(k): str(v) for k, v in dict(value).items()}
-
-
-_PUSHED = {"done": "Done", "operation_type": "OperationType", "parent": "Parent"}
-
-
-def _pushdown(expr: filtering.Expr | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """SQL for the top-level conjuncts that are plain equalities on indexed columns."""
-    if expr is None:
-        return "", {}, {}
-    conjuncts = expr.exprs if isinstance(expr, filtering.BoolOp) and expr.op == "AND" else (expr,)
-    clauses, params, types = [], {}, {}
-    for i, c in enumerate(conjuncts):
-        if not isinstance(c, filtering.Cmp) or c.field not in _PUSHED or c.op != "=":
-            continue
-        if isinstance(c.value, str) and c.value.endswith("*"):
-            continue  # prefix match: left to the row check
-        name = f"p{i}"
-        clauses.append(f" AND {_PUSHED[c.field]} = @{name}")
-        params[name] = c.value
-        types[name] = spanner.param_types.BOOL if c.field == "done" else spanner.param_types.STRING
-    return "".join(clauses), params, types

@@ -9,7 +9,10 @@ servers that cannot parse all of it (handy-spanner): generated from the canonica
 - `key` is a plain column the store writes (= Operation.name) instead of a generated one;
 - `JSON` columns become `STRING(MAX)` holding the same JSON text;
 - no `ROW DELETION POLICY`, nor an `ALTER TABLE ... ADD ROW DELETION POLICY` statement
-  (retention is then not enforced by the server).
+  (retention is then not enforced by the server);
+- no `ALTER TABLE ... ADD COLUMN` (handy-spanner answers OK and adds nothing), nor an index
+  on such a column; the store then writes and pushes down nothing of those columns
+  (`SpannerStore.layout.late_columns`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ INDEXES: Final = (
     "FailedNotificationsByGaveUp",
     "DeadLettersByReceivedAt",
     "DeadLettersByReason",
+    *("OperationsByCreateTime", "OperationsByUpdateTime", "OperationsByEndTime"),
+    "OperationsByResult",
 )
 _IDENTIFIER = re.compile(
     r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
@@ -95,10 +100,17 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip()]
 
 
+_ADD_COLUMN = re.compile(r"ALTER TABLE \w+ ADD COLUMN (\w+)", re.I)
+
+
 def emulator_variant(statements: list[str]) -> list[str]:
     out = []
+    added = {m.group(1) for s in statements if (m := _ADD_COLUMN.match(s))}
     for statement in statements:
-        if statement.upper().startswith("CREATE PROTO BUNDLE"):
+        if statement.upper().startswith("CREATE PROTO BUNDLE") or _ADD_COLUMN.match(statement):
+            continue
+        is_index = statement.upper().startswith("CREATE") and " INDEX " in statement.upper()
+        if is_index and any(re.search(rf"\b{column}\b", statement) for column in added):
             continue
         if re.match(r"ALTER TABLE \w+ ADD ROW DELETION POLICY\b", statement, flags=re.I):
             continue

@@ -18,7 +18,6 @@ from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
 
-from tracker import filtering
 from tracker.apply import OperationState, Outcome
 from tracker.errors import StoreUnavailable
 from tracker.notices import Notice
@@ -29,7 +28,6 @@ from tracker.stores.base import (
     TOMBSTONE_SOURCE,
     DeadLetter,
     Identity,
-    ListQuery,
     OutboxItem,
     RowValues,
     Store,
@@ -38,6 +36,7 @@ from tracker.stores.base import (
 )
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
+from tracker.stores.sqlite_queries import SqliteQueries, row_columns
 
 T = TypeVar("T")
 # Rows the retention sweep deletes per table and round, each round its own short
@@ -59,17 +58,6 @@ def _ts_or_none(when: datetime | None) -> str | None:
 
 def _from_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-_DIALECT = filtering.Dialect(
-    param=lambda i: "?",
-    label_value=lambda key: f"json_extract(labels, '$.\"' || {key} || '\"')",
-    label_has=lambda key: f"json_type(labels, '$.\"' || {key} || '\"') IS NOT NULL",
-    prefix=lambda column, p: f"instr({column}, {p}) = 1",
-    time_value=ts,
-    true=1,
-    false=0,
-)
 
 
 _TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly")
@@ -163,6 +151,7 @@ class _SqliteTx(SqliteHistoryTx):
             "end_time": _ts_or_none(row.end_time),
             "due_time": _ts_or_none(row.due_time),
             "expire_time": _ts_or_none(row.expire_time),
+            **row_columns(state),
         }
         if insert:
             values["checkpoint"] = checkpoint
@@ -248,7 +237,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-class SqliteStore(SqliteHistory, SqliteDeadLetters, Store):
+class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
     """Store on a SQLite file (`:memory:` works too, for one process).
 
     Writes go through one connection, one transaction at a time. Reads use a
@@ -389,16 +378,6 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, Store):
                 "SELECT checkpoint FROM operations WHERE name = ?", (name,)
             ).fetchone()
         return (True, row[0]) if row else (False, None)
-
-    def list_operations(self, query: ListQuery) -> list[Stored]:
-        where, params = filtering.to_sql(query.filter, _DIALECT)
-        sql = (
-            "SELECT state, operation, checkpoint FROM operations"
-            f" WHERE name > ? AND ({where}) ORDER BY name LIMIT ?"
-        )
-        with self._reading() as conn:
-            rows = conn.execute(sql, [query.after, *params, query.page_size + 1]).fetchall()
-        return [self._row(*r) for r in rows]
 
     def purge_expired(self, now: datetime | None = None, *, max_rounds: int = 10) -> int:
         """Retention, as Spanner's row deletion policies do it: done operations past

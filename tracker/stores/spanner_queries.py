@@ -1,0 +1,210 @@
+"""Spanner's List and count: filter pushdown, order_by and keyset paging (`stores.query`).
+
+What the SQL says of a filter is limited to what every server the store runs on takes
+alike (Cloud Spanner, Google's emulator, handy-spanner): no label pushdown (a JSON column
+in one schema variant, text in the other), no prefix pushdown, and no update_time
+comparison (the column is the commit timestamp, a little after the state's update time
+the filter is judged on). The rest is checked row by row, as everywhere.
+
+Sort values travel in page tokens as RFC 3339 text with the column's nanoseconds, so a
+position compares exactly as the row it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Final
+
+from google.api_core import datetime_helpers
+from google.cloud import spanner
+
+from tracker import filtering
+from tracker.apply import OperationState
+from tracker.errors import InvalidArgument
+from tracker.filter_fields import facts
+from tracker.stores import query as q
+from tracker.stores.base import ListQuery, Stored
+from tracker.stores.spanner_schema import Names
+
+_NANOS: Any = datetime_helpers.DatetimeWithNanoseconds
+FILTER_COLUMNS: Final[dict[str, str | None]] = {
+    "done": "Done",
+    "name": "key",
+    "operation_type": "OperationType",
+    "parent": "Parent",
+    "create_time": "CreateTime",
+    "update_time": None,
+    "end_time": "EndTime",
+    "result": "Result",
+    "error.code": "ErrorCode",
+    "percent": "Percent",
+    "attempt": "Attempt",
+}
+SORT_COLUMNS: Final[dict[str, str | None]] = {**FILTER_COLUMNS, "update_time": "UpdateTime"}
+
+
+def _dialect(columns: dict[str, str | None]) -> q.Dialect:
+    return q.Dialect(columns=columns, placeholder=lambda name: f"@{name}", time_value=lambda t: t)
+
+
+FILTERS: Final = _dialect(FILTER_COLUMNS)
+SORTS: Final = _dialect(SORT_COLUMNS)
+SETTLED: Final = dataclasses.replace(FILTERS, late_columns=frozenset())
+# The emulator variant has no columns of later versions (tracker.stores.spanner_schema).
+PLAIN_FILTERS: Final = _dialect(
+    {k: None if k in FILTERS.late_columns else v for k, v in FILTER_COLUMNS.items()}
+)
+
+
+def row_columns(state: OperationState) -> dict[str, Any]:
+    """The columns of schema version 5 for a row being written."""
+    f = facts(state)
+    return {
+        "Result": f["result"],
+        "ErrorCode": f["error_code"],
+        "Percent": f["percent"],
+        "Attempt": f["attempt"],
+    }
+
+
+def _type(value: Any) -> Any:
+    types = spanner.param_types
+    if isinstance(value, bool):
+        return types.BOOL
+    if isinstance(value, int):
+        return types.INT64
+    if isinstance(value, float):
+        return types.FLOAT64
+    if isinstance(value, datetime):
+        return types.TIMESTAMP
+    return types.STRING
+
+
+def _text(value: Any) -> str | None:
+    """A sort value as a token carries it."""
+    if value is None:
+        return None
+    if isinstance(value, _NANOS):
+        return str(getattr(value, "rfc3339")())  # noqa: B009  (untyped library)
+    if isinstance(value, datetime):
+        return str(_NANOS.from_timestamp_pb(_pb(value)).rfc3339())
+    return str(value)
+
+
+def _pb(value: datetime) -> Any:
+    from google.protobuf import timestamp_pb2
+
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        parsed: datetime = _NANOS.from_rfc3339(text)
+        return parsed
+    except ValueError:
+        raise InvalidArgument("page_token is not a token this server issued") from None
+
+
+class SpannerQueries:
+    """Mixin of `SpannerStore`: list_operations and count_operations."""
+
+    database: Any  # google.cloud.spanner_v1.database.Database
+    n: Names
+    layout: Any  # spanner._Layout
+
+    def _filters(self) -> q.Dialect:
+        """What the SQL can say: nothing of the later columns in the emulator variant;
+        in the canonical one, exactly once no row has NULL there (rows written before
+        version 5; OperationsByResult answers at once, the columns are written together)."""
+        if not self.layout.late_columns:
+            return PLAIN_FILTERS
+        sql = self.n.sql("SELECT 1 FROM Operations WHERE Result IS NULL LIMIT 1")
+        with self._guard(), self.database.snapshot() as snapshot:
+            unsettled = list(snapshot.execute_sql(sql))
+        return FILTERS if unsettled else SETTLED
+
+    def _guard(self, *, writing: bool = False) -> AbstractContextManager[None]:
+        raise NotImplementedError  # SpannerStore's
+
+    def _stored(self, row: Sequence[Any]) -> Stored:
+        raise NotImplementedError  # SpannerStore's
+
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
+        params: dict[str, Any] = {}
+        where = q.pushdown(query.filter, dialect, params).where
+        if position is not None:
+            where += " AND " + q.after_position(query.order, position, SORTS, params)
+        sort = [SORT_COLUMNS[k.field] for k in query.order if k.field != "name"]
+        picked = "".join(f", {c}" for c in sort)
+        params["limit"] = limit
+        sql = self.n.sql(
+            f"SELECT key, Operation, State, Checkpoint{picked} FROM Operations"
+            f" WHERE {where} ORDER BY {q.order_sql(query.order, SORTS)} LIMIT @limit"
+        )
+        types = {k: _type(v) for k, v in params.items()}
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(snapshot.execute_sql(sql, params=params, param_types=types))
+        out = []
+        for r in rows:
+            stored = self._stored(r)
+            out.append(Stored(stored.state, stored.operation, stored.checkpoint, _sorts(r[4:])))
+        return out
+
+    def _position(self, query: ListQuery, row: Stored) -> list[Any]:
+        return [*(_time(v) for v in row.sort), row.state.name]
+
+    def list_operations(self, query: ListQuery) -> list[Stored]:
+        """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
+        dialect = self._filters()
+        return q.scan(
+            query,
+            lambda position, limit: self._select(query, position, limit, dialect),
+            lambda row: self._position(query, row),
+            self.list_position(query),
+        )
+
+    def list_position(self, query: ListQuery) -> list[Any] | None:
+        """The start position of a query with store-native values (tokens carry text)."""
+        start = q.start_values(query)
+        if start is None:
+            return None
+        return [*(_time(v) for v in start[:-1]), start[-1]]
+
+    def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
+        params: dict[str, Any] = {}
+        dialect = self._filters()
+        pushed = q.pushdown(expr, dialect, params)
+        if pushed.exact:
+            sql = self.n.sql(f"SELECT COUNT(*) FROM Operations WHERE {pushed.where}")
+            types = {k: _type(v) for k, v in params.items()}
+            with self._guard(), self.database.snapshot() as snapshot:
+                rows = list(snapshot.execute_sql(sql, params=params, param_types=types))
+            return int(rows[0][0]), False
+
+        def chunks(size: int) -> Iterator[list[Stored]]:
+            query = ListQuery(filter=expr, page_size=size)
+            position: list[Any] | None = None
+            while True:
+                rows = self._select(query, position, size, dialect)
+                yield rows
+                if len(rows) < size:
+                    return
+                position = [rows[-1].state.name]
+
+        return q.count_scan(expr, chunks)
+
+
+def _sorts(values: Sequence[Any]) -> tuple[str | None, ...]:
+    return tuple(_text(v) for v in values)
+
+
+__all__ = ["SpannerQueries", "row_columns"]

@@ -1,0 +1,141 @@
+"""SQLite's List and count: filter pushdown, order_by and keyset paging (`stores.query`).
+
+Sort values travel in page tokens as the columns' own text (`ts` is fixed-width UTC, so
+text order is time order): a position compares exactly as the rows it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Final
+
+from google.longrunning import operations_pb2
+
+from tracker import filtering
+from tracker.apply import OperationState
+from tracker.filter_fields import facts
+from tracker.stores import query as q
+from tracker.stores.base import ListQuery, Stored
+
+COLUMNS: Final[dict[str, str | None]] = {
+    "done": "done",
+    "name": "name",
+    "operation_type": "operation_type",
+    "parent": "parent",
+    "create_time": "create_time",
+    "update_time": "update_time",
+    "end_time": "end_time",
+    "result": "result",
+    "error.code": "error_code",
+    "percent": "percent",
+    "attempt": "attempt",
+}
+
+
+def _ts(when: Any) -> str:
+    from tracker.stores.sqlite import ts
+
+    return ts(when)
+
+
+DIALECT: Final = q.Dialect(
+    columns=COLUMNS,
+    placeholder=lambda name: f":{name}",
+    time_value=_ts,
+    prefix=lambda column, p: f"instr({column}, {p}) = 1",
+    label_value=lambda key: f"json_extract(labels, '$.\"' || {key} || '\"')",
+    label_has=lambda key: f"json_type(labels, '$.\"' || {key} || '\"') IS NOT NULL",
+    true=1,
+    false=0,
+)
+
+
+def row_columns(state: OperationState) -> dict[str, Any]:
+    """The columns of schema version 6 for a row being written."""
+    f = facts(state)
+    return {
+        "result": f["result"],
+        "error_code": f["error_code"],
+        "percent": f["percent"],
+        "attempt": f["attempt"],
+    }
+
+
+# Once no row lacks them, the columns of version 6 are exact: the IS NULL escape goes.
+SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
+
+
+class SqliteQueries:
+    """Mixin of `SqliteStore`: list_operations and count_operations."""
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # SqliteStore's
+
+    def _dialect(self) -> q.Dialect:
+        """SETTLED unless some row still has NULL in the columns of version 6 (written
+        before it; the `result` index answers at once, the columns are written together)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT 1 FROM operations WHERE result IS NULL LIMIT 1").fetchone()
+        return DIALECT if row else SETTLED
+
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
+        params: dict[str, Any] = {}
+        where = q.pushdown(query.filter, dialect, params).where
+        if position is not None:
+            where += " AND " + q.after_position(query.order, position, DIALECT, params)
+        sort = [COLUMNS[k.field] for k in query.order if k.field != "name"]
+        picked = "".join(f", {c}" for c in sort)
+        params["limit"] = limit
+        sql = (
+            f"SELECT state, operation, checkpoint{picked} FROM operations"
+            f" WHERE {where} ORDER BY {q.order_sql(query.order, DIALECT)} LIMIT :limit"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [
+            Stored(
+                OperationState.FromString(r[0]),
+                operations_pb2.Operation.FromString(r[1]),
+                r[2],
+                tuple(r[3:]),
+            )
+            for r in rows
+        ]
+
+    def list_operations(self, query: ListQuery) -> list[Stored]:
+        """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
+        dialect = self._dialect()
+        return q.scan(
+            query,
+            lambda position, limit: self._select(query, position, limit, dialect),
+            lambda row: [*row.sort, row.state.name],
+        )
+
+    def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
+        params: dict[str, Any] = {}
+        dialect = self._dialect()
+        pushed = q.pushdown(expr, dialect, params)
+        if pushed.exact:
+            with self._reading() as conn:
+                sql = f"SELECT COUNT(*) FROM operations WHERE {pushed.where}"
+                return int(conn.execute(sql, params).fetchone()[0]), False
+
+        def chunks(size: int) -> Iterator[list[Stored]]:
+            query = ListQuery(filter=expr, page_size=size)
+            position: list[Any] | None = None
+            while True:
+                rows = self._select(query, position, size, dialect)
+                yield rows
+                if len(rows) < size:
+                    return
+                position = [rows[-1].state.name]
+
+        return q.count_scan(expr, chunks)
+
+
+__all__ = ["DIALECT", "SqliteQueries", "row_columns"]
