@@ -32,6 +32,7 @@ tracker itself counts events of an attempt already superseded as late.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -69,6 +70,9 @@ class _Handoff:
     def settle(self, handled: bool) -> None:
         self.handled = handled
         self.finished.set()
+
+
+_SHUTDOWN_SECONDS = 30.0
 
 
 def iter_notices(
@@ -112,6 +116,10 @@ def iter_notices(
             current.settle(False)
         _give_back(handoffs)  # nacked while the stream is open: redelivered at once
         future.cancel()
+        # Wait for the subscriber to shut down: its nacks go out before it stops, and a
+        # nack dropped here would hold the notice until its ack deadline instead.
+        with contextlib.suppress(Exception):
+            future.result(timeout=_SHUTDOWN_SECONDS)
         _give_back(handoffs)
 
 
