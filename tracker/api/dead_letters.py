@@ -15,7 +15,6 @@ Reads need operations.read, the rest operations.write (tracker.api.guard).
 
 from __future__ import annotations
 
-import json
 from typing import Final, TypeVar
 
 from google.protobuf import json_format
@@ -26,10 +25,10 @@ from starlette.routing import BaseRoute, Route
 
 from tracker.api.guard import require
 from tracker.api.http import MAX_BODY_BYTES, ROUTE_METHODS, parse_page_size, query
-from tracker.api.web import guarded, read_body
+from tracker.api.web import guarded, read_message
 from tracker.auth import Permission
 from tracker.dead_letters import PREFIX, DeadLetterService
-from tracker.errors import InvalidArgument, MethodNotAllowed, clip
+from tracker.errors import InvalidArgument, MethodNotAllowed
 from tracker.service import Tracker
 from tracker.v1 import admin_pb2
 
@@ -45,21 +44,7 @@ def to_json(message: Message) -> JSONResponse:
 
 async def parse(request: Request, message: M, limit: int = MAX_BODY_BYTES) -> M:
     """A JSON body (may be empty) into `message`; unknown fields are an error."""
-    body = await read_body(request, limit)
-    if body.strip():
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("request body is not valid JSON") from None
-        except RecursionError:
-            raise InvalidArgument("request body is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise InvalidArgument("request body must be a JSON object")
-        try:
-            json_format.ParseDict(data, message)
-        except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
-            raise InvalidArgument(f"request body: {clip(exc, 300)}") from None
-    return message
+    return await read_message(request, message, limit)
 
 
 def _method(request: Request, allowed: tuple[str, ...]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 from google.longrunning import operations_pb2
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -34,9 +34,9 @@ from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
 from tracker.api.guard import require
-from tracker.api.web import guarded, read_body
+from tracker.api.web import guarded, read_message
 from tracker.auth import Permission
-from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, clip, echo
+from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, echo
 from tracker.service import Tracker
 from tracker.wire import operation_to_dict, page_to_dict
 
@@ -137,20 +137,7 @@ def _seconds(duration: duration_pb2.Duration) -> float:
 
 async def parse_body(request: Request, message: M, name: str) -> M:
     """Merge a JSON body (may be empty) into a request message; its name must match the path."""
-    body = await read_body(request, MAX_BODY_BYTES)
-    if body.strip():
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("request body is not valid JSON") from None
-        except RecursionError:
-            raise InvalidArgument("request body is nested too deeply") from None
-        if not isinstance(data, dict):
-            raise InvalidArgument("request body must be a JSON object")
-        try:
-            json_format.ParseDict(data, message)
-        except (json_format.ParseError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"request body: {clip(exc, 300)}") from None
+    await read_message(request, message, MAX_BODY_BYTES)
     body_name = getattr(message, "name", "")
     if body_name and body_name != name:
         raise InvalidArgument(

@@ -6,13 +6,19 @@ Google-style error body (`tracker.api.status`), so no route writes its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tracker.api import status
-from tracker.errors import PayloadTooLarge
+from tracker.errors import InvalidArgument, PayloadTooLarge, clip
+
+M = TypeVar("M", bound=Message)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -56,3 +62,23 @@ def guarded(handler: Handler) -> Handler:
 
 
 __all__ = ["error_response", "guarded", "read_body"]
+
+
+async def read_message(request: Request, message: M, limit: int) -> M:
+    """A JSON request body (may be empty) merged into `message` in the proto3 JSON
+    mapping; unknown fields, bad JSON and nesting too deep are INVALID_ARGUMENT."""
+    body = await read_body(request, limit)
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("request body is not valid JSON") from None
+        except RecursionError:
+            raise InvalidArgument("request body is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise InvalidArgument("request body must be a JSON object")
+        try:
+            json_format.ParseDict(data, message)
+        except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+            raise InvalidArgument(f"request body: {clip(exc, 300)}") from None
+    return message
