@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
+from tracker import filtering
 from tracker.errors import InvalidArgument, echo
 from tracker.stores.dead_letters import DeadLetterQuery
 
@@ -40,21 +41,7 @@ FIELDS: Final = {"reason": ("=",), "route": ("=",), "received_time": (">=", "<")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise InvalidArgument(
-                f"filter: unexpected character at {pos}: {echo(text[pos : pos + 20])}"
-            )
-        kind = m.lastgroup or ""
-        out.append((kind, m.group(kind)))
-        pos = m.end()
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-    return out
+    return filtering.tokens(text, _TOKEN)
 
 
 def _value(kind: str, text: str) -> str:

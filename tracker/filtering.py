@@ -72,11 +72,15 @@ class BoolOp:
 Expr = Cmp | Not | BoolOp
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
+def tokens(text: str, pattern: re.Pattern[str] | None = None) -> list[tuple[str, str]]:
+    """(group name, text) of each token of `pattern` (default: this grammar's) in
+    `text`, whitespace between them skipped; a character no token matches is a 400."""
+    token = pattern or _TOKEN
+    out: list[tuple[str, str]] = []
+    pos = 0
     text = text.strip()
     while pos < len(text):
-        m = _TOKEN.match(text, pos)
+        m = token.match(text, pos)
         if not m or m.end() == pos:
             raise InvalidArgument(
                 f"filter: unexpected character at {pos}: {echo(text[pos : pos + 20])}"
@@ -91,7 +95,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.toks = _tokens(text)
+        self.toks = tokens(text)
         self.i = 0
         self.depth = 0
 

@@ -333,10 +333,10 @@ class Store(DeadLetterStore, abc.ABC):
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows ordered by name (the extra row says there is more)."""
 
+    @abc.abstractmethod
     def count_operations(self, expr: filtering.Expr | None) -> tuple[int, bool]:
         """(operations matching, whether counting stopped at its bound: then a lower
         bound). The backends' query mixins (`tracker.stores.query`) implement it."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:

@@ -15,7 +15,7 @@ operation) sorts first ascending and last descending, as both SQLite and Spanner
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -243,19 +243,27 @@ def scan(
 
 def count_scan(
     expr: filtering.Expr | None,
-    chunks: Callable[[int], Iterator[list[Stored]]],
+    select: Callable[[ListQuery, list[Any] | None, int], list[Stored]],
     limit: int = COUNT_SCAN_LIMIT,
 ) -> tuple[int, bool]:
-    """(matching rows, whether the scan stopped at `limit` rows read)."""
+    """(matching rows, whether the scan stopped at `limit` rows read).
+
+    `select(query, position, size)` is the store's ordered read by name after
+    `position` (None: from the start), with what its SQL can say of the filter."""
     seen = matched = 0
-    for rows in chunks(CHUNK):
+    query = ListQuery(filter=expr, page_size=CHUNK)
+    position: list[Any] | None = None
+    while True:
+        rows = select(query, position, CHUNK)
         for row in rows:
             if seen == limit:
                 return matched, True
             seen += 1
             if filtering.matches(expr, filtering.row_of(row.state)):
                 matched += 1
-    return matched, False
+        if len(rows) < CHUNK:
+            return matched, False
+        position = [rows[-1].state.name]
 
 
 __all__ = [

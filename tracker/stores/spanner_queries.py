@@ -13,10 +13,10 @@ position compares exactly as the row it came from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.api_core import datetime_helpers
 from google.cloud import spanner
@@ -130,11 +130,11 @@ class SpannerQueries:
             unsettled = list(snapshot.execute_sql(sql))
         return FILTERS if unsettled else SETTLED
 
-    def _guard(self, *, writing: bool = False) -> AbstractContextManager[None]:
-        raise NotImplementedError  # SpannerStore's
+    if TYPE_CHECKING:  # provided by the store class
 
-    def _stored(self, row: Sequence[Any]) -> Stored:
-        raise NotImplementedError  # SpannerStore's
+        def _guard(self, *, writing: bool = False) -> AbstractContextManager[None]: ...
+
+        def _stored(self, row: Sequence[Any]) -> Stored: ...
 
     def _select(
         self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
@@ -190,17 +190,9 @@ class SpannerQueries:
                 rows = list(snapshot.execute_sql(sql, params=params, param_types=types))
             return int(rows[0][0]), False
 
-        def chunks(size: int) -> Iterator[list[Stored]]:
-            query = ListQuery(filter=expr, page_size=size)
-            position: list[Any] | None = None
-            while True:
-                rows = self._select(query, position, size, dialect)
-                yield rows
-                if len(rows) < size:
-                    return
-                position = [rows[-1].state.name]
-
-        return q.count_scan(expr, chunks)
+        return q.count_scan(
+            expr, lambda query, position, size: self._select(query, position, size, dialect)
+        )
 
 
 def _sorts(values: Sequence[Any]) -> tuple[str | None, ...]:

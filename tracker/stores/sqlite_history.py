@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.stores.history import Entry, floor
 
@@ -84,8 +84,9 @@ class SqliteHistory:
 
     history_limit: int
 
-    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # SqliteStore's
+    if TYPE_CHECKING:  # provided by the store class
+
+        def _reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
     def read_history(self, name: str, after: int = 0, limit: int = 100) -> tuple[bool, list[Entry]]:
         with self._reading() as conn, _snapshot(conn):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from google.longrunning import operations_pb2
 
@@ -71,8 +70,9 @@ SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
 class SqliteQueries:
     """Mixin of `SqliteStore`: list_operations and count_operations."""
 
-    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # SqliteStore's
+    if TYPE_CHECKING:  # provided by the store class
+
+        def _reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
     def _dialect(self) -> q.Dialect:
         """SETTLED unless some row still has NULL in the columns of version 6 (written
@@ -125,17 +125,9 @@ class SqliteQueries:
                 sql = f"SELECT COUNT(*) FROM operations WHERE {pushed.where}"
                 return int(conn.execute(sql, params).fetchone()[0]), False
 
-        def chunks(size: int) -> Iterator[list[Stored]]:
-            query = ListQuery(filter=expr, page_size=size)
-            position: list[Any] | None = None
-            while True:
-                rows = self._select(query, position, size, dialect)
-                yield rows
-                if len(rows) < size:
-                    return
-                position = [rows[-1].state.name]
-
-        return q.count_scan(expr, chunks)
+        return q.count_scan(
+            expr, lambda query, position, size: self._select(query, position, size, dialect)
+        )
 
 
 __all__ = ["DIALECT", "SqliteQueries", "row_columns"]
