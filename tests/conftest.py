@@ -58,7 +58,15 @@ class _LazyHosts(dict[str, str]):
 
 
 @pytest.fixture(scope="session")
-def pubsub_host() -> Iterator[str]:
+def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """pstest; TRACKER_PUBSUB_SERVER=google runs the same tests on Google's emulator
+    (tests/README.md lists what differs there)."""
+    if os.environ.get("TRACKER_PUBSUB_SERVER") == "google":
+        from tests.pubsub_kit import google_emulator
+
+        with google_emulator(tmp_path_factory.mktemp("pubsub") / "emulator.log") as host:
+            yield host
+        return
     with harness.running_server("pstest") as host:
         yield host
 

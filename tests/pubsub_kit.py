@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
@@ -29,12 +32,12 @@ class PubSub:
         self.subscriber = pubsub_v1.SubscriberClient()
 
     def topic(self) -> str:
-        name = f"projects/{PROJECT}/topics/t{next(_names)}"
+        name = f"projects/{PROJECT}/topics/topic-{next(_names)}"
         self.publisher.create_topic(name=name)
         return name
 
     def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
-        name = f"projects/{PROJECT}/subscriptions/s{next(_names)}"
+        name = f"projects/{PROJECT}/subscriptions/sub-{next(_names)}"
         self.subscriber.create_subscription(
             request={
                 "name": name,
@@ -77,3 +80,35 @@ def drain(server: Server, subscription: str, **kwargs: Any) -> int:
     puller = PullSubscriber(server.tracker, subscription, **kwargs)
     loop: asyncio.AbstractEventLoop = server.loop  # type: ignore[attr-defined]
     return asyncio.run_coroutine_threadsafe(puller.drain(), loop).result(60)
+
+
+GOOGLE_PUBSUB_EMULATOR = Path(
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+)
+
+
+@contextlib.contextmanager
+def google_emulator(log: Path) -> Iterator[str]:
+    """Google's Pub/Sub emulator (the gcloud component on the machine image) on a free
+    loopback port; yields its host:port."""
+    import socket
+    import subprocess
+
+    from tests.emulators.harness import wait_for_grpc
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(GOOGLE_PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        host = f"127.0.0.1:{port}"
+        wait_for_grpc(host, 60)
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -22,7 +22,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import T0, ingest, make_event
-from tests.pubsub_kit import PROJECT, PubSub
+from tests.pubsub_kit import PROJECT, PubSub, google_emulator
 from tracker import notices
 from tracker.bindings import (
     CANCEL_TYPE,
@@ -435,38 +435,13 @@ def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(pubsub: PubSub) 
 
 # ---- subscription filters on Google's own emulator -------------------------------------
 
-GOOGLE_PUBSUB_EMULATOR = Path(
-    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-)
-
 
 @pytest.fixture
 def google_pubsub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """Google's Pub/Sub emulator (the gcloud component on the machine image), started
-    on a free loopback port for this test; PUBSUB_EMULATOR_HOST points at it."""
-    import socket
-    import subprocess
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path / "pubsub-emulator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(GOOGLE_PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        host = f"127.0.0.1:{port}"
-        from tests.emulators.harness import wait_for_grpc
-
-        wait_for_grpc(host, 60)
+    """Google's Pub/Sub emulator for this test; PUBSUB_EMULATOR_HOST points at it."""
+    with google_emulator(tmp_path / "pubsub-emulator.log") as host:
         monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
         yield host
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_googles_emulator_keeps_a_subscription_filter_but_does_not_apply_it(
