@@ -76,6 +76,10 @@ class _SqliteTx(SqliteHistoryTx):
         self.conn = conn
         self.done_ttl = done_ttl
         self.purge_batch = purge_batch
+        # The stored column values of each row this transaction loaded: an update sets
+        # only the columns that change, so SQLite touches only the indexes that must move
+        # (what a commit costs is mostly the pages it writes).
+        self.rows: dict[str, dict[str, Any]] = {}
 
     def due(self, now: datetime, limit: int) -> list[str]:
         rows = self.conn.execute(
@@ -111,10 +115,12 @@ class _SqliteTx(SqliteHistoryTx):
         out: dict[str, OperationState] = {}
         for chunk in _chunks(list(names), 500):
             marks = ",".join("?" * len(chunk))
-            for name, blob in self.conn.execute(
-                f"SELECT name, state FROM operations WHERE name IN ({marks})", chunk
+            for row in self.conn.execute(
+                f"SELECT name, state, {_VALUE_LIST} FROM operations WHERE name IN ({marks})",
+                chunk,
             ):
-                out[name] = OperationState.FromString(blob)
+                out[row[0]] = OperationState.FromString(row[1])
+                self.rows[row[0]] = dict(zip(_VALUE_COLUMNS, row[2:], strict=True))
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
@@ -153,16 +159,22 @@ class _SqliteTx(SqliteHistoryTx):
             "expire_time": _ts_or_none(row.expire_time),
             **row_columns(state),
         }
+        stored = self.rows.get(row.name)
+        self.rows[row.name] = {k: values[k] for k in _VALUE_COLUMNS}
         if insert:
             values["checkpoint"] = checkpoint
             cols = ", ".join(values)
             marks = ", ".join(f":{k}" for k in values)
             self.conn.execute(f"INSERT INTO operations ({cols}) VALUES ({marks})", values)
-        else:
-            if checkpoint is not None:
-                values["checkpoint"] = checkpoint
-            sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
-            self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
+            return
+        if checkpoint is not None:
+            values["checkpoint"] = checkpoint
+        if stored is not None:
+            values = {
+                k: v for k, v in values.items() if k not in stored or stored[k] != v or k == "name"
+            }
+        sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
+        self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(
@@ -187,6 +199,25 @@ class _SqliteTx(SqliteHistoryTx):
             "INSERT INTO outbox_due (id, next_attempt_at) VALUES (?, ?)",
             (item.id, ts(item.next_attempt_at or item.created_at)),
         )
+
+
+# The plain columns of an operations row (not its blobs), as `save` writes them.
+_VALUE_COLUMNS: Final = (
+    "done",
+    "operation_type",
+    "parent",
+    "labels",
+    "create_time",
+    "update_time",
+    "end_time",
+    "due_time",
+    "expire_time",
+    "result",
+    "error_code",
+    "percent",
+    "attempt",
+)
+_VALUE_LIST: Final = ", ".join(_VALUE_COLUMNS)
 
 
 PURGE_STATEMENTS: Final = {
