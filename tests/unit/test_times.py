@@ -8,15 +8,13 @@ from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker.apply import timestamp
+from tracker.apply import timestamp, to_datetime
 from tracker.stores.sqlite import _from_ts, ts
 
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
 )
-aware = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones
-)
+aware = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones)
 
 
 @given(st.one_of(aware, st.datetimes()))
@@ -36,3 +34,11 @@ def test_ts_is_the_fixed_width_utc_text(when: datetime) -> None:
 @given(aware, aware)
 def test_ts_orders_as_time_does(a: datetime, b: datetime) -> None:
     assert (ts(a) < ts(b)) == (a < b)
+
+
+@given(aware)
+def test_to_datetime_is_to_datetime_utc(when: datetime) -> None:
+    value = timestamp_pb2.Timestamp()
+    value.FromDatetime(when)
+    assert to_datetime(value) == value.ToDatetime(UTC)
+    assert to_datetime(value).tzinfo is UTC

@@ -26,6 +26,7 @@ from tracker.apply import (
     due_time,
     expire,
     request_cancel,
+    to_datetime,
 )
 from tracker.errors import NotFound, echo
 from tracker.events import DEFAULT_RULES, Event, Kind
@@ -116,8 +117,8 @@ class RowValues:
             operation_type=state.operation_type,
             parent=state.parent,
             labels=dict(state.labels),
-            create_time=state.create_time.ToDatetime(UTC),
-            end_time=state.end_time.ToDatetime(UTC) if state.done else None,
+            create_time=to_datetime(state.create_time),
+            end_time=to_datetime(state.end_time) if state.done else None,
             due_time=due_time(state),
             expire_time=now + done_ttl if state.done else None,
         )

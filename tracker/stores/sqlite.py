@@ -7,6 +7,7 @@ the store reports `StoreUnavailable` (transient: retried, never dropped).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -45,6 +46,7 @@ PURGE_BATCH = 1000
 SENT_RETENTION = timedelta(days=7)
 
 
+@functools.lru_cache(maxsize=256)
 def ts(when: datetime) -> str:
     """Fixed-width UTC text, so that string order is time order. Formatted by hand (the
     years before 1000 zero-padded, which glibc's %Y does not do); it runs several times
@@ -129,14 +131,19 @@ class _SqliteTx(SqliteHistoryTx):
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
+        # One statement for the batch: the identities as a VALUES table joined on the
+        # primary key (a row-value IN would scan the table; `seen_plan` pins this).
         found: set[Identity] = set()
-        for ident in set(identities):
-            row = self.conn.execute(
-                "SELECT 1 FROM applied_events WHERE operation = ? AND source = ? AND event_id = ?",
-                ident,
-            ).fetchone()
-            if row:
-                found.add(ident)
+        unique = list(set(identities))
+        for i in range(0, len(unique), 300):  # 3 parameters each, under SQLite's 999
+            chunk = unique[i : i + 300]
+            marks = ",".join(["(?, ?, ?)"] * len(chunk))
+            found.update(
+                self.conn.execute(
+                    SEEN.format(marks=marks),
+                    [part for ident in chunk for part in ident],
+                )
+            )
         return found
 
     def save(
@@ -184,7 +191,7 @@ class _SqliteTx(SqliteHistoryTx):
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(
             "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(*ident, outcome.value, ts(now)) for ident, outcome in identities],
         )
 
@@ -205,6 +212,11 @@ class _SqliteTx(SqliteHistoryTx):
             (item.id, ts(item.next_attempt_at or item.created_at)),
         )
 
+
+SEEN: Final = (
+    "SELECT a.operation, a.source, a.event_id FROM (VALUES {marks}) v JOIN applied_events a"
+    " ON a.operation = v.column1 AND a.source = v.column2 AND a.event_id = v.column3"
+)
 
 # The plain columns of an operations row (not its blobs), as `save` writes them.
 _VALUE_COLUMNS: Final = (
