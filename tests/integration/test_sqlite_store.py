@@ -21,6 +21,7 @@ from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
 from tracker.stores.sqlite import PURGE_STATEMENTS, SEEN, SqliteStore, ts
+from tracker.stores.sqlite_history import HEADS
 
 OP = "operations/job-1"
 
@@ -68,6 +69,22 @@ def test_the_batch_dedup_lookup_searches_the_primary_key(tmp_path: Path) -> None
     again = store.apply([*batch[:350], make_event(Kind.CREATED, "operations/new", seq=0)])
     outcomes = [r.outcome for r in again.results]
     assert outcomes == [Outcome.DUPLICATE] * 350 + [Outcome.APPLIED]
+    store.close()
+
+
+def test_history_heads_of_a_batch_come_from_one_statement(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "h.db")
+    plan = " | ".join(store.explain(HEADS.format(marks="(?),(?)"), ["a", "b"]))
+    assert "SEARCH e USING PRIMARY KEY (operation=?)" in plan, plan
+    names = [f"operations/h{i}" for i in range(3)]
+    store.apply([make_event(Kind.CREATED, n, seq=0) for n in names])
+    store.apply(
+        [make_event(Kind.PROGRESS, names[0], seq=1), make_event(Kind.PROGRESS, names[1], seq=1)]
+    )
+    heads = store.run_in_transaction(
+        lambda tx: tx.history_heads([*names, "operations/none"])  # type: ignore[attr-defined]
+    )
+    assert heads == {names[0]: 2, names[1]: 2, names[2]: 1}
     store.close()
 
 
