@@ -1,113 +1,216 @@
-"""Ingest throughput and wait latency on the embedded default. Prints figures; asserts nothing.
+"""The SQLite store against raw sqlite3, and group commit. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/ingest.py [--operations 200] [--events 10]
+    .venv/bin/python bench/ingest.py [--operations 300] [--events 10] [--quick]
 
-Figures: events/s applied straight into the SQLite store (one transaction per event,
-and batches of 100), events/s through POST /v1/events over loopback HTTP (single
-events, and batches), and the time from sending a succeeded event to a waiting
-:wait caller getting its answer.
+Baseline, measured in the same run: raw sqlite3 writing the same rows into the same
+tables (the tracker's own schema, so the same indexes): per event one upsert of the
+operation row (blobs of the size the store writes) and one insert of its dedup row, one
+event per transaction and batches of 100. Then the store applying the same event stream
+(with the default event history, and without), and `Tracker.ingest` called by 8
+concurrent producers one event per call (group commit) beside the same calls one at a
+time. Each figure is the median of three runs; ratios are store / raw.
+
+The last block is a cProfile summary of the store's one-event-per-transaction path,
+for the record.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import make_event
-from tracker.bindings import to_batch, to_binary
-from tracker.config import Config
 from tracker.events import Event, Kind
-from tracker.server import running
-from tracker.stores.sqlite import SqliteStore
+from tracker.service import Tracker
+from tracker.stores.sqlite import SqliteStore, ts
+
+RUNS = 3
 
 
-def stream(operations: int, per_op: int, prefix: str) -> list[Event]:
-    events = []
-    for o in range(operations):
-        name = f"operations/{prefix}-{o}"
-        events.append(make_event(Kind.CREATED, name, seq=0))
-        for i in range(1, per_op - 1):
-            events.append(make_event(Kind.PROGRESS, name, seq=i, data={"percent": i}))
-        events.append(make_event(Kind.SUCCEEDED, name, seq=per_op))
+def stream(operations: int, per_op: int, prefix: str, *, interleaved: bool = False) -> list[Event]:
+    """Each operation created, `per_op - 2` progress events, succeeded: one operation
+    after the other (a batch of 100 touches 100 / per_op operations), or interleaved
+    across operations as many concurrent workers send them (a batch touches 100)."""
+    if not interleaved:
+        return [
+            e
+            for o in range(operations)
+            for e in stream(1, per_op, f"{prefix}-{o}", interleaved=True)
+        ]
+    events: list[Event] = []
+    names = [f"operations/{prefix}-{o}" for o in range(operations)]
+    events.extend(make_event(Kind.CREATED, n, seq=0) for n in names)
+    for i in range(1, per_op - 1):
+        events.extend(make_event(Kind.PROGRESS, n, seq=i, data={"percent": i}) for n in names)
+    events.extend(make_event(Kind.SUCCEEDED, n, seq=per_op) for n in names)
     return events
 
 
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:10.0f} events/s  ({n} events in {seconds:.2f} s)"
+RAW_UPSERT = (
+    "INSERT INTO operations (name, operation, state, done, operation_type, parent, labels,"
+    " create_time, update_time, percent, attempt) VALUES (?, ?, ?, 0, '', '', '{}', ?, ?, ?, 1)"
+    " ON CONFLICT (name) DO UPDATE SET operation = excluded.operation, state = excluded.state,"
+    " update_time = excluded.update_time, percent = excluded.percent"
+)
+RAW_DEDUP = (
+    "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
+    " VALUES (?, ?, ?, 'applied', ?) ON CONFLICT DO NOTHING"
+)
+
+
+def raw(path: Path, events: list[Event], size: int, blob: int) -> float:
+    """Seconds for raw sqlite3 to write the same rows, `size` events per transaction."""
+    SqliteStore(path).close()  # the tracker's schema, migrations and all
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    payload = b"x" * blob
+    rows = [(e.operation, e.source, e.id, ts(e.time), i % 100) for i, e in enumerate(events)]
+    start = time.perf_counter()
+    for i in range(0, len(rows), size):
+        conn.execute("BEGIN IMMEDIATE")
+        for name, source, event_id, when, percent in rows[i : i + size]:
+            conn.execute(RAW_UPSERT, (name, payload, payload, when, when, percent))
+            conn.execute(RAW_DEDUP, (name, source, event_id, when))
+        conn.execute("COMMIT")
+    took = time.perf_counter() - start
+    conn.close()
+    return took
+
+
+def through_store(path: Path, events: list[Event], size: int, history: int) -> float:
+    store = SqliteStore(path)
+    store.history_limit = history
+    start = time.perf_counter()
+    for i in range(0, len(events), size):
+        store.apply(events[i : i + size])
+    took = time.perf_counter() - start
+    store.close()
+    return took
+
+
+def through_tracker(path: Path, events: list[Event], producers: int) -> tuple[float, float]:
+    """Seconds for `producers` concurrent callers of Tracker.ingest, one event per call;
+    and the events per transaction that group commit made of them."""
+    store = SqliteStore(path)
+    tracker = Tracker(store)
+    lanes = [events[i::producers] for i in range(producers)]
+
+    async def lane(mine: list[Event]) -> None:
+        for event in mine:
+            await tracker.ingest([event], route="bench")
+
+    async def main() -> None:
+        await asyncio.gather(*(lane(m) for m in lanes))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    took = time.perf_counter() - start
+    stats = tracker.group.stats
+    store.close()
+    return took, stats.events / max(1, stats.transactions)
+
+
+def blob_size(path: Path, events: list[Event]) -> int:
+    """The size of the blobs the store writes for these operations (the raw baseline
+    writes as many bytes)."""
+    store = SqliteStore(path)
+    store.apply(events)
+    stored = store.get(events[-1].operation)
+    store.close()
+    assert stored is not None
+    return max(stored.operation.ByteSize(), stored.state.ByteSize())
+
+
+def profile(path: Path, events: list[Event]) -> str:
+    store = SqliteStore(path)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for event in events:
+        store.apply([event])
+    profiler.disable()
+    store.close()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    return "\n".join(lines[start:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--operations", type=int, default=200)
+    parser.add_argument("--operations", type=int, default=300)
     parser.add_argument("--events", type=int, default=10, help="events per operation")
+    parser.add_argument("--producers", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="small sizes (tests)")
     args = parser.parse_args()
+    if args.quick:
+        args.operations = 20
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "a.db")
-        events = stream(args.operations, args.events, "single")
-        start = time.perf_counter()
-        for event in events:
-            store.apply([event])
-        print("store, 1 event/transaction  ", rate(len(events), time.perf_counter() - start))
-        events = stream(args.operations, args.events, "batch")
-        start = time.perf_counter()
-        for i in range(0, len(events), 100):
-            store.apply(events[i : i + 100])
-        print("store, 100 events/batch     ", rate(len(events), time.perf_counter() - start))
-        store.close()
-
-        config = Config(db=str(Path(tmp) / "b.db"), http_port=0, grpc_port=0, log_level="warning")
-        with running(config) as server, httpx.Client(base_url=server.http_url) as http:
-            events = stream(args.operations // 4, args.events, "http")
-            start = time.perf_counter()
-            for event in events:
-                headers, body = to_binary(event)
-                http.post("/v1/events", headers=headers, content=body).raise_for_status()
-            print("HTTP, binary single events  ", rate(len(events), time.perf_counter() - start))
-            events = stream(args.operations, args.events, "httpbatch")
-            start = time.perf_counter()
-            for i in range(0, len(events), 100):
-                headers, body = to_batch(events[i : i + 100])
-                http.post("/v1/events", headers=headers, content=body).raise_for_status()
-            print("HTTP, batches of 100        ", rate(len(events), time.perf_counter() - start))
-
-            latencies = []
-            for n in range(30):
-                name = f"operations/wait-{n}"
-                headers, body = to_binary(make_event(Kind.CREATED, name))
-                http.post("/v1/events", headers=headers, content=body).raise_for_status()
-                woke: list[float] = []
-                ready = threading.Event()
-
-                def waiter(
-                    name: str = name, woke: list[float] = woke, ready: threading.Event = ready
-                ) -> None:
-                    with httpx.Client(base_url=server.http_url, timeout=30) as c:
-                        ready.set()
-                        c.post(f"/v1/{name}:wait", json={"timeout": "20s"}).raise_for_status()
-                        woke.append(time.perf_counter())
-
-                thread = threading.Thread(target=waiter)
-                thread.start()
-                ready.wait()
-                time.sleep(0.05)  # let the waiter's request reach the server first
-                headers, body = to_binary(make_event(Kind.SUCCEEDED, name))
-                sent = time.perf_counter()
-                http.post("/v1/events", headers=headers, content=body).raise_for_status()
-                thread.join()
-                latencies.append((woke[0] - sent) * 1000)
-            print(
-                f"done event sent -> :wait answered  median {statistics.median(latencies):.1f} ms,"
-                f" max {max(latencies):.1f} ms over {len(latencies)} waits"
-            )
+        root = Path(tmp)
+        blob = blob_size(root / "size.db", stream(1, args.events, "size"))
+        n = args.operations * args.events
+        print(f"{n} events ({args.operations} operations x {args.events}), blobs {blob} B")
+        print(f"{'path':52}{'events/s':>10}{'ratio':>8}")
+        ops, per = args.operations, args.events
+        shapes = (
+            (1, False, "one event per transaction"),
+            (100, False, "batches of 100"),
+            (100, True, "batches of 100, interleaved"),
+        )
+        for size, mixed, label in shapes:
+            times = [
+                raw(
+                    root / f"raw-{size}-{mixed}-{i}.db",
+                    stream(ops, per, f"r{i}", interleaved=mixed),
+                    size,
+                    blob,
+                )
+                for i in range(RUNS)
+            ]
+            base = n / statistics.median(times)
+            print(f"{'raw sqlite3, ' + label:52}{base:10.0f}{1.0:8.2f}")
+            for history, what in ((1000, "history on (default)"), (0, "history off")):
+                times = [
+                    through_store(
+                        root / f"s-{size}-{mixed}-{history}-{i}.db",
+                        stream(ops, per, f"s{i}", interleaved=mixed),
+                        size,
+                        history,
+                    )
+                    for i in range(RUNS)
+                ]
+                rate = n / statistics.median(times)
+                print(f"{'  store, ' + what:52}{rate:10.0f}{rate / base:8.2f}")
+        single = [
+            through_tracker(root / f"t1-{i}.db", stream(ops, per, f"t{i}"), 1)[0]
+            for i in range(RUNS)
+        ]
+        one = n / statistics.median(single)
+        grouped = [
+            through_tracker(root / f"t8-{i}.db", stream(ops, per, f"g{i}"), args.producers)
+            for i in range(RUNS)
+        ]
+        many = n / statistics.median(t for t, _ in grouped)
+        per_tx = statistics.median(g for _, g in grouped)
+        print(f"{'Tracker.ingest, 1 producer, 1 event/call':52}{one:10.0f}{1.0:8.2f}")
+        print(
+            f"{f'Tracker.ingest, {args.producers} producers, group commit':52}{many:10.0f}"
+            f"{many / one:8.2f}   ({per_tx:.1f} events per transaction)"
+        )
+        print("\nprofile, store, one event per transaction (tottime, top 12):")
+        print(profile(root / "profile.db", stream(max(20, args.operations // 3), args.events, "p")))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering, listing
 from tracker.bindings import parse_pubsub
+from tracker.commit import GroupCommit
 from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
 from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
 from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules
@@ -79,6 +80,7 @@ class Tracker:
         self.rules = dataclasses.replace(rules, webhooks=self.notify.webhooks)
         self.dispatcher = Dispatcher(store, every, retry=retry, metrics=self.metrics)
         self.max_wait_seconds = max_wait_seconds
+        self.group = GroupCommit(self._apply)
         self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]
 
     def add_hook(self, hook: AfterCommit) -> None:
@@ -102,16 +104,20 @@ class Tracker:
 
     # ---- ingest ------------------------------------------------------------------------
 
+    def _apply(self, events: Sequence[Event]) -> BatchResult:
+        return self.store.apply(events, notify=self.notify)
+
     async def ingest(self, events: Sequence[Event], *, route: str) -> BatchResult:
-        """Apply events in one transaction, then run the after-commit hooks.
+        """Apply events atomically, then run the after-commit hooks.
 
         All or nothing: an `InvalidEvent` (strict mode's unknown operation, or a write
         the store can never take) rolls the whole batch back; the route decides how to
-        answer and counts it.
+        answer and counts it. Concurrent calls share transactions (`tracker.commit`):
+        what one call sends still commits or fails as a whole, and alone.
         """
         self.metrics.writes_in_flight.inc()
         try:
-            result = await asyncio.to_thread(self.store.apply, events, notify=self.notify)
+            result = await self.group.submit(events)
         finally:
             self.metrics.writes_in_flight.dec()
         self.after_commit(

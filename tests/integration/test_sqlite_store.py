@@ -20,7 +20,8 @@ from tracker.config import Config
 from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
-from tracker.stores.sqlite import PURGE_STATEMENTS, SqliteStore, ts
+from tracker.stores.sqlite import PURGE_STATEMENTS, SEEN, SqliteStore, ts
+from tracker.stores.sqlite_history import HEADS
 
 OP = "operations/job-1"
 
@@ -52,6 +53,39 @@ def _fill_applied_events(path: Path, rows: int) -> None:
                 for i in range(rows)
             ),
         )
+
+
+def test_the_batch_dedup_lookup_searches_the_primary_key(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    _fill_applied_events(path, 1000)
+    marks = ",".join(["(?, ?, ?)"] * 2)
+    plan = " | ".join(store.explain(SEEN.format(marks=marks), ["a", "b", "c"] * 2))
+    assert "USING PRIMARY KEY" in plan, plan
+    assert "SCAN applied_events" not in plan and "SCAN a " not in plan, plan
+    # And it finds what is there, in one statement for many identities.
+    batch = [make_event(Kind.CREATED, f"operations/op-{i}", seq=0) for i in range(400)]
+    store.apply(batch)
+    again = store.apply([*batch[:350], make_event(Kind.CREATED, "operations/new", seq=0)])
+    outcomes = [r.outcome for r in again.results]
+    assert outcomes == [Outcome.DUPLICATE] * 350 + [Outcome.APPLIED]
+    store.close()
+
+
+def test_history_heads_of_a_batch_come_from_one_statement(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "h.db")
+    plan = " | ".join(store.explain(HEADS.format(marks="(?),(?)"), ["a", "b"]))
+    assert "SEARCH e USING PRIMARY KEY (operation=?)" in plan, plan
+    names = [f"operations/h{i}" for i in range(3)]
+    store.apply([make_event(Kind.CREATED, n, seq=0) for n in names])
+    store.apply(
+        [make_event(Kind.PROGRESS, names[0], seq=1), make_event(Kind.PROGRESS, names[1], seq=1)]
+    )
+    heads = store.run_in_transaction(
+        lambda tx: tx.history_heads([*names, "operations/none"])  # type: ignore[attr-defined]
+    )
+    assert heads == {names[0]: 2, names[1]: 2, names[2]: 1}
+    store.close()
 
 
 def test_retention_uses_indexes_and_is_bounded_per_round(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -26,6 +26,7 @@ from tracker.apply import (
     due_time,
     expire,
     request_cancel,
+    to_datetime,
 )
 from tracker.errors import NotFound, echo
 from tracker.events import DEFAULT_RULES, Event, Kind
@@ -116,8 +117,8 @@ class RowValues:
             operation_type=state.operation_type,
             parent=state.parent,
             labels=dict(state.labels),
-            create_time=state.create_time.ToDatetime(UTC),
-            end_time=state.end_time.ToDatetime(UTC) if state.done else None,
+            create_time=to_datetime(state.create_time),
+            end_time=to_datetime(state.end_time) if state.done else None,
             due_time=due_time(state),
             expire_time=now + done_ttl if state.done else None,
         )
@@ -256,7 +257,7 @@ def apply_batch(
     gone = tx.removed(missing) if missing else set()
     seen = tx.seen([e.identity for e in events])
     recorded: list[tuple[Identity, Outcome]] = []
-    results: list[ApplyResult] = []
+    results: list[tuple[Event, Outcome, bool]] = []
     for event in events:
         if event.identity in seen:
             outcome, became_done = Outcome.DUPLICATE, False
@@ -277,7 +278,7 @@ def apply_batch(
                 if event.kind is Kind.CHECKPOINT:
                     assert isinstance(event.data, events_pb2.Checkpoint)
                     changes.checkpoints[event.operation] = event.data.data
-        results.append(ApplyResult(event.operation, event.id, event.source, outcome, became_done))
+        results.append((event, outcome, became_done))
         if history_limit:
             changes.heard.append((event, outcome))
     changes.count_children()
@@ -285,9 +286,10 @@ def apply_batch(
     written = changes.written
     if recorded:
         tx.record(recorded, now)
+    statuses = {name: status_of(states[name]) for name in names if name in states}
     final = [
-        replace(r, status=status_of(states[r.operation])) if r.operation in states else r
-        for r in results
+        ApplyResult(e.operation, e.id, e.source, outcome, done, statuses.get(e.operation))
+        for e, outcome, done in results
     ]
     return BatchResult(final, changed, written)
 

@@ -7,6 +7,7 @@ the store reports `StoreUnavailable` (transient: retried, never dropped).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -45,11 +46,17 @@ PURGE_BATCH = 1000
 SENT_RETENTION = timedelta(days=7)
 
 
+@functools.lru_cache(maxsize=256)
 def ts(when: datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order."""
-    when = when.astimezone(UTC)
-    # %Y is not zero-padded for years before 1000 (glibc): "1-01-01" would sort after "2026".
-    return f"{when.year:04d}" + when.strftime("-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text, so that string order is time order. Formatted by hand (the
+    years before 1000 zero-padded, which glibc's %Y does not do); it runs several times
+    per event, and strftime costs several times more."""
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
+        f"{when.second:02d}.{when.microsecond:06d}Z"
+    )
 
 
 def _ts_or_none(when: datetime | None) -> str | None:
@@ -76,6 +83,10 @@ class _SqliteTx(SqliteHistoryTx):
         self.conn = conn
         self.done_ttl = done_ttl
         self.purge_batch = purge_batch
+        # The stored column values of each row this transaction loaded: an update sets
+        # only the columns that change, so SQLite touches only the indexes that must move
+        # (what a commit costs is mostly the pages it writes).
+        self.rows: dict[str, dict[str, Any]] = {}
 
     def due(self, now: datetime, limit: int) -> list[str]:
         rows = self.conn.execute(
@@ -111,21 +122,28 @@ class _SqliteTx(SqliteHistoryTx):
         out: dict[str, OperationState] = {}
         for chunk in _chunks(list(names), 500):
             marks = ",".join("?" * len(chunk))
-            for name, blob in self.conn.execute(
-                f"SELECT name, state FROM operations WHERE name IN ({marks})", chunk
+            for row in self.conn.execute(
+                f"SELECT name, state, {_VALUE_LIST} FROM operations WHERE name IN ({marks})",
+                chunk,
             ):
-                out[name] = OperationState.FromString(blob)
+                out[row[0]] = OperationState.FromString(row[1])
+                self.rows[row[0]] = dict(zip(_VALUE_COLUMNS, row[2:], strict=True))
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
+        # One statement for the batch: the identities as a VALUES table joined on the
+        # primary key (a row-value IN would scan the table; `seen_plan` pins this).
         found: set[Identity] = set()
-        for ident in set(identities):
-            row = self.conn.execute(
-                "SELECT 1 FROM applied_events WHERE operation = ? AND source = ? AND event_id = ?",
-                ident,
-            ).fetchone()
-            if row:
-                found.add(ident)
+        unique = list(set(identities))
+        for i in range(0, len(unique), 300):  # 3 parameters each, under SQLite's 999
+            chunk = unique[i : i + 300]
+            marks = ",".join(["(?, ?, ?)"] * len(chunk))
+            found.update(
+                self.conn.execute(
+                    SEEN.format(marks=marks),
+                    [part for ident in chunk for part in ident],
+                )
+            )
         return found
 
     def save(
@@ -153,21 +171,27 @@ class _SqliteTx(SqliteHistoryTx):
             "expire_time": _ts_or_none(row.expire_time),
             **row_columns(state),
         }
+        stored = self.rows.get(row.name)
+        self.rows[row.name] = {k: values[k] for k in _VALUE_COLUMNS}
         if insert:
             values["checkpoint"] = checkpoint
             cols = ", ".join(values)
             marks = ", ".join(f":{k}" for k in values)
             self.conn.execute(f"INSERT INTO operations ({cols}) VALUES ({marks})", values)
-        else:
-            if checkpoint is not None:
-                values["checkpoint"] = checkpoint
-            sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
-            self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
+            return
+        if checkpoint is not None:
+            values["checkpoint"] = checkpoint
+        if stored is not None:
+            values = {
+                k: v for k, v in values.items() if k not in stored or stored[k] != v or k == "name"
+            }
+        sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
+        self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(
             "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(*ident, outcome.value, ts(now)) for ident, outcome in identities],
         )
 
@@ -187,6 +211,30 @@ class _SqliteTx(SqliteHistoryTx):
             "INSERT INTO outbox_due (id, next_attempt_at) VALUES (?, ?)",
             (item.id, ts(item.next_attempt_at or item.created_at)),
         )
+
+
+SEEN: Final = (
+    "SELECT a.operation, a.source, a.event_id FROM (VALUES {marks}) v JOIN applied_events a"
+    " ON a.operation = v.column1 AND a.source = v.column2 AND a.event_id = v.column3"
+)
+
+# The plain columns of an operations row (not its blobs), as `save` writes them.
+_VALUE_COLUMNS: Final = (
+    "done",
+    "operation_type",
+    "parent",
+    "labels",
+    "create_time",
+    "update_time",
+    "end_time",
+    "due_time",
+    "expire_time",
+    "result",
+    "error_code",
+    "percent",
+    "attempt",
+)
+_VALUE_LIST: Final = ", ".join(_VALUE_COLUMNS)
 
 
 PURGE_STATEMENTS: Final = {

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from tracker.stores.history import Entry, floor
 
@@ -28,6 +28,12 @@ def _from_ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+HEADS: Final = (
+    "SELECT v.column1, (SELECT MAX(e.ordinal) FROM operation_events e"
+    " WHERE e.operation = v.column1) FROM (VALUES {marks}) v"
+)
+
+
 class SqliteHistoryTx:
     """History primitives of a write transaction (`tracker.stores.history.HistoryTx`)."""
 
@@ -36,13 +42,15 @@ class SqliteHistoryTx:
     def history_heads(self, names: Sequence[str]) -> dict[str, int]:
         # The highest ordinal, from the end of the primary key: no head row to write, so
         # recording touches one more B-tree page per transaction, not two.
+        # One statement for the batch: a correlated MAX per name, each one seek.
         out: dict[str, int] = {}
-        for name in names:
-            row = self.conn.execute(
-                "SELECT MAX(ordinal) FROM operation_events WHERE operation = ?", (name,)
-            ).fetchone()
-            if row[0] is not None:
-                out[name] = int(row[0])
+        unique = list(dict.fromkeys(names))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join(["(?)"] * len(chunk))
+            for name, head in self.conn.execute(HEADS.format(marks=marks), chunk):
+                if head is not None:
+                    out[name] = int(head)
         return out
 
     def add_history(
