@@ -1,14 +1,18 @@
-"""Spanner store throughput, one event per transaction vs batches. Prints figures only.
+"""Spanner store throughput, one event per transaction vs batches vs group commit.
+Prints figures only.
 
     .venv/bin/python bench/spanner.py [--server handy-spanner|cloud-spanner-emulator]
 
 Emulators are not Cloud Spanner: the absolute numbers say little about production, the
-ratio between single events and batches (round trips per event) is the point.
+ratios between single events, batches and group commit (round trips per event) are the
+point. Group commit: 8 producers call `Tracker.ingest` at once, one event per call, and
+concurrent calls share transactions (tracker/commit.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -16,10 +20,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import rate, stream
+from bench.ingest import stream
 from tests.emulators import harness
+from tracker.events import Event
+from tracker.service import Tracker
 from tracker.stores import spanner_schema
 from tracker.stores.spanner import SpannerStore
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:10.0f} events/s  ({n} events in {seconds:.2f} s)"
+
+
+def grouped(store: SpannerStore, events: list[Event], producers: int) -> tuple[float, float]:
+    """Seconds for `producers` concurrent one-event calls, and events per transaction."""
+    tracker = Tracker(store)
+    lanes = [events[i::producers] for i in range(producers)]
+
+    async def lane(mine: list[Event]) -> None:
+        for event in mine:
+            await tracker.ingest([event], route="bench")
+
+    async def run() -> None:
+        await asyncio.gather(*(lane(m) for m in lanes))
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    stats = tracker.group.stats
+    return time.perf_counter() - start, stats.events / max(1, stats.transactions)
 
 
 def main() -> None:
@@ -55,6 +83,11 @@ def main() -> None:
         for i in range(0, len(events), 100):
             store.apply(events[i : i + 100])
         print("  100 events/batch      ", rate(len(events), time.perf_counter() - start))
+        events = stream(args.operations, args.events, "group", interleaved=True)
+        took, per_tx = grouped(store, events, 8)
+        print(
+            "  8 producers, grouped  ", rate(len(events), took), f" {per_tx:.1f} events/transaction"
+        )
         store.close()
 
 

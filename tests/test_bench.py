@@ -32,3 +32,10 @@ def test_ingest_bench_runs() -> None:
     ratios = [ln for ln in out.splitlines() if ln.startswith("  store, ")]
     assert len(ratios) == 6 and all(float(ln.split()[-1]) > 0 for ln in ratios), out
     assert "events per transaction)" in out and "ncalls" in out, out
+
+
+def test_spanner_bench_runs() -> None:
+    out = _run("bench/spanner.py", "--operations", "4", "--events", "4")
+    for line in ("1 event/transaction", "100 events/batch", "8 producers, grouped"):
+        assert line in out, out
+    assert "events/transaction" in out.splitlines()[-1], out
