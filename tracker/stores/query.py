@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from tracker import filtering
 from tracker.stores.base import ListQuery, SortKey, Stored
+from tracker.stores.labels import prefix_end
 
 # Rows a count reads at most when the filter needs the Python check (`totalSize` is then
 # a lower bound and says so).
@@ -38,8 +39,9 @@ class Dialect:
     placeholder: Callable[[str], str]  # param name -> ":p0" / "@p0"
     time_value: Callable[[datetime], Any]
     prefix: Callable[[str, str], str] | None = None  # column, placeholder -> bool SQL
-    label_value: Callable[[str], str] | None = None  # placeholder of key -> value SQL
-    label_has: Callable[[str], str] | None = None  # placeholder of key -> bool SQL
+    # The side table of labels (`tracker.stores.labels`): a condition on its columns
+    # `key` and `value` -> "the row has a label row so" (None: labels are not said).
+    label_in: Callable[[str], str] | None = None
     true: Any = True
     false: Any = False
     # Fields whose column may be NULL for rows older than the column (schema 0006/0005).
@@ -100,7 +102,9 @@ class _Builder:
         if column is None:
             return None
         if key == "done":
-            flag = self.add(self.d.true if e.value else self.d.false)
+            # A literal, not a parameter: SQLite uses a partial index (WHERE done = 0) only
+            # for a query that says so in its text.
+            flag = self.d.true if e.value else self.d.false
             return f"{column} {'=' if e.op == '=' else '!='} {flag}"
         if key in filtering.STRING_FIELDS:
             text = str(e.value)
@@ -121,23 +125,56 @@ class _Builder:
         return f"({column} IS NOT NULL AND {column} {op} {self.add(value)})"
 
     def label(self, e: filtering.Cmp) -> str | None:
-        if self.d.label_has is None or self.d.label_value is None:
+        if self.d.label_in is None:
             return None
         if e.field == "labels":
-            return self.d.label_has(self.add(str(e.value)))
-        key = self.add(e.field[len("labels.") :])
+            return self.d.label_in(f"key = {self.add(str(e.value))}")
+        key = f"key = {self.add(e.field[len('labels.') :])}"
         if e.value is None:
-            return self.d.label_has(key)
+            return self.d.label_in(key)
         value = str(e.value)
-        expr = self.d.label_value(key)
         if value.endswith("*"):
-            if self.d.prefix is None:
-                return None
-            hit = self.d.prefix(expr, self.add(value[:-1]))
+            start = f"value >= {self.add(value[:-1])}"
+            end = prefix_end(value[:-1])
+            bound = f" AND value < {self.add(end)}" if end is not None else ""
+            hit = self.d.label_in(f"{key} AND {start}{bound}")
         else:
-            hit = f"{expr} = {self.add(value)}"
-        hit = f"({expr} IS NOT NULL AND {hit})"
+            hit = self.d.label_in(f"{key} AND value = {self.add(value)}")
         return hit if e.op == "=" else f"NOT {hit}"
+
+
+def label_driver(
+    expr: filtering.Expr | None,
+) -> tuple[tuple[str, str], filtering.Expr | None] | None:
+    """((key, value), the rest of the filter) when the filter is `labels.key = "value"`
+    (exact, no wildcard) AND the rest: the label index then yields the candidate rows in
+    name order, and only the rest needs saying of them. None for any other shape."""
+    parts: tuple[filtering.Expr, ...]
+    if isinstance(expr, filtering.Cmp):
+        parts = (expr,)
+    elif isinstance(expr, filtering.BoolOp) and expr.op == "AND":
+        parts = expr.exprs
+    else:
+        return None
+    for i, part in enumerate(parts):
+        if (
+            isinstance(part, filtering.Cmp)
+            and part.field.startswith("labels.")
+            and part.op == "="
+            and isinstance(part.value, str)
+            and not part.value.endswith("*")
+        ):
+            rest = parts[:i] + parts[i + 1 :]
+            remaining: filtering.Expr | None = (
+                None if not rest else rest[0] if len(rest) == 1 else filtering.BoolOp("AND", rest)
+            )
+            return (part.field[len("labels.") :], part.value), remaining
+    return None
+
+
+def by_name(order: Sequence[SortKey]) -> bool:
+    """Whether the order is the name's alone (either direction)."""
+    return all(k.field == "name" for k in order)
 
 
 def _field_key(field_name: str) -> str:
@@ -271,8 +308,10 @@ __all__ = [
     "Dialect",
     "Pushdown",
     "after_position",
+    "by_name",
     "count_scan",
     "full_order",
+    "label_driver",
     "order_sql",
     "pushdown",
     "scan",

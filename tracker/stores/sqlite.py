@@ -34,6 +34,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.labels import LabelsMemo, write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries, row_columns
@@ -69,7 +70,7 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
-class _SqliteTx(SqliteHistoryTx):
+class _SqliteTx(SqliteHistoryTx, LabelsMemo):
     def __init__(
         self, conn: sqlite3.Connection, done_ttl: timedelta, purge_batch: int = 1000
     ) -> None:
@@ -115,6 +116,7 @@ class _SqliteTx(SqliteHistoryTx):
                 f"SELECT name, state FROM operations WHERE name IN ({marks})", chunk
             ):
                 out[name] = OperationState.FromString(blob)
+        self.remember(out)
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
@@ -163,6 +165,7 @@ class _SqliteTx(SqliteHistoryTx):
                 values["checkpoint"] = checkpoint
             sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
             self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
+        write_sqlite(self, self.conn, row.name, row.labels, insert=insert)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(

@@ -45,8 +45,7 @@ DIALECT: Final = q.Dialect(
     placeholder=lambda name: f":{name}",
     time_value=_ts,
     prefix=lambda column, p: f"instr({column}, {p}) = 1",
-    label_value=lambda key: f"json_extract(labels, '$.\"' || {key} || '\"')",
-    label_has=lambda key: f"json_type(labels, '$.\"' || {key} || '\"') IS NOT NULL",
+    label_in=lambda cond: f"name IN (SELECT name FROM operation_labels WHERE {cond})",
     true=1,
     false=0,
 )
@@ -62,6 +61,9 @@ def row_columns(state: OperationState) -> dict[str, Any]:
         "attempt": f["attempt"],
     }
 
+
+# The name as the label driver's join yields it (`_select`): order and position by it.
+DRIVEN: Final = dataclasses.replace(DIALECT, columns={**COLUMNS, "name": "lname"})
 
 # Once no row lacks them, the columns of version 6 are exact: the IS NULL escape goes.
 SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
@@ -81,20 +83,38 @@ class SqliteQueries:
             row = conn.execute("SELECT 1 FROM operations WHERE result IS NULL LIMIT 1").fetchone()
         return DIALECT if row else SETTLED
 
-    def _select(
+    def _statement(
         self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
-    ) -> list[Stored]:
+    ) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {}
-        where = q.pushdown(query.filter, dialect, params).where
+        source, expr, sorts = "operations", query.filter, DIALECT
+        driver = q.label_driver(query.filter) if q.by_name(query.order) else None
+        if driver is not None:
+            # By name with `labels.k = "v"` AND ...: the label rows' primary key range, in
+            # name order, drives; each page reads its own rows only (no sort, no scan).
+            source = (
+                "(SELECT name AS lname FROM operation_labels WHERE key = :lk AND value = :lv)"
+                " CROSS JOIN operations ON name = lname"
+            )
+            params.update(lk=driver[0][0], lv=driver[0][1])
+            expr = driver[1]
+            sorts = DRIVEN
+        where = q.pushdown(expr, dialect, params).where
         if position is not None:
-            where += " AND " + q.after_position(query.order, position, DIALECT, params)
+            where += " AND " + q.after_position(query.order, position, sorts, params)
         sort = [COLUMNS[k.field] for k in query.order if k.field != "name"]
         picked = "".join(f", {c}" for c in sort)
         params["limit"] = limit
         sql = (
-            f"SELECT state, operation, checkpoint{picked} FROM operations"
-            f" WHERE {where} ORDER BY {q.order_sql(query.order, DIALECT)} LIMIT :limit"
+            f"SELECT state, operation, checkpoint{picked} FROM {source}"
+            f" WHERE {where} ORDER BY {q.order_sql(query.order, sorts)} LIMIT :limit"
         )
+        return sql, params
+
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
+        sql, params = self._statement(query, position, limit, dialect)
         with self._reading() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [
@@ -106,6 +126,13 @@ class SqliteQueries:
             )
             for r in rows
         ]
+
+    def explain_list(self, query: ListQuery) -> list[str]:
+        """EXPLAIN QUERY PLAN of the statement a List of `query` runs for its first chunk
+        (operators and tests: which index it reads, whether it sorts)."""
+        sql, params = self._statement(query, q.start_values(query), q.CHUNK, self._dialect())
+        with self._reading() as conn:
+            return [str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
