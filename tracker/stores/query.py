@@ -220,7 +220,8 @@ def after_position(
             _equal(dialect.columns[k.field], v, builder)
             for k, v in zip(keys[:i], values[:i], strict=True)
         ]
-        beyond = _beyond(dialect.columns[key.field], key.desc, values[i], builder)
+        column = dialect.columns[key.field]
+        beyond = _beyond(column, key.desc, values[i], builder, nullable=key.field != "name")
         if beyond is None:
             continue
         ors.append("(" + " AND ".join([*terms, beyond]) + ")")
@@ -231,14 +232,17 @@ def _equal(column: str | None, value: Any, builder: _Builder) -> str:
     return f"{column} IS NULL" if value is None else f"{column} = {builder.add(value)}"
 
 
-def _beyond(column: str | None, desc: bool, value: Any, builder: _Builder) -> str | None:
-    """Rows strictly after `value` in this key's direction (NULL is the smallest)."""
+def _beyond(
+    column: str | None, desc: bool, value: Any, builder: _Builder, *, nullable: bool = True
+) -> str | None:
+    """Rows strictly after `value` in this key's direction (NULL is the smallest). A
+    column that is never NULL (the name) gets a plain range, which an index reads."""
     if value is None:
         return None if desc else f"{column} IS NOT NULL"
     placeholder = builder.add(value)
-    if desc:
+    if desc and nullable:
         return f"({column} < {placeholder} OR {column} IS NULL)"
-    return f"{column} > {placeholder}"
+    return f"{column} {'<' if desc else '>'} {placeholder}"
 
 
 def start_values(query: ListQuery) -> list[Any] | None:
