@@ -33,7 +33,7 @@ def test_list_query_bench_runs() -> None:
     lines = scaling.findall(out)
     labels = [label for label, _ in lines]
     for label in (
-        "selective label (1 in 1,000), by name",
+        "selective label (100 operations), by name",
         "done = false, by name",
         "no filter, order create_time desc",
         "done = false, order create_time desc",

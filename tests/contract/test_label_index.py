@@ -345,3 +345,39 @@ def test_other_label_shapes_read_the_label_index(tmp_path: Path) -> None:
         assert "operation_labels USING PRIMARY KEY (key=?" in plan, (text, plan)
         assert "json" not in plan
     store.close()
+
+
+def test_a_label_in_another_order_probes_or_sorts_by_how_many_carry_it(tmp_path: Path) -> None:
+    """By create_time: a label more than FEW_LABELLED operations carry is probed per row
+    of the order's index (no list, no sort); a rarer one is read from the label index and
+    its few rows sorted. Both answer as the reference."""
+    from tracker.stores.sqlite import SqliteStore
+    from tracker.stores.sqlite_queries import FEW_LABELLED
+
+    store = SqliteStore(tmp_path / "t.db")
+    n = FEW_LABELLED + 5
+    store.apply(
+        [
+            make_event(
+                Kind.CREATED,
+                f"operations/m-{i:05d}",
+                time=T0 + timedelta(seconds=(i * 7) % n),
+                data={"labels": {"common": "yes"} | ({"rare": "yes"} if i % 100 == 0 else {})},
+            )
+            for i in range(n)
+        ]
+    )
+    common = _plan(store, 'labels.common = "yes"', "create_time desc")
+    assert "TEMP B-TREE" not in common and "USING INDEX operations_create_time" in common, common
+    rare = _plan(store, 'labels.rare = "yes"', "create_time desc")
+    assert "operation_labels USING PRIMARY KEY (key=? AND value=?)" in rare, rare
+    for text in ('labels.common = "yes"', 'labels.rare = "yes"'):
+        want = [
+            s.state.name
+            for s in store.list_operations(
+                ListQuery(page_size=2000, order=parse_order_by("create_time desc"))
+            )
+            if filtering.matches(filtering.parse(text), filtering.row_of(s.state))
+        ]
+        assert pages(store, text, 7, "create_time desc")[:50] == want[:50]
+    store.close()

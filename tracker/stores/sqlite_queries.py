@@ -45,6 +45,7 @@ DIALECT: Final = q.Dialect(
     placeholder=lambda name: f":{name}",
     time_value=_ts,
     prefix=lambda column, p: f"instr({column}, {p}) = 1",
+    # By name: the list of names (the index range) can drive the read, in name order.
     label_in=lambda cond: f"name IN (SELECT name FROM operation_labels WHERE {cond})",
     true=1,
     false=0,
@@ -64,6 +65,17 @@ def row_columns(state: OperationState) -> dict[str, Any]:
 
 # The name as the label driver's join yields it (`_select`): order and position by it.
 DRIVEN: Final = dataclasses.replace(DIALECT, columns={**COLUMNS, "name": "lname"})
+
+
+# In another order: each row the order's index yields probes its label (no list built,
+# no sort), unless the label is rare (`FEW_LABELLED`).
+def _probe(cond: str) -> str:
+    return f"EXISTS (SELECT 1 FROM operation_labels WHERE {cond} AND name = operations.name)"
+
+
+# A label value at most this many operations carry, in an order other than the name's:
+# read them all from the label index and sort them (few), rather than scan the order.
+FEW_LABELLED: Final = 1000
 
 # Once no row lacks them, the columns of version 6 are exact: the IS NULL escape goes.
 SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
@@ -157,13 +169,31 @@ class SqliteQueries:
     def explain_list(self, query: ListQuery) -> list[str]:
         """EXPLAIN QUERY PLAN of the statement a List of `query` runs for its first chunk
         (operators and tests: which index it reads, whether it sorts)."""
-        sql, params = self._statement(query, q.start_values(query), q.CHUNK, self._dialect())
+        dialect = self._query_dialect(query)
+        sql, params = self._statement(query, q.start_values(query), q.CHUNK, dialect)
         with self._reading() as conn:
             return [str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
+    def _query_dialect(self, query: ListQuery) -> q.Dialect:
+        """How this query says labels (see `_probe`, `FEW_LABELLED`)."""
+        dialect = self._dialect()
+        if q.by_name(query.order):
+            return dialect
+        driver = q.label_driver(query.filter)
+        if driver is not None:
+            with self._reading() as conn:
+                few = conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM operation_labels"
+                    " WHERE key = ? AND value = ? LIMIT ?)",
+                    (*driver[0], FEW_LABELLED + 1),
+                ).fetchone()[0]
+            if few <= FEW_LABELLED:
+                return dialect
+        return dataclasses.replace(dialect, label_in=_probe)
+
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
-        dialect = self._dialect()
+        dialect = self._query_dialect(query)
         return q.scan(
             query,
             lambda position, limit: self._select(query, position, limit, dialect),
