@@ -381,3 +381,66 @@ def test_a_label_in_another_order_probes_or_sorts_by_how_many_carry_it(tmp_path:
         ]
         assert pages(store, text, 7, "create_time desc")[:50] == want[:50]
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["spanner-handy", "spanner-google"])
+def test_schema_apply_fills_the_label_rows_of_older_rows(
+    backend: str,
+    spanner_hosts: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database at schema version 5 with an operation whose labels are only in its
+    Labels column: `spanner_schema.apply` (what `tracker schema apply` runs) adds version
+    6 and writes its OperationLabels rows, so the label index finds it."""
+    import base64
+    import shutil
+    import uuid
+
+    from google.cloud import spanner
+    from google.longrunning import operations_pb2
+
+    from tests.conftest import VARIANT, session_database
+    from tests.helpers import ROOT
+    from tracker.stores import spanner_schema
+    from tracker.stores.spanner import SpannerStore, _Layout
+    from tracker.v1.operation_pb2 import OperationState
+
+    older = tmp_path / "schemas"
+    shutil.copytree(ROOT / "schemas", older)
+    (older / "spanner" / "0006_labels.sql").unlink()
+    path = session_database(backend, spanner_hosts, monkeypatch)
+    database = spanner_schema.open_database(path)
+    names = spanner_schema.Names(f"lb{uuid.uuid4().hex[:8]}_")
+    variant = VARIANT[backend]
+    monkeypatch.setenv("TRACKER_SCHEMAS_DIR", str(older))
+    assert max(spanner_schema.apply(database, variant, names=names)) == 5  # type: ignore[arg-type]
+    layout = _Layout(variant)
+    name = "operations/older"
+    state = OperationState(name=name, labels={"env": "prod", "team": "a"})
+    state.create_time.FromDatetime(T0)
+    values: dict[str, Any] = {
+        "Operation": layout.operation_value(operations_pb2.Operation(name=name)),
+        "State": base64.b64encode(state.SerializeToString()),
+        "Done": False,
+        "OperationType": "",
+        "Parent": "",
+        "Labels": layout.json_value(dict(state.labels)),
+        "CreateTime": T0,
+        "UpdateTime": spanner.COMMIT_TIMESTAMP,
+    }
+    if layout.writes_key:
+        values["key"] = name
+    database.run_in_transaction(
+        lambda t: t.insert(names("Operations"), tuple(values), [tuple(values.values())])
+    )
+    monkeypatch.delenv("TRACKER_SCHEMAS_DIR")
+    assert spanner_schema.apply(database, variant, names=names) == [6]  # type: ignore[arg-type]
+    store = SpannerStore(
+        database, table_prefix=names.prefix, explicit_begin=backend == "spanner-handy"
+    )
+    try:
+        assert label_rows(store, [name]) == [("env", "prod"), ("team", "a")]
+        assert pages(store, 'labels.team = "a"', 5) == [name]
+    finally:
+        store.close()
