@@ -6,7 +6,9 @@ the row's state: the Python check is the judge, so every backend gives the same 
 whatever its SQL can express. The pushed-down part is a *superset* of the filter: the
 filter in negation normal form, with every comparison the store cannot say exactly
 replaced by TRUE (a NULL in a column added by a later schema version reads as "maybe").
-When nothing was replaced (`Pushdown.exact`), a count is one `COUNT(*)`.
+When nothing was replaced (`Pushdown.exact`), a count is one `COUNT(*)`. A label
+condition is said on the side table of labels (`Dialect.label_in`, `tracker.stores.labels`),
+and `label_driver` finds the shape whose label index can drive a page by name.
 
 Paging is by keyset: the position of the last row (its sort values and name) and the
 predicate "after it in this order" (`after_position`). NULL (the end time of a running

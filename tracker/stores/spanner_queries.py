@@ -1,10 +1,13 @@
 """Spanner's List and count: filter pushdown, order_by and keyset paging (`stores.query`).
 
 What the SQL says of a filter is limited to what every server the store runs on takes
-alike (Cloud Spanner, Google's emulator, handy-spanner): no label pushdown (a JSON column
-in one schema variant, text in the other), no prefix pushdown, and no update_time
-comparison (the column is the commit timestamp, a little after the state's update time
-the filter is judged on). The rest is checked row by row, as everywhere.
+alike (Cloud Spanner, Google's emulator, handy-spanner): no label condition in SQL (a
+subquery on OperationLabels makes the emulator scan for every row), no prefix pushdown,
+and no update_time comparison (the column is the commit timestamp, a little after the
+state's update time the filter is judged on). The rest is checked row by row, as
+everywhere. By name with `labels.k = "v"` AND anything (`query.label_driver`), the rows
+come from the label index instead (`_by_label`): its entries for (k, v) by a read of
+one full index key (every server reads that as a range), then the page's rows by key.
 
 Sort values travel in page tokens as RFC 3339 text with the column's nanoseconds, so a
 position compares exactly as the row it came from.
