@@ -409,9 +409,13 @@ def test_schema_apply_fills_the_label_rows_of_older_rows(
     older = tmp_path / "schemas"
     shutil.copytree(ROOT / "schemas", older)
     (older / "spanner" / "0006_labels.sql").unlink()
+    # A database of its own (on the session's server): the tests' shared one is not left
+    # with an older schema's tables (handy-spanner then fails a later tenant's DDL).
     path = session_database(backend, spanner_hosts, monkeypatch)
+    path = f"{path.rsplit('/', 1)[0]}/lb{uuid.uuid4().hex[:12]}"
     database = spanner_schema.open_database(path)
-    names = spanner_schema.Names(f"lb{uuid.uuid4().hex[:8]}_")
+    assert spanner_schema.create_database(database)
+    names = spanner_schema.Names("")
     variant = VARIANT[backend]
     monkeypatch.setenv("TRACKER_SCHEMAS_DIR", str(older))
     assert max(spanner_schema.apply(database, variant, names=names)) == 5  # type: ignore[arg-type]
@@ -436,11 +440,10 @@ def test_schema_apply_fills_the_label_rows_of_older_rows(
     )
     monkeypatch.delenv("TRACKER_SCHEMAS_DIR")
     assert spanner_schema.apply(database, variant, names=names) == [6]  # type: ignore[arg-type]
-    store = SpannerStore(
-        database, table_prefix=names.prefix, explicit_begin=backend == "spanner-handy"
-    )
+    store = SpannerStore(database, explicit_begin=backend == "spanner-handy")
     try:
         assert label_rows(store, [name]) == [("env", "prod"), ("team", "a")]
         assert pages(store, 'labels.team = "a"', 5) == [name]
     finally:
         store.close()
+        database.drop()
