@@ -1,7 +1,17 @@
 """List with a filter and order_by over 100k operations: p50 latency. Prints figures only.
 
-    .venv/bin/python bench/list_query.py [--operations 100000] [--runs 30]
-        [--spanner handy-spanner|cloud-spanner-emulator]
+    .venv/bin/python bench/list_query.py [--operations 100000] [--small 1000] [--runs 30]
+        [--spanner handy-spanner|cloud-spanner-emulator] [--spanner-operations 10000]
+        [--spanner-runs 3] [--spanner-only] [--quick]
+
+Scaling (issue #13): for a selective label filter (`labels.pick`, which 100 operations
+carry at every size: a full page), `done = false`, an order_by and both together, the p50 of
+one page at `--small` and at `--operations` operations and their ratio (the target is
+at most 2x from 1k to 100k: the page is read from an index, not found by a scan).
+Spanner's large size is `--spanner-operations`, its runs `--spanner-runs`, said in the
+output: the emulators scan the table for every query, so a filter the store checks row
+by row reads the table in chunks, seconds per call at 10k rows. `--quick` runs small
+sizes and few runs (the test of the bench: it proves the bench runs, never its figures).
 
 Each figure is the median of `--runs` calls of `Tracker.list` (parse, store query, page
 token; no HTTP) for one page of 50, printed with its ratio to a baseline measured in the
@@ -47,19 +57,46 @@ QUERIES: list[tuple[str, str, str]] = [
     ),
     ("filter end_time range, order end_time", 'end_time > "2026-01-01T10:00:00Z"', "end_time"),
     ("filter attempt > 1, order create_time desc", "attempt > 1", "create_time desc"),
-    ("filter labels (checked per row), order update_time", 'labels.team = "t3"', "update_time"),
+    ("filter labels (1 in 10), order update_time", 'labels.team = "t3"', "update_time"),
+    ("filter labels (1 in 10), by name (label index)", 'labels.team = "t3"', ""),
     ("no filter, order create_time desc", "", "create_time desc"),
     ("filter done = false, by name", "done = false", ""),
 ]
 
 
-def events_for(i: int) -> list[Event]:
+# (label, filter, order_by) of the scaling lines: a page of each at two sizes.
+SCALING: list[tuple[str, str, str]] = [
+    ("selective label (100 operations), by name", 'labels.pick = "yes"', ""),
+    (
+        "selective label (100 operations), create_time desc",
+        'labels.pick = "yes"',
+        "create_time desc",
+    ),
+    ("label 1 in 10, order update_time", 'labels.team = "t3"', "update_time"),
+    ("done = false, by name", "done = false", ""),
+    ("no filter, order create_time desc", "", "create_time desc"),
+    ("done = false, order create_time desc", "done = false", "create_time desc"),
+    ("selective label AND done = false, by name", 'labels.pick = "yes" AND done = false', ""),
+]
+
+
+def step(n: int) -> int:
+    return max(1, n // 100)
+
+
+def events_for(i: int, n: int = 100_000) -> list[Event]:
+    """Operation `i` of `n`: 100 of them (whatever `n`) carry `labels.pick = "yes"`, all
+    running (i % 10 == 7)."""
     name = f"operations/bench-{i:07d}"
     created = make_event(
         Kind.CREATED,
         name,
         time=T0 + timedelta(milliseconds=(i * 7919) % 10_000_000),
-        data={"operation_type": "export", "labels": {"team": f"t{i % 10}"}},
+        data={
+            "operation_type": "export",
+            "labels": {"team": f"t{i % 10}"}
+            | ({"pick": "yes"} if i % step(n) == 7 % step(n) else {}),
+        },
     )
     out = [created, make_event(Kind.PROGRESS, name, seq=1, data={"percent": i % 100})]
     if i % 13 == 0:
@@ -80,7 +117,7 @@ def populate(store: Store, n: int, batch: int) -> float:
     start = time.perf_counter()
     pending: list[Event] = []
     for i in range(n):
-        pending += events_for(i)
+        pending += events_for(i, n)
         if len(pending) >= batch:
             store.apply(pending)
             pending = []
@@ -119,7 +156,7 @@ def measure(store: Store, runs: int, title: str, *, scan_counts: bool = True) ->
             row("  ... its second page (keyset token)", ms, base)
     counts = [("count result+percent (one COUNT(*) where exact)", RESULT_PERCENT)]
     if scan_counts:
-        counts.append(("count labels (rows checked where not, bounded)", 'labels.team = "t3"'))
+        counts.append(("count labels (one COUNT(*) on the label index)", 'labels.team = "t3"'))
     for label, text in counts:
         ms = p50(max(3, runs // 5), lambda text=text: tracker.count(text))
         row(label, ms, base)
@@ -149,54 +186,132 @@ def copy_rows(source: SqliteStore, target: Store, batch: int = 500) -> float:
     return time.perf_counter() - start
 
 
-def spanner(kind: str, source: SqliteStore, runs: int) -> None:
-    from tests.emulators import harness
+def p50_pair(runs: int, calls: list[Callable[[], Awaitable[Any]]]) -> list[float]:
+    """The p50 of each call, timed alternately in one loop: a change of the machine's
+    load in the middle of a measurement weighs on both sizes alike."""
+
+    async def timed() -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in calls]
+        for call in calls:
+            await call()  # warm
+        for _ in range(runs):
+            for i, call in enumerate(calls):
+                start = time.perf_counter()
+                await call()
+                out[i].append(time.perf_counter() - start)
+        return out
+
+    return [statistics.median(t) * 1000 for t in asyncio.run(timed())]
+
+
+def scaling(title: str, small: Store, large: Store, sizes: tuple[int, int], runs: int) -> None:
+    """p50 of one page at each size, and the ratio large/small (target: at most 2x)."""
+    print(f"{title}: one page of 50 at {sizes[0]} and at {sizes[1]} operations")
+    at = [Tracker(small), Tracker(large)]
+    line = "  {:52s} p50 {:8.2f} ms at {:>6d}, {:8.2f} ms at {:>6d}  ratio {:5.2f}x"
+    base = p50_pair(runs, [lambda t=t: t.list("", 50) for t in at])
+    print(
+        line.format(
+            "baseline: no filter, by name", base[0], sizes[0], base[1], sizes[1], base[1] / base[0]
+        )
+    )
+    for label, text, order in SCALING:
+        rows = len(asyncio.run(at[1].list(text, 50, "", order)).operations)
+        ms = p50_pair(runs, [lambda t=t, x=text, o=order: t.list(x, 50, "", o) for t in at])
+        out = line.format(label, ms[0], sizes[0], ms[1], sizes[1], ms[1] / ms[0])
+        print(f"{out}  ({ms[1] / base[1]:.2f}x baseline at {sizes[1]}; {rows} rows)")
+
+
+def spanner_store(kind: str, database_id: str) -> Store:
+    from google.cloud import spanner as gspanner
+
     from tracker.stores import spanner_schema
     from tracker.stores.spanner import SpannerStore
+
+    client = gspanner.Client(project="bench")
+    instance = client.instance(
+        "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
+    )
+    if kind == "cloud-spanner-emulator" and not instance.exists():
+        instance.create().result(60)
+    database = instance.database(database_id)
+    database.create().result(60)
+    variant = "emulator" if kind != "cloud-spanner-emulator" else "canonical"
+    spanner_schema.apply(database, variant)
+    return SpannerStore(database, explicit_begin=kind == "handy-spanner")
+
+
+def spanner(
+    kind: str,
+    small: SqliteStore,
+    large: SqliteStore,
+    sizes: tuple[int, int],
+    runs: int,
+    *,
+    full: bool = True,
+) -> None:
+    from tests.emulators import harness
 
     os.environ.update(harness.SPANNER_CLIENT_ENV)
     with harness.running_server(kind) as host:
         os.environ["SPANNER_EMULATOR_HOST"] = host
-        from google.cloud import spanner as gspanner
-
-        client = gspanner.Client(project="bench")
-        instance = client.instance(
-            "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
-        )
-        if kind == "cloud-spanner-emulator":
-            instance.create().result(60)
-        database = instance.database("bench")
-        database.create().result(60)
+        stores = [spanner_store(kind, "bench-small"), spanner_store(kind, "bench-large")]
+        seconds = [
+            copy_rows(src, dst, 1000) for src, dst in zip((small, large), stores, strict=True)
+        ]
         variant = "emulator" if kind != "cloud-spanner-emulator" else "canonical"
-        spanner_schema.apply(database, variant)
-        store = SpannerStore(database, explicit_begin=kind == "handy-spanner")
-        seconds = copy_rows(source, store)
-        n = store.count_operations(None)[0]
-        title = f"Spanner ({kind}, {variant} schema), {n} operations"
-        # A count the SQL cannot say reads the table in chunks; the emulator answers each
-        # chunk by scanning everything (~0.7 s at 100k rows): minutes per count, skipped.
-        title += f" (copied from the SQLite file in {seconds:.0f} s)"
-        measure(store, runs, title, scan_counts=False)
-        store.close()
+        title = (
+            f"Spanner ({kind}, {variant} schema; large size {sizes[1]}, {runs} runs, rows"
+            f" copied from the SQLite files in {seconds[0]:.0f} s and {seconds[1]:.0f} s)"
+        )
+        scaling(title, stores[0], stores[1], sizes, runs)
+        if full:
+            # A count the SQL cannot say reads the table in chunks; the emulator answers
+            # each chunk by scanning everything: minutes per count at 100k, skipped.
+            measure(stores[1], runs, f"Spanner ({kind}), {sizes[1]} operations", scan_counts=False)
+        for store in stores:
+            store.close()
+
+
+def sqlite_store(folder: str, n: int) -> tuple[SqliteStore, float]:
+    store = SqliteStore(Path(folder) / f"bench-{n}.db")
+    return store, populate(store, n, 2000)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--operations", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--spanner", choices=["handy-spanner", "cloud-spanner-emulator"])
+    parser.add_argument("--spanner-operations", type=int, default=10_000)
+    parser.add_argument("--spanner-runs", type=int, default=3)
+    parser.add_argument("--spanner-only", action="store_true", help="no SQLite figures")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few runs")
     args = parser.parse_args()
+    if args.quick:
+        args.operations, args.small, args.runs = 2000, 200, 3
+        args.spanner_operations = min(args.spanner_operations, 1000)
+    sizes = (args.small, args.operations)
     with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "bench.db")
-        seconds = populate(store, args.operations, 2000)
-        measure(
-            store,
-            args.runs,
-            f"SQLite file, {args.operations} operations (written in {seconds:.0f} s)",
-        )
+        small, _ = sqlite_store(tmp, args.small)
+        large: SqliteStore | None = None
+        if not args.spanner_only:
+            large, seconds = sqlite_store(tmp, args.operations)
+            scaling("SQLite file", small, large, sizes, args.runs)
+            title = f"SQLite file, {args.operations} operations (written in {seconds:.0f} s)"
+            measure(large, args.runs, title)
         if args.spanner:
-            spanner(args.spanner, store, args.runs)
-        store.close()
+            if large is None or args.spanner_operations != args.operations:
+                if large is not None:
+                    large.close()
+                large, _ = sqlite_store(tmp, args.spanner_operations)
+            spanner_sizes = (args.small, args.spanner_operations)
+            runs = min(args.runs, args.spanner_runs)
+            spanner(args.spanner, small, large, spanner_sizes, runs, full=not args.quick)
+        small.close()
+        if large is not None:
+            large.close()
 
 
 if __name__ == "__main__":

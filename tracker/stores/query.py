@@ -6,7 +6,9 @@ the row's state: the Python check is the judge, so every backend gives the same 
 whatever its SQL can express. The pushed-down part is a *superset* of the filter: the
 filter in negation normal form, with every comparison the store cannot say exactly
 replaced by TRUE (a NULL in a column added by a later schema version reads as "maybe").
-When nothing was replaced (`Pushdown.exact`), a count is one `COUNT(*)`.
+When nothing was replaced (`Pushdown.exact`), a count is one `COUNT(*)`. A label
+condition is said on the side table of labels (`Dialect.label_in`, `tracker.stores.labels`),
+and `label_driver` finds the shape whose label index can drive a page by name.
 
 Paging is by keyset: the position of the last row (its sort values and name) and the
 predicate "after it in this order" (`after_position`). NULL (the end time of a running
@@ -22,6 +24,7 @@ from typing import Any, Final
 
 from tracker import filtering
 from tracker.stores.base import ListQuery, SortKey, Stored
+from tracker.stores.labels import prefix_end
 
 # Rows a count reads at most when the filter needs the Python check (`totalSize` is then
 # a lower bound and says so).
@@ -38,8 +41,9 @@ class Dialect:
     placeholder: Callable[[str], str]  # param name -> ":p0" / "@p0"
     time_value: Callable[[datetime], Any]
     prefix: Callable[[str, str], str] | None = None  # column, placeholder -> bool SQL
-    label_value: Callable[[str], str] | None = None  # placeholder of key -> value SQL
-    label_has: Callable[[str], str] | None = None  # placeholder of key -> bool SQL
+    # The side table of labels (`tracker.stores.labels`): a condition on its columns
+    # `key` and `value` -> "the row has a label row so" (None: labels are not said).
+    label_in: Callable[[str], str] | None = None
     true: Any = True
     false: Any = False
     # Fields whose column may be NULL for rows older than the column (schema 0006/0005).
@@ -100,7 +104,9 @@ class _Builder:
         if column is None:
             return None
         if key == "done":
-            flag = self.add(self.d.true if e.value else self.d.false)
+            # A literal, not a parameter: SQLite uses a partial index (WHERE done = 0) only
+            # for a query that says so in its text.
+            flag = self.d.true if e.value else self.d.false
             return f"{column} {'=' if e.op == '=' else '!='} {flag}"
         if key in filtering.STRING_FIELDS:
             text = str(e.value)
@@ -121,23 +127,56 @@ class _Builder:
         return f"({column} IS NOT NULL AND {column} {op} {self.add(value)})"
 
     def label(self, e: filtering.Cmp) -> str | None:
-        if self.d.label_has is None or self.d.label_value is None:
+        if self.d.label_in is None:
             return None
         if e.field == "labels":
-            return self.d.label_has(self.add(str(e.value)))
-        key = self.add(e.field[len("labels.") :])
+            return self.d.label_in(f"key = {self.add(str(e.value))}")
+        key = f"key = {self.add(e.field[len('labels.') :])}"
         if e.value is None:
-            return self.d.label_has(key)
+            return self.d.label_in(key)
         value = str(e.value)
-        expr = self.d.label_value(key)
         if value.endswith("*"):
-            if self.d.prefix is None:
-                return None
-            hit = self.d.prefix(expr, self.add(value[:-1]))
+            start = f"value >= {self.add(value[:-1])}"
+            end = prefix_end(value[:-1])
+            bound = f" AND value < {self.add(end)}" if end is not None else ""
+            hit = self.d.label_in(f"{key} AND {start}{bound}")
         else:
-            hit = f"{expr} = {self.add(value)}"
-        hit = f"({expr} IS NOT NULL AND {hit})"
+            hit = self.d.label_in(f"{key} AND value = {self.add(value)}")
         return hit if e.op == "=" else f"NOT {hit}"
+
+
+def label_driver(
+    expr: filtering.Expr | None,
+) -> tuple[tuple[str, str], filtering.Expr | None] | None:
+    """((key, value), the rest of the filter) when the filter is `labels.key = "value"`
+    (exact, no wildcard) AND the rest: the label index then yields the candidate rows in
+    name order, and only the rest needs saying of them. None for any other shape."""
+    parts: tuple[filtering.Expr, ...]
+    if isinstance(expr, filtering.Cmp):
+        parts = (expr,)
+    elif isinstance(expr, filtering.BoolOp) and expr.op == "AND":
+        parts = expr.exprs
+    else:
+        return None
+    for i, part in enumerate(parts):
+        if (
+            isinstance(part, filtering.Cmp)
+            and part.field.startswith("labels.")
+            and part.op == "="
+            and isinstance(part.value, str)
+            and not part.value.endswith("*")
+        ):
+            rest = parts[:i] + parts[i + 1 :]
+            remaining: filtering.Expr | None = (
+                None if not rest else rest[0] if len(rest) == 1 else filtering.BoolOp("AND", rest)
+            )
+            return (part.field[len("labels.") :], part.value), remaining
+    return None
+
+
+def by_name(order: Sequence[SortKey]) -> bool:
+    """Whether the order is the name's alone (either direction)."""
+    return all(k.field == "name" for k in order)
 
 
 def _field_key(field_name: str) -> str:
@@ -183,7 +222,8 @@ def after_position(
             _equal(dialect.columns[k.field], v, builder)
             for k, v in zip(keys[:i], values[:i], strict=True)
         ]
-        beyond = _beyond(dialect.columns[key.field], key.desc, values[i], builder)
+        column = dialect.columns[key.field]
+        beyond = _beyond(column, key.desc, values[i], builder, nullable=key.field != "name")
         if beyond is None:
             continue
         ors.append("(" + " AND ".join([*terms, beyond]) + ")")
@@ -194,14 +234,17 @@ def _equal(column: str | None, value: Any, builder: _Builder) -> str:
     return f"{column} IS NULL" if value is None else f"{column} = {builder.add(value)}"
 
 
-def _beyond(column: str | None, desc: bool, value: Any, builder: _Builder) -> str | None:
-    """Rows strictly after `value` in this key's direction (NULL is the smallest)."""
+def _beyond(
+    column: str | None, desc: bool, value: Any, builder: _Builder, *, nullable: bool = True
+) -> str | None:
+    """Rows strictly after `value` in this key's direction (NULL is the smallest). A
+    column that is never NULL (the name) gets a plain range, which an index reads."""
     if value is None:
         return None if desc else f"{column} IS NOT NULL"
     placeholder = builder.add(value)
-    if desc:
+    if desc and nullable:
         return f"({column} < {placeholder} OR {column} IS NULL)"
-    return f"{column} > {placeholder}"
+    return f"{column} {'<' if desc else '>'} {placeholder}"
 
 
 def start_values(query: ListQuery) -> list[Any] | None:
@@ -271,8 +314,10 @@ __all__ = [
     "Dialect",
     "Pushdown",
     "after_position",
+    "by_name",
     "count_scan",
     "full_order",
+    "label_driver",
     "order_sql",
     "pushdown",
     "scan",

@@ -44,6 +44,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.labels import LabelsMemo, write_spanner
 from tracker.stores.spanner_dead_letters import SpannerDeadLetters
 from tracker.stores.spanner_history import SpannerHistory, SpannerHistoryTx
 from tracker.stores.spanner_queries import SpannerQueries, row_columns
@@ -106,7 +107,7 @@ class _Layout:
         return text if self.variant == "emulator" else JsonObject(value)
 
 
-class _SpannerTx(SpannerHistoryTx):
+class _SpannerTx(SpannerHistoryTx, LabelsMemo):
     def __init__(
         self, transaction: Any, layout: _Layout, done_ttl: timedelta, names: Names
     ) -> None:
@@ -157,7 +158,9 @@ class _SpannerTx(SpannerHistoryTx):
         rows = self.t.read(
             self.n("Operations"), ("key", "State"), KeySet(keys=[[n] for n in names])
         )
-        return {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
+        out = {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
+        self.remember(out)
+        return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
         keys = [list(i) for i in set(identities)]
@@ -200,6 +203,7 @@ class _SpannerTx(SpannerHistoryTx):
             values["key"] = state.name
         write = self.t.insert if insert else self.t.update
         write(self.n("Operations"), tuple(values), [tuple(values.values())])
+        write_spanner(self, self.t, self.n("OperationLabels"), row.name, row.labels, insert=insert)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.t.insert(

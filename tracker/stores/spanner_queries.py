@@ -1,10 +1,13 @@
 """Spanner's List and count: filter pushdown, order_by and keyset paging (`stores.query`).
 
 What the SQL says of a filter is limited to what every server the store runs on takes
-alike (Cloud Spanner, Google's emulator, handy-spanner): no label pushdown (a JSON column
-in one schema variant, text in the other), no prefix pushdown, and no update_time
-comparison (the column is the commit timestamp, a little after the state's update time
-the filter is judged on). The rest is checked row by row, as everywhere.
+alike (Cloud Spanner, Google's emulator, handy-spanner): no label condition in SQL (a
+subquery on OperationLabels makes the emulator scan for every row), no prefix pushdown,
+and no update_time comparison (the column is the commit timestamp, a little after the
+state's update time the filter is judged on). The rest is checked row by row, as
+everywhere. By name with `labels.k = "v"` AND anything (`query.label_driver`), the rows
+come from the label index instead (`_by_label`): its entries for (k, v) by a read of
+one full index key (every server reads that as a range), then the page's rows by key.
 
 Sort values travel in page tokens as RFC 3339 text with the column's nanoseconds, so a
 position compares exactly as the row it came from.
@@ -12,6 +15,7 @@ position compares exactly as the row it came from.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from google.api_core import datetime_helpers
 from google.cloud import spanner
+from google.cloud.spanner_v1.keyset import KeyRange, KeySet
 
 from tracker import filtering
 from tracker.apply import OperationState
@@ -30,6 +35,7 @@ from tracker.stores.base import ListQuery, Stored
 from tracker.stores.spanner_schema import Names
 
 _NANOS: Any = datetime_helpers.DatetimeWithNanoseconds
+OPS_COLUMNS: Final = ("key", "Operation", "State", "Checkpoint")
 FILTER_COLUMNS: Final[dict[str, str | None]] = {
     "done": "Done",
     "name": "key",
@@ -47,7 +53,13 @@ SORT_COLUMNS: Final[dict[str, str | None]] = {**FILTER_COLUMNS, "update_time": "
 
 
 def _dialect(columns: dict[str, str | None]) -> q.Dialect:
-    return q.Dialect(columns=columns, placeholder=lambda name: f"@{name}", time_value=lambda t: t)
+    return q.Dialect(
+        columns=columns,
+        placeholder=lambda name: f"@{name}",
+        time_value=lambda t: t,
+        true="TRUE",
+        false="FALSE",
+    )
 
 
 FILTERS: Final = _dialect(FILTER_COLUMNS)
@@ -165,12 +177,47 @@ class SpannerQueries:
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
         dialect = self._filters()
+        driver = q.label_driver(query.filter)
+        if driver is not None and q.by_name(query.order) and not any(k.desc for k in query.order):
+            return q.scan(
+                query,
+                lambda position, limit: self._by_label(driver[0], position, limit),
+                lambda row: [row.state.name],
+            )
         return q.scan(
             query,
             lambda position, limit: self._select(query, position, limit, dialect),
             lambda row: self._position(query, row),
             self.list_position(query),
         )
+
+    def _by_label(
+        self, label: tuple[str, str], position: list[Any] | None, limit: int
+    ) -> list[Stored]:
+        """Up to `limit` rows with the label, by name after `position`: the names from
+        OperationLabelsByValue (its one key (LabelKey, Value) read, entries in name
+        order: a full index key, which every server reads as a range), then those rows
+        by key. Nothing of the table beyond them is read; `scan` checks the filter."""
+        after = position[0] if position else None
+        index_key = [label[0], label[1]]
+        with self._guard(), self.database.snapshot(multi_use=True) as snapshot:
+            entries = snapshot.read(
+                self.n("OperationLabels"),
+                ("key",),
+                KeySet(ranges=[KeyRange(start_closed=index_key, end_closed=index_key)]),
+                index=self.n("OperationLabelsByValue"),
+            )
+            names = sorted(str(r[0]) for r in entries)
+            if after is not None:
+                names = names[bisect.bisect_right(names, after) :]
+            names = names[:limit]
+            if not names:
+                return []
+            rows = list(
+                snapshot.read(self.n("Operations"), OPS_COLUMNS, KeySet(keys=[[n] for n in names]))
+            )
+        found = sorted((self._stored(r) for r in rows), key=lambda s: s.state.name)
+        return found
 
     def list_position(self, query: ListQuery) -> list[Any] | None:
         """The start position of a query with store-native values (tokens carry text)."""

@@ -35,10 +35,13 @@ from tracker.schemas import migrations as schema_files
 Variant = Literal["canonical", "emulator"]
 VARIANTS: Final = ("canonical", "emulator")
 SCHEMA_TABLE: Final = "TrackerSchema"
+# The version whose OperationLabels rows `apply` writes for the rows already there.
+LABELS_VERSION: Final = 6
 # Every table and index of the schema: what a tenant's prefix goes in front of.
 # Interleaved tables before their parent (emptying them in this order works everywhere).
 TABLES: Final = (
     "OperationEvents",
+    "OperationLabels",
     "HistoryHeads",
     "Operations",
     "AppliedEvents",
@@ -58,6 +61,7 @@ INDEXES: Final = (
     "DeadLettersByReason",
     *("OperationsByCreateTime", "OperationsByUpdateTime", "OperationsByEndTime"),
     "OperationsByResult",
+    "OperationLabelsByValue",
 )
 _IDENTIFIER = re.compile(
     r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
@@ -249,6 +253,10 @@ def _apply(database: Database, variant: Variant, names: Names, timeout: float) -
                 [(version, variant, spanner.COMMIT_TIMESTAMP)],
             )
 
+        if version == LABELS_VERSION:
+            from tracker.stores.labels import backfill_spanner
+
+            backfill_spanner(database, names)
         database.run_in_transaction(record)
         applied.append(version)
     return applied

@@ -35,6 +35,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.labels import LabelsMemo, write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries, row_columns
@@ -76,7 +77,7 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
-class _SqliteTx(SqliteHistoryTx):
+class _SqliteTx(SqliteHistoryTx, LabelsMemo):
     def __init__(
         self, conn: sqlite3.Connection, done_ttl: timedelta, purge_batch: int = 1000
     ) -> None:
@@ -128,6 +129,7 @@ class _SqliteTx(SqliteHistoryTx):
             ):
                 out[row[0]] = OperationState.FromString(row[1])
                 self.rows[row[0]] = dict(zip(_VALUE_COLUMNS, row[2:], strict=True))
+        self.remember(out)
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
@@ -178,6 +180,7 @@ class _SqliteTx(SqliteHistoryTx):
             cols = ", ".join(values)
             marks = ", ".join(f":{k}" for k in values)
             self.conn.execute(f"INSERT INTO operations ({cols}) VALUES ({marks})", values)
+            write_sqlite(self, self.conn, row.name, row.labels, insert=insert)
             return
         if checkpoint is not None:
             values["checkpoint"] = checkpoint
@@ -187,6 +190,7 @@ class _SqliteTx(SqliteHistoryTx):
             }
         sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
         self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
+        write_sqlite(self, self.conn, row.name, row.labels, insert=insert)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(

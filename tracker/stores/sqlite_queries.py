@@ -45,8 +45,8 @@ DIALECT: Final = q.Dialect(
     placeholder=lambda name: f":{name}",
     time_value=_ts,
     prefix=lambda column, p: f"instr({column}, {p}) = 1",
-    label_value=lambda key: f"json_extract(labels, '$.\"' || {key} || '\"')",
-    label_has=lambda key: f"json_type(labels, '$.\"' || {key} || '\"') IS NOT NULL",
+    # By name: the list of names (the index range) can drive the read, in name order.
+    label_in=lambda cond: f"name IN (SELECT name FROM operation_labels WHERE {cond})",
     true=1,
     false=0,
 )
@@ -63,8 +63,45 @@ def row_columns(state: OperationState) -> dict[str, Any]:
     }
 
 
+# The name as the label driver's join yields it (`_select`): order and position by it.
+DRIVEN: Final = dataclasses.replace(DIALECT, columns={**COLUMNS, "name": "lname"})
+
+
+# In another order: each row the order's index yields probes its label (no list built,
+# no sort), unless the label is rare (`FEW_LABELLED`).
+def _probe(cond: str) -> str:
+    return f"EXISTS (SELECT 1 FROM operation_labels WHERE {cond} AND name = operations.name)"
+
+
+# A label value at most this many operations carry, in an order other than the name's:
+# read them all from the label index and sort them (few), rather than scan the order.
+FEW_LABELLED: Final = 1000
+
 # Once no row lacks them, the columns of version 6 are exact: the IS NULL escape goes.
 SETTLED: Final = dataclasses.replace(DIALECT, late_columns=frozenset())
+
+
+# `done = false` in an order: an index holding only the running rows (schema 7).
+RUNNING: Final = {
+    "create_time": "operations_running_create_time",
+    "update_time": "operations_running_update_time",
+    "end_time": "operations_running_end_time",
+}
+
+
+def _running_index(query: ListQuery) -> str | None:
+    """The index of the running rows in the query's order, when the filter says
+    `done = false` AND ... and the order is one time key (the name after it, same way)."""
+    expr = query.filter
+    parts = expr.exprs if isinstance(expr, filtering.BoolOp) and expr.op == "AND" else (expr,)
+    running = any(
+        isinstance(p, filtering.Cmp) and p.field == "done" and (p.op == "=") != bool(p.value)
+        for p in parts
+    )
+    keys = q.full_order(query.order)
+    if not running or len(keys) != 2 or keys[0].desc != keys[1].desc:
+        return None
+    return RUNNING.get(keys[0].field)
 
 
 class SqliteQueries:
@@ -81,20 +118,42 @@ class SqliteQueries:
             row = conn.execute("SELECT 1 FROM operations WHERE result IS NULL LIMIT 1").fetchone()
         return DIALECT if row else SETTLED
 
-    def _select(
+    def _statement(
         self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
-    ) -> list[Stored]:
+    ) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {}
-        where = q.pushdown(query.filter, dialect, params).where
+        source, expr, sorts = "operations", query.filter, DIALECT
+        driver = q.label_driver(query.filter) if q.by_name(query.order) else None
+        if driver is not None:
+            # By name with `labels.k = "v"` AND ...: the label rows' primary key range, in
+            # name order, drives; each page reads its own rows only (no sort, no scan).
+            source = (
+                "(SELECT name AS lname FROM operation_labels WHERE key = :lk AND value = :lv)"
+                " CROSS JOIN operations ON name = lname"
+            )
+            params.update(lk=driver[0][0], lv=driver[0][1])
+            expr = driver[1]
+            sorts = DRIVEN
+        elif (index := _running_index(query)) is not None:
+            # Without statistics the planner takes `done = 0` on operations_done and sorts
+            # what it finds: the index of the running rows in this order reads a page.
+            source = f"operations INDEXED BY {index}"
+        where = q.pushdown(expr, dialect, params).where
         if position is not None:
-            where += " AND " + q.after_position(query.order, position, DIALECT, params)
+            where += " AND " + q.after_position(query.order, position, sorts, params)
         sort = [COLUMNS[k.field] for k in query.order if k.field != "name"]
         picked = "".join(f", {c}" for c in sort)
         params["limit"] = limit
         sql = (
-            f"SELECT state, operation, checkpoint{picked} FROM operations"
-            f" WHERE {where} ORDER BY {q.order_sql(query.order, DIALECT)} LIMIT :limit"
+            f"SELECT state, operation, checkpoint{picked} FROM {source}"
+            f" WHERE {where} ORDER BY {q.order_sql(query.order, sorts)} LIMIT :limit"
         )
+        return sql, params
+
+    def _select(
+        self, query: ListQuery, position: list[Any] | None, limit: int, dialect: q.Dialect
+    ) -> list[Stored]:
+        sql, params = self._statement(query, position, limit, dialect)
         with self._reading() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [
@@ -107,9 +166,34 @@ class SqliteQueries:
             for r in rows
         ]
 
+    def explain_list(self, query: ListQuery) -> list[str]:
+        """EXPLAIN QUERY PLAN of the statement a List of `query` runs for its first chunk
+        (operators and tests: which index it reads, whether it sorts)."""
+        dialect = self._query_dialect(query)
+        sql, params = self._statement(query, q.start_values(query), q.CHUNK, dialect)
+        with self._reading() as conn:
+            return [str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+    def _query_dialect(self, query: ListQuery) -> q.Dialect:
+        """How this query says labels (see `_probe`, `FEW_LABELLED`)."""
+        dialect = self._dialect()
+        if q.by_name(query.order):
+            return dialect
+        driver = q.label_driver(query.filter)
+        if driver is not None:
+            with self._reading() as conn:
+                few = conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM operation_labels"
+                    " WHERE key = ? AND value = ? LIMIT ?)",
+                    (*driver[0], FEW_LABELLED + 1),
+                ).fetchone()[0]
+            if few <= FEW_LABELLED:
+                return dialect
+        return dataclasses.replace(dialect, label_in=_probe)
+
     def list_operations(self, query: ListQuery) -> list[Stored]:
         """Up to page_size + 1 rows in the query's order (the extra one: there is more)."""
-        dialect = self._dialect()
+        dialect = self._query_dialect(query)
         return q.scan(
             query,
             lambda position, limit: self._select(query, position, limit, dialect),
