@@ -74,8 +74,11 @@ class AsyncPublisher:
 
         message = PubsubMessage(data=data, attributes=attributes, ordering_key=ordering_key)
         key = (topic, ordering_key)
+        loop = asyncio.get_running_loop()
         before = self._tails.get(key) if ordering_key else None
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if before is not None and before.get_loop() is not loop:
+            before = None  # left by a loop that has gone: nothing of it runs any more
+        mine: asyncio.Future[None] = loop.create_future()
         if ordering_key:
             self._tails[key] = mine
         try:
