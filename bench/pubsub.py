@@ -1,17 +1,21 @@
 """Pub/Sub paths against baselines measured on the same emulator in the same run.
 
     .venv/bin/python bench/pubsub.py [--server pstest|google] [--quick] [--seconds 60]
+        [--parts latency,pull,push,wait,memory]
 
 Prints, each figure beside its baseline and the ratio:
 
-- latency: the emulator's own publish -> streaming-pull arrival (a raw google-cloud-pubsub
-  publisher that sends each message at once, and a subscriber callback), then a
-  `succeeded` event handed to a running tracker (`Tracker.ingest`, what every route calls)
-  -> its done-notification arriving at a subscriber of the completion topic, the same
-  subscriber code; p50/p99, and the ratio to the raw figure;
+- latency: the emulator's own publish -> streaming-pull arrival, by two raw publishers
+  (google-cloud-pubsub's PublisherClient sending each message at once, and the bare
+  Publish RPC on an asyncio loop), then a `succeeded` event handed to a running tracker
+  (`Tracker.ingest`, what every route calls) -> its done-notification arriving at a
+  subscriber of the completion topic (the same subscriber code), from the event and from
+  its commit (an after-commit hook); p50/p99 and the ratios to the faster raw figure.
+  The samples are interleaved, each after a random pause of up to 20 ms;
 - pull: the tracker's `PullSubscriber` applying N preloaded events against a raw
   streaming-pull subscriber that only acks the same N messages (two subscriptions of one
-  topic);
+  topic). pstest hands a streaming pull one message per 10 ms tick: there both reach
+  ~100 msg/s, so use --server google for this one;
 - push: wrapped push envelopes POSTed to /v1/pubsub/push over several keep-alive
   connections (a client process of its own) against the same Starlette + uvicorn stack
   answering 204 from an ack-only handler;
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -57,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulators import harness  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
-from tests.pubsub_kit import PubSub, google_emulator  # noqa: E402
+from tests.pubsub_kit import PROJECT, PubSub, google_emulator  # noqa: E402
 from tracker.bindings import to_binary  # noqa: E402
 from tracker.config import Config  # noqa: E402
 from tracker.events import Kind  # noqa: E402
@@ -114,6 +119,34 @@ def emulator(kind: str, tmp: Path) -> Iterator[str]:
             yield host
         finally:
             del os.environ[harness.PUBSUB_ENV]
+
+
+class BenchPubSub(PubSub):
+    """Topics and subscriptions named after this process: an emulator shared with a test
+    session (tests/test_bench.py) already holds the kit's `topic-0`..."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix = f"bench{os.getpid()}"
+        self.count = itertools.count()
+
+    def topic(self) -> str:
+        name = f"projects/{PROJECT}/topics/{self.prefix}-t{next(self.count)}"
+        self.publisher.create_topic(name=name)
+        return name
+
+    def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
+        name = f"projects/{PROJECT}/subscriptions/{self.prefix}-s{next(self.count)}"
+        self.subscriber.create_subscription(
+            request={
+                "name": name,
+                "topic": topic,
+                "filter": filter,
+                "enable_message_ordering": ordered,
+                "ack_deadline_seconds": 10,
+            }
+        )
+        return name
 
 
 class Arrivals:
@@ -631,13 +664,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, ~3 s of load")
     parser.add_argument("--seconds", type=float, help="memory load duration (60)")
     parser.add_argument("--runs", type=int, help="latency samples (200)")
-    parser.add_argument("--messages", type=int, help="pull and push messages (5000)")
+    parser.add_argument("--messages", type=int, help="push messages (5000)")
+    parser.add_argument(
+        "--pull-messages", type=int, help="pull messages (5000; 1000 on pstest, ~100 msg/s)"
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seed", type=int, default=13, help="of the pauses between samples")
     parser.add_argument("--parts", default="latency,pull,push,wait,memory")
     args = parser.parse_args()
-    sizes = (3.0, 20, 200) if args.quick else (60.0, 200, 5000)
-    for field, size in zip(("seconds", "runs", "messages"), sizes, strict=True):
+    pull = 1000 if args.server == "pstest" else 5000
+    sizes = (3.0, 20, 200, 200) if args.quick else (60.0, 200, 5000, pull)
+    for field, size in zip(("seconds", "runs", "messages", "pull_messages"), sizes, strict=True):
         if getattr(args, field) is None:
             setattr(args, field, size)
     every = 5.0 if args.seconds >= 30 else max(args.seconds / 6, 0.5)
@@ -645,10 +682,10 @@ def main() -> None:
         tmp = Path(name)
         with emulator(args.server, tmp) as host:
             print(f"bench/pubsub.py on {args.server} ({host}), SQLite file, {os.cpu_count()} cores")
-            ps = PubSub()
+            ps = BenchPubSub()
             parts: dict[str, Callable[[], list[str]]] = {
                 "latency": lambda: latency_figures(ps, args.runs, tmp, args.seed),
-                "pull": lambda: pull_figures(ps, args.messages, tmp, args.server),
+                "pull": lambda: pull_figures(ps, args.pull_messages, tmp, args.server),
                 "push": lambda: push_figures(args.messages, args.connections, tmp),
                 "wait": lambda: [
                     latency_line("wait: succeeded -> :wait answered", wait_latency(args.runs, tmp))
