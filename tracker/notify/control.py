@@ -12,11 +12,9 @@ with the consumers in `tracker.resume`.
 
 from __future__ import annotations
 
-import google.cloud.pubsub_v1 as pubsub_v1
-
 from tracker.bindings import notice_attributes, notice_data, notice_ordering_key
 from tracker.notices import CANCEL, RESUME
-from tracker.notify.pubsub import ordered_publisher, publish
+from tracker.notify.pubsub import AsyncPublisher
 from tracker.stores.base import OutboxItem
 
 
@@ -28,16 +26,15 @@ class ControlTopicSink:
     targets = False
 
     def __init__(
-        self, topic: str, publisher: pubsub_v1.PublisherClient | None = None, timeout: float = 30
+        self, topic: str, publisher: AsyncPublisher | None = None, timeout: float = 30
     ) -> None:
         self.topic = topic
         self.timeout = timeout
-        self.publisher = publisher or ordered_publisher(f"--control-topic {topic}")
+        self.publisher = publisher or AsyncPublisher(f"--control-topic {topic}")
 
     async def deliver(self, item: OutboxItem) -> None:
         notice = item.notice
-        await publish(
-            self.publisher,
+        await self.publisher.publish(
             self.topic,
             notice_data(notice),
             ordering_key=notice_ordering_key(notice),
