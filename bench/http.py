@@ -406,7 +406,7 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
             file=out,
         )
         print(
-            f"store alone (SqliteStore.apply), batches of 100 {store_rate:5.0f} events/s", file=out
+            f"store alone, batches of 100 (SqliteStore.apply) {store_rate:5.0f} events/s", file=out
         )
         ratio = batch_rate * n / len(groups) / store_rate
         print(f"ratio HTTP batches/store alone              {ratio:9.2f}", file=out)

@@ -197,7 +197,7 @@ def _has(module: str) -> bool:
 
 
 # uvicorn[standard]'s C parts, when installed: uvloop's event loop and the httptools parser
-# cost a fraction of asyncio's loop and the pure-Python h11 per request (docs/operations.md).
+# cost a fraction of asyncio's loop and the pure-Python h11 per request (README Performance).
 UVLOOP: Final = _has("uvloop")
 HTTPTOOLS: Final = _has("httptools")
 
