@@ -335,15 +335,18 @@ def summarize_cprofile(path: Path, top: int) -> list[str]:
     ]
 
 
-def store_alone(groups: list[list[Event]], db: Path) -> float:
+def store_alone(groups: list[list[Event]], db: Path) -> tuple[float, float]:
+    """(events/s, CPU ms per event) of SqliteStore.apply, batch after batch."""
     from tracker.stores.sqlite import SqliteStore
 
     store = SqliteStore(db)
+    n = sum(len(g) for g in groups)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for group in groups:
             store.apply(group)
-        return sum(len(g) for g in groups) / (time.perf_counter() - start)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return n / seconds, cpu * 1000 / n
     finally:
         store.close()
 
@@ -394,22 +397,28 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
             file=out,
         )
         print(f"ratio tracker/empty handler                 {rate / empty_rate:9.2f}", file=out)
+        print(f"ratio of server CPU per request, empty/tracker {empty_cpu / cpu:6.2f}", file=out)
 
         groups = batches(stream(ops * 5, per_op, "batch"), 100)
-        store_rate = store_alone(groups, tmp / "store.db")
+        store_rate, store_cpu = store_alone(groups, tmp / "store.db")
         with Served("tracker", str(tmp / "batch.db")) as served:
             batch_rate, batch_cpu = measure(served, batch_requests(groups, conns), tmp)
         n = sum(len(g) for g in groups)
+        batch_rate, batch_cpu = batch_rate * n / len(groups), batch_cpu * len(groups) / n
         print(
-            f"tracker, batches of 100 x{conns}             {batch_rate * n / len(groups):9.0f}"
-            f" events/s  ({batch_cpu * len(groups) / n:.3f} ms server CPU per event)",
+            f"tracker, batches of 100 x{conns}             {batch_rate:9.0f} events/s"
+            f"  ({batch_cpu:.3f} ms server CPU per event)",
             file=out,
         )
         print(
-            f"store alone, batches of 100 (SqliteStore.apply) {store_rate:5.0f} events/s", file=out
+            f"store alone, batches of 100 (SqliteStore.apply) {store_rate:5.0f} events/s"
+            f"  ({store_cpu:.3f} ms CPU per event)",
+            file=out,
         )
-        ratio = batch_rate * n / len(groups) / store_rate
-        print(f"ratio HTTP batches/store alone              {ratio:9.2f}", file=out)
+        print(
+            f"ratio HTTP batches/store alone              {batch_rate / store_rate:9.2f}", file=out
+        )
+        print(f"ratio of CPU per event, store alone/HTTP    {store_cpu / batch_cpu:9.2f}", file=out)
 
         if args.no_profile:
             return

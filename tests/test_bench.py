@@ -21,9 +21,11 @@ def test_http_bench_runs() -> None:
         r"empty handler, 1 request at a time x8 +\d+ requests/s",
         r"tracker, binary single events x8 +\d+ events/s",
         r"ratio tracker/empty handler +[\d.]+",
+        r"ratio of server CPU per request, empty/tracker +[\d.]+",
         r"tracker, batches of 100 x8 +\d+ events/s",
         r"store alone, batches of 100 \(SqliteStore.apply\) +\d+ events/s",
         r"ratio HTTP batches/store alone +[\d.]+",
+        r"ratio of CPU per event, store alone/HTTP +[\d.]+",
         r"profile, server side, binary single events",
     ):
         assert re.search(line, out), (line, out)
