@@ -13,6 +13,7 @@ the same for both servers, so the ratio compares the servers).
 
 Figures, each with its baseline measured in the same run:
 
+- the parser alone, CPU per event, its fast path against the SDK/json_format path;
 - one event per request (binary mode): empty-handler requests/s, tracker events/s, ratio,
   and the server process's CPU time per request;
 - batches of 100 (structured batch mode, `tracker.bindings.to_batch`): tracker events/s
@@ -335,6 +336,34 @@ def summarize_cprofile(path: Path, top: int) -> list[str]:
     ]
 
 
+def parse_cost(singles: list[list[Event]], groups: list[list[Event]]) -> list[str]:
+    """CPU µs per event of the parser, fast path against the SDK/json_format path."""
+    from datetime import UTC, datetime
+
+    from tracker.bindings import _parse
+    from tracker.events import DEFAULT_RULES
+
+    now = datetime.now(UTC)
+    binary = [to_binary(e) for events in singles for e in events]
+    batch = [to_batch(g) for g in groups]
+    lines = []
+    for name, messages, n in (
+        ("binary mode", binary, len(binary)),
+        ("batches of 100", batch, sum(len(g) for g in groups)),
+    ):
+        cost = {}
+        for fast in (True, False):
+            start = time.process_time()
+            for headers, body in messages:
+                _parse(headers, body, DEFAULT_RULES, now, fast=fast)
+            cost[fast] = (time.process_time() - start) * 1e6 / n
+        lines.append(
+            f"parse, {name}: {cost[True]:.1f} us CPU per event; SDK/json_format path"
+            f" {cost[False]:.1f} us; ratio {cost[False] / cost[True]:.2f}"
+        )
+    return lines
+
+
 def store_alone(groups: list[list[Event]], db: Path) -> tuple[float, float]:
     """(events/s, CPU ms per event) of SqliteStore.apply, batch after batch."""
     from tracker.stores.sqlite import SqliteStore
@@ -400,6 +429,8 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
         print(f"ratio of server CPU per request, empty/tracker {empty_cpu / cpu:6.2f}", file=out)
 
         groups = batches(stream(ops * 5, per_op, "batch"), 100)
+        for line in parse_cost(singles, groups):
+            print(line, file=out)
         store_rate, store_cpu = store_alone(groups, tmp / "store.db")
         with Served("tracker", str(tmp / "batch.db")) as served:
             batch_rate, batch_cpu = measure(served, batch_requests(groups, conns), tmp)

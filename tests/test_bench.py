@@ -22,6 +22,8 @@ def test_http_bench_runs() -> None:
         r"tracker, binary single events x8 +\d+ events/s",
         r"ratio tracker/empty handler +[\d.]+",
         r"ratio of server CPU per request, empty/tracker +[\d.]+",
+        r"parse, binary mode: [\d.]+ us CPU per event; SDK/json_format path [\d.]+ us",
+        r"parse, batches of 100: [\d.]+ us CPU per event",
         r"tracker, batches of 100 x8 +\d+ events/s",
         r"store alone, batches of 100 \(SqliteStore.apply\) +\d+ events/s",
         r"ratio HTTP batches/store alone +[\d.]+",
