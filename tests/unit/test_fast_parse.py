@@ -212,3 +212,14 @@ def test_written_again_an_event_takes_at_most_8_times_its_bytes(tokens: list[str
     text = "[" + ",".join(tokens) + "]"
     written = json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
     assert len(written.encode("utf-8", "surrogatepass")) <= _EXPANSION * len(text.encode())
+
+
+def test_batch_items_nested_up_to_the_parser_stack_are_refused_the_same() -> None:
+    # Unmeasured, an item is never written again: json.dumps must not have failed where
+    # json.loads, which read it, did not (both paths refuse with the same answer).
+    answers = set()
+    for depth in range(0, 3000, 25):
+        item = {**_item(Kind.PROGRESS, {}, {}), "x": None}
+        text = json.dumps([item]).replace("null", "[" * depth + "]" * depth)
+        answers.add(same({"content-type": "application/cloudevents-batch+json"}, text.encode()))
+    assert answers == {"refused"}
