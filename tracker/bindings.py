@@ -49,7 +49,6 @@ from tracker.events import (
     check_rules,
     check_text,
     decode_data,
-    header,
     load_json,
     media_type,
     parse_time,
@@ -122,7 +121,18 @@ def from_cloudevent(
     structured JSON held) so that protobuf bodies are never mangled by text decoding.
     `when` is the event's own time, already parsed (None: it sent none, `received` is used).
     """
-    attrs = ce.get_attributes()
+    return _event(ce.get_attributes(), raw_data, rules, received, when)
+
+
+def _event(
+    attrs: Mapping[str, Any],
+    raw_data: Any,
+    rules: EventRules,
+    received: datetime | None,
+    when: datetime | None,
+    fast: bool = True,
+) -> Event:
+    """`from_cloudevent` on attributes the CloudEvents SDK accepts (`_sdk_accepts`)."""
     event_id = str(attrs.get("id") or "")
     check_text(event_id, "bad_id", "id", max_chars=MAX_ID_CHARS)
     source = str(attrs.get("source") or "")
@@ -138,7 +148,7 @@ def from_cloudevent(
     try:
         sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
         attempt = _parse_attempt(attrs.get(ATTEMPT_ATTR))
-        data = decode_data(kind, attrs.get("datacontenttype"), raw_data)
+        data = decode_data(kind, attrs.get("datacontenttype"), raw_data, fast=fast)
         check_rules(data, rules)
     except InvalidEvent as exc:
         exc.event_id = event_id
@@ -153,6 +163,33 @@ def from_cloudevent(
         sequence=sequence,
         extensions=extensions,
         attempt=attempt,
+    )
+
+
+# What `cloudevents.core.v1.event.CloudEvent` validates, as its own checks (the same
+# pattern, the same defaults): attributes that pass here build a CloudEvent without an
+# error, so the event is read from them directly. Those that fail go through the SDK,
+# whose error message is the answer (`_validation_error`).
+_SDK_NAMED: Final = frozenset(
+    {"id", "source", "type", "specversion", "datacontenttype", "dataschema", "subject", "time"}
+)
+_SDK_EXTENSION_NAME: Final = re.compile(r"^[a-z0-9]+$")
+
+
+def _sdk_accepts(attrs: Mapping[str, Any]) -> bool:
+    """Whether CloudEvent(attrs) would validate (a missing time or id is filled in; the
+    time, when given, is already an aware datetime)."""
+    for name in ("id", "source", "type"):
+        value = attrs.get(name)
+        if not value or type(value) is not str:
+            return False
+    if attrs.get("specversion", "1.0") != "1.0":
+        return False
+    for name in ("subject", "datacontenttype", "dataschema"):
+        if name in attrs and (not attrs[name] or type(attrs[name]) is not str):
+            return False
+    return all(
+        name in _SDK_NAMED or (name != "data" and _SDK_EXTENSION_NAME.match(name)) for name in attrs
     )
 
 
@@ -172,7 +209,7 @@ def _require(present: bool, attr: str) -> None:
         raise InvalidEvent(f"missing_{attr}", f"CloudEvent attribute {echo(attr)} is required")
 
 
-def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event:
+def _structured(obj: Any, rules: EventRules, received: datetime | None, fast: bool = True) -> Event:
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_attributes", "a structured CloudEvent must be a JSON object")
     # CloudEvents JSON format: an attribute that is null is unset.
@@ -207,13 +244,15 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None) -> Event
         attrs[SEQUENCE_ATTR] = str(_parse_sequence(attrs[SEQUENCE_ATTR]))
     if ATTEMPT_ATTR in attrs:
         attrs[ATTEMPT_ATTR] = str(_parse_attempt(attrs[ATTEMPT_ATTR]))
+    if fast and _sdk_accepts(attrs):
+        return _event(attrs, raw, rules, received, when)
     try:
         ce = CloudEvent(attrs, None)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
         raise _validation_error(exc) from None
     if ce.get_specversion() != "1.0":
         raise InvalidEvent("invalid_attributes", "specversion must be 1.0")
-    return from_cloudevent(ce, raw, rules, received=received, when=when)
+    return _event(ce.get_attributes(), raw, rules, received, when, fast)
 
 
 def _check_size(size: int, rules: EventRules) -> None:
@@ -235,24 +274,66 @@ def parse_message(
     The mode follows the CloudEvents HTTP binding: a batch or structured content type
     wins; otherwise `ce-*` headers mean binary mode.
     """
-    media = media_type(header(headers, "content-type"))
+    return _parse(headers, body, rules, received, fast=True)
+
+
+def _parse(
+    headers: Mapping[str, str],
+    body: bytes,
+    rules: EventRules,
+    received: datetime | None,
+    *,
+    fast: bool,
+) -> list[Event]:
+    """`parse_message`; `fast=False` takes the CloudEvents SDK and json_format for every
+    event (the reference the fast paths are tested against, tests/unit/test_fast_parse.py)."""
+    # In one pass: each header's first value by lower-case name (what `header` returns),
+    # and the attributes as the SDK's `from_binary` reads them (the last of equal names).
+    first: dict[str, str] = {}
+    attrs: dict[str, Any] = {}
+    binary = False
+    for key, value in headers.items():
+        name = key.lower()
+        first.setdefault(name, value)
+        if name[:3] == "ce-":
+            binary = True
+            if name != "ce-time":
+                attrs[name[3:]] = unquote(value) if "%" in value else value
+        elif name == "content-type":
+            attrs["datacontenttype"] = value
+    media = media_type(first.get("content-type"))
     if media == BATCH_CONTENT_TYPE:
-        return parse_batch(body, rules, received=received)
+        return _batch(body, rules, received, fast)
     if media == STRUCTURED_CONTENT_TYPE:
         _check_size(len(body), rules)
-        return [_structured(_load_json(body), rules, received)]
-    if not any(k.lower().startswith("ce-") for k in headers):
+        return [_structured(_load_json(body), rules, received, fast)]
+    if not binary:
         raise InvalidEvent(
             "bad_content_type",
             "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
             f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}",
         )
     _check_size(len(body), rules)
-    _require(bool(header(headers, "ce-id")), "id")
+    _require(bool(first.get("ce-id")), "id")
     # The time is read here, not by the CloudEvents SDK, so that it follows the same
     # rules (and gives the same reason) as in structured mode.
-    given_time = header(headers, "ce-time")
+    given_time = first.get("ce-time")
     when = None if given_time is None else parse_time(unquote(given_time))
+    if fast and _sdk_accepts(attrs):
+        return [_event(attrs, body, rules, received, when)]
+    return [_binary_sdk(headers, body, rules, received, when, fast)]
+
+
+def _binary_sdk(
+    headers: Mapping[str, str],
+    body: bytes,
+    rules: EventRules,
+    received: datetime | None,
+    when: datetime | None,
+    fast: bool,
+) -> Event:
+    """Binary mode through the CloudEvents SDK: what `_sdk_accepts` doubts (the SDK's
+    message says what is wrong)."""
     ce_headers = {k: v for k, v in headers.items() if k.lower() != "ce-time"}
     try:
         ce = from_binary(HTTPMessage(headers=ce_headers, body=b""), JSONFormat(), CloudEvent)
@@ -261,7 +342,7 @@ def parse_message(
     if ce.get_specversion() != "1.0":
         raise InvalidEvent("invalid_attributes", "ce-specversion must be 1.0")
     assert isinstance(ce, CloudEvent)
-    return [from_cloudevent(ce, body, rules, received=received, when=when)]
+    return _event(ce.get_attributes(), body, rules, received, when, fast)
 
 
 def _load_json(body: bytes) -> Any:
@@ -272,20 +353,33 @@ def parse_batch(
     body: bytes, rules: EventRules = DEFAULT_RULES, *, received: datetime | None = None
 ) -> list[Event]:
     """A JSON array of structured events. All or nothing: one bad event rejects the batch."""
+    return _batch(body, rules, received, fast=True)
+
+
+def _batch(body: bytes, rules: EventRules, received: datetime | None, fast: bool) -> list[Event]:
     items = _load_json(body)
     if not isinstance(items, list):
         raise InvalidEvent("malformed_json", "a CloudEvents batch must be a JSON array")
+    # Each event's size as it would be sent alone (compact JSON, UTF-8) is at most
+    # _EXPANSION times the bytes it takes in the body: only a number can grow when written
+    # again (1e5 is 100000.0), to at most 24 characters from at least 3. A body that small
+    # holds no event over the limit, and is not measured event by event. (Nor is a
+    # RecursionError of json.dumps skipped: it nests as deep as json.loads, which read it.)
+    measure = not fast or len(body) * _EXPANSION > rules.max_event_bytes
     events = []
     for index, item in enumerate(items):
         try:
-            # Each event's size as it would be sent alone (compact JSON, UTF-8).
-            _check_size(len(_compact(item)), rules)
-            events.append(_structured(item, rules, received))
+            if measure:
+                _check_size(len(_compact(item)), rules)
+            events.append(_structured(item, rules, received, fast))
         except InvalidEvent as exc:
             raise InvalidEvent(
                 exc.reason, f"batch[{index}]: {exc.message}", event_id=exc.event_id
             ) from None
     return events
+
+
+_EXPANSION: Final = 8
 
 
 def _compact(value: Any) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class Kind(enum.Enum):
 
     @classmethod
     def from_type(cls, ce_type: str) -> Kind:
+        kind = _BY_TYPE.get(ce_type)
+        if kind is not None:
+            return kind
         if ce_type.startswith(TYPE_PREFIX):
             try:
                 return cls(ce_type[len(TYPE_PREFIX) :])
@@ -111,6 +115,7 @@ class Kind(enum.Enum):
 
 
 _TERMINAL = frozenset({Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED})
+_BY_TYPE: Final = {k.type: k for k in Kind}
 
 DATA_MESSAGES: Final[dict[Kind, type[Message]]] = {
     Kind.CREATED: events_pb2.Created,
@@ -294,8 +299,9 @@ _ANY_FIELDS: Final = {
 }
 
 
-def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
-    """Decode event data (bytes, str or already-parsed JSON) into the kind's message."""
+def decode_data(kind: Kind, content_type: str | None, data: Any, *, fast: bool = True) -> Message:
+    """Decode event data (bytes, str or already-parsed JSON) into the kind's message
+    (`fast=False`: always through json_format, the reference for `_plain_message`)."""
     message = DATA_MESSAGES[kind]()
     media = media_type(content_type) or JSON_CONTENT_TYPE
     if data is None or data == b"" or data == "":
@@ -314,6 +320,10 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
             data = load_json(data, "malformed_json", "data")
         if not isinstance(data, dict):
             raise InvalidEvent("invalid_data", f"{kind.value} data must be a JSON object")
+        plain = _plain_message(message, data) if fast else None  # 2 levels: never too deep
+        if plain is not None:
+            _check_data(kind, plain)
+            return plain
         if json_too_deep(data, MAX_DATA_DEPTH):
             raise InvalidEvent(
                 "too_deep", f"data nests arrays and objects deeper than {MAX_DATA_DEPTH} levels"
@@ -343,6 +353,70 @@ def decode_data(kind: Kind, content_type: str | None, data: Any) -> Message:
         )
     _check_data(kind, message)
     return message
+
+
+# ---- plain data, set without json_format ---------------------------------------------
+#
+# Most event data is a few top-level strings, a percent and labels. The proto3 JSON parser
+# spends most of an event's parse time on those; `_plain_message` sets them directly, and
+# only when the JSON parser would accept them as they are and set the same fields: a known
+# field name (proto or JSON spelling, each field once), an ASCII string for a string field
+# (no surrogate to refuse), a finite number for a double, a JSON object of ASCII strings
+# for a map<string, string>. Anything else (null, a nested message, an Any, an unknown
+# field, a wrong type) goes to json_format, whose answer, accepting or refusing with its
+# message, is the one the caller gets. tests/unit/test_fast_parse.py holds both to the
+# same results.
+
+_STRING, _DOUBLE, _STRING_MAP = 1, 2, 3
+_DOUBLE_EXACT: Final = 2**53  # integers json_format turns into the same double
+
+
+def _plain_fields(message_type: type[Message]) -> dict[str, tuple[str, int]]:
+    fields: dict[str, tuple[str, int]] = {}
+    for f in message_type.DESCRIPTOR.fields:
+        entry = f.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            key, value = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            if key.type != f.TYPE_STRING or value.type != f.TYPE_STRING:
+                continue
+            how = _STRING_MAP
+        elif f.is_repeated or entry is not None:
+            continue
+        elif f.type == f.TYPE_STRING:
+            how = _STRING
+        elif f.type == f.TYPE_DOUBLE:
+            how = _DOUBLE
+        else:
+            continue
+        fields[f.name] = fields[f.json_name] = (f.name, how)
+    return fields
+
+
+_PLAIN_FIELDS: Final = {t: _plain_fields(t) for t in DATA_MESSAGES.values()}
+
+
+def _plain_value(how: int, value: Any) -> bool:
+    if how == _STRING:
+        return type(value) is str and value.isascii()
+    if how == _DOUBLE:
+        if type(value) is int:
+            return -_DOUBLE_EXACT <= value <= _DOUBLE_EXACT
+        return type(value) is float and math.isfinite(value)
+    return type(value) is dict and all(
+        type(k) is str and k.isascii() and type(v) is str and v.isascii() for k, v in value.items()
+    )
+
+
+def _plain_message(message: Message, data: dict[str, Any]) -> Message | None:
+    """`data` set on `message` directly, or None when json_format must parse it."""
+    fields = _PLAIN_FIELDS[type(message)]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = fields.get(key)
+        if spec is None or spec[0] in values or not _plain_value(spec[1], value):
+            return None
+        values[spec[0]] = value
+    return type(message)(**values) if values else message
 
 
 # google.protobuf.Timestamp and Duration ranges (google/protobuf/*.proto); the JSON parser

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import grpc
 import uvicorn
@@ -188,6 +188,95 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# uvicorn[standard]'s C parts, when installed: uvloop's event loop and the httptools parser
+# cost a fraction of asyncio's loop and the pure-Python h11 per request (README Performance).
+UVLOOP: Final = _has("uvloop")
+HTTPTOOLS: Final = _has("httptools")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every server of this process runs on: uvloop's when installed."""
+    if UVLOOP:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def http_socket(host: str, port: int) -> socket.socket:
+    """A bound listening socket for uvicorn (port 0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
+    # for sockets created with it; without, keep-alive answers stall ~40 ms (delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+# h11 refuses a request whose head (request line and headers) is still incomplete after
+# 16 KiB; httptools buffers any amount. The same bound, for httptools (README "Bad input").
+MAX_INCOMPLETE_HEAD: Final = 16 * 1024
+
+
+def _bounded_httptools() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol that answers a request head still incomplete after
+    MAX_INCOMPLETE_HEAD bytes as h11 does: a plain-text 400, and the connection closed."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpTools(HttpToolsProtocol):
+        _in_body = False  # between the end of a request's head and the end of its body
+        _heads = 0  # heads completed so far
+        _head_bytes = 0  # bytes of the current head fed so far
+
+        def on_headers_complete(self) -> None:
+            self._in_body = True
+            self._heads += 1
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            super().on_message_complete()
+
+        def data_received(self, data: bytes) -> None:
+            in_head, heads = not self._in_body, self._heads
+            super().data_received(data)
+            if self._in_body or self.transport.is_closing():
+                return
+            if not in_head or heads != self._heads:
+                # A head began within this chunk: its part is not known, the next counts.
+                self._head_bytes = 0
+                return
+            self._head_bytes += len(data)  # the whole chunk was (the start of) one head
+            if self._head_bytes > MAX_INCOMPLETE_HEAD:
+                self.send_400_response("Invalid HTTP request received.")
+
+    return BoundedHttpTools
+
+
+def http_server(app: Starlette, log_level: str) -> uvicorn.Server:
+    """The uvicorn server for `app`, as the tracker runs it (bench/http.py measures the
+    same stack with an empty handler)."""
+    level = log_level.lower()
+    return _Uvicorn(
+        uvicorn.Config(
+            app,
+            log_level=level,
+            lifespan="off",
+            access_log=level == "debug",
+            http=_bounded_httptools() if HTTPTOOLS else "h11",
+        )
+    )
+
+
 class Server:
     """The HTTP and gRPC servers over one Tracker."""
 
@@ -209,7 +298,7 @@ class Server:
         self.subscriber: PullSubscriber | None = None
         self.http_port = 0
         self.grpc_port = 0
-        self._uvicorn: _Uvicorn | None = None
+        self._uvicorn: uvicorn.Server | None = None
         self._grpc: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -229,22 +318,10 @@ class Server:
 
         self._dispatcher = await self.tracker.start()
         await bulk_of(self.tracker).resume()  # bulk actions a stopped process left running
-        family = socket.AF_INET6 if ":" in self.config.http_host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
-        # for sockets created with it; without, keep-alive answers stall ~40 ms (delayed ACK).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.http_host, self.config.http_port))
+        sock = http_socket(self.config.http_host, self.config.http_port)
         self.http_port = sock.getsockname()[1]
         app = build_app(self.tracker, self.config, self.guard)
-        self._uvicorn = _Uvicorn(
-            uvicorn.Config(
-                app,
-                log_level=self.config.log_level.lower(),
-                lifespan="off",
-                access_log=self.config.log_level.lower() == "debug",
-            )
-        )
+        self._uvicorn = http_server(app, self.config.log_level)
         if self.config.grpc_port >= 0:
             # Bound before the HTTP server starts, so a taken port fails start-up cleanly.
             self._grpc = grpc.aio.server(interceptors=[GrpcGuard(self.guard)])
@@ -336,7 +413,8 @@ def serve(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(Server(config).serve_forever())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(Server(config).serve_forever())
 
 
 @contextlib.contextmanager
@@ -345,7 +423,7 @@ def running(
 ) -> Iterator[Server]:
     """Run a server on free loopback ports in a background thread, for tests and tools."""
     config = config or Config(db=":memory:", http_port=0, grpc_port=0)
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     server: Server | None = None
     ready = threading.Event()
     failure: list[BaseException] = []
