@@ -114,7 +114,7 @@ def test_pubsub_bench_runs(pubsub_env: str) -> None:
 
 def test_http_bench_runs() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench/http.py"), "--quick"],
+        [sys.executable, str(ROOT / "bench/http_ingest.py"), "--quick"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -263,7 +263,7 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
 
 
 def http_server(app: Starlette, log_level: str) -> uvicorn.Server:
-    """The uvicorn server for `app`, as the tracker runs it (bench/http.py measures the
+    """The uvicorn server for `app`, as the tracker runs it (bench/http_ingest.py measures the
     same stack with an empty handler)."""
     level = log_level.lower()
     return _Uvicorn(

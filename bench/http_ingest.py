@@ -1,6 +1,6 @@
 """HTTP ingest against its own server stack and the store alone. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/http.py [--operations 400] [--events 10] [--connections 8]
+    .venv/bin/python bench/http_ingest.py [--operations 400] [--events 10] [--connections 8]
                                    [--quick] [--no-profile]
 
 Three processes, so that each one's CPU is its own on a 2-core machine: this one
@@ -28,10 +28,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and this file would stand in for
-# the standard library's `http` (which uvicorn imports): the project root instead.
-if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
