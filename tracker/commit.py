@@ -34,7 +34,12 @@ from tracker.stores.base import BatchResult
 # Events one group transaction takes at most; a request larger than this runs alone.
 MAX_GROUP_EVENTS: Final = 1000
 
+# Events a group applies on the event loop itself at most, when the store can (see
+# `Store.apply_now`); a larger one goes to a worker thread, where its hop is amortized.
+MAX_INLINE_EVENTS: Final = 64
+
 Apply = Callable[[Sequence[Event]], BatchResult]
+ApplyNow = Callable[[Sequence[Event]], "BatchResult | None"]
 
 
 @dataclass
@@ -51,15 +56,25 @@ class GroupStats:
     requests: int = 0
     events: int = 0
     splits: int = 0  # groups re-applied one request at a time after a failure
+    inline: int = 0  # transactions applied on the event loop (no thread hop)
     largest: int = field(default=0)  # most requests in one transaction
 
 
 class GroupCommit:
     """Queues ingest requests and applies them in shared transactions (see module)."""
 
-    def __init__(self, apply: Apply, *, max_events: int = MAX_GROUP_EVENTS) -> None:
+    def __init__(
+        self,
+        apply: Apply,
+        *,
+        apply_now: ApplyNow | None = None,
+        max_events: int = MAX_GROUP_EVENTS,
+        max_inline_events: int = MAX_INLINE_EVENTS,
+    ) -> None:
         self._apply = apply
+        self._apply_now = apply_now
         self.max_events = max_events
+        self.max_inline_events = max_inline_events
         self._queue: deque[_Request] = deque()
         self._drainer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +96,7 @@ class GroupCommit:
 
     def _apply_one(self, events: Sequence[Event]) -> BatchResult:
         self._count([events])
-        return self._apply(events)
+        return self._apply(events)  # another loop's call: no inline write
 
     def _count(self, group: Sequence[Sequence[Event]]) -> None:
         self.stats.transactions += 1
@@ -113,7 +128,7 @@ class GroupCommit:
         events = [e for r in group for e in r.events]
         self._count([r.events for r in group])
         try:
-            result = await asyncio.to_thread(self._apply, events)
+            result = await self._applied(events)
         except StoreUnavailable as exc:
             for request in group:
                 _fail(request, exc)
@@ -127,9 +142,20 @@ class GroupCommit:
             if not request.future.done():
                 request.future.set_result(part)
 
+    async def _applied(self, events: Sequence[Event]) -> BatchResult:
+        """On the loop when the store can apply at once (a thread hop costs more than a
+        small local write), else in a worker thread."""
+        if self._apply_now is not None and len(events) <= self.max_inline_events:
+            result = self._apply_now(events)
+            if result is not None:
+                self.stats.inline += 1
+                return result
+        return await asyncio.to_thread(self._apply, events)
+
     async def _alone(self, request: _Request) -> None:
+        self._count([request.events])
         try:
-            result = await asyncio.to_thread(self._apply_one, request.events)
+            result = await self._applied(request.events)
         except Exception as exc:
             _fail(request, exc)
             return

@@ -80,7 +80,7 @@ class Tracker:
         self.rules = dataclasses.replace(rules, webhooks=self.notify.webhooks)
         self.dispatcher = Dispatcher(store, every, retry=retry, metrics=self.metrics)
         self.max_wait_seconds = max_wait_seconds
-        self.group = GroupCommit(self._apply)
+        self.group = GroupCommit(self._apply, apply_now=self._apply_now)
         self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]
 
     def add_hook(self, hook: AfterCommit) -> None:
@@ -106,6 +106,9 @@ class Tracker:
 
     def _apply(self, events: Sequence[Event]) -> BatchResult:
         return self.store.apply(events, notify=self.notify)
+
+    def _apply_now(self, events: Sequence[Event]) -> BatchResult | None:
+        return self.store.apply_now(events, notify=self.notify)
 
     async def ingest(self, events: Sequence[Event], *, route: str) -> BatchResult:
         """Apply events atomically, then run the after-commit hooks.

@@ -41,6 +41,11 @@ class GatedStore(SqliteStore):
         self.sizes: list[int] = []
         self.unavailable_over: int | None = None
 
+    def apply_now(
+        self, events: Sequence[Event], *, notify: Wanted | bool = True
+    ) -> BatchResult | None:
+        return None  # every write through `apply`, in a worker thread, where it is held
+
     def apply(
         self, events: Sequence[Event], now: datetime | None = None, *, notify: Wanted | bool = True
     ) -> BatchResult:
@@ -210,3 +215,64 @@ def test_concurrent_http_requests_each_get_their_own_answer(
                 stored = store.get(f"operations/w{worker}-{op}")
                 assert stored is not None and stored.operation.done
         store.close()
+
+
+def test_an_idle_sqlite_store_applies_on_the_loop_without_a_thread(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "i.db")
+    tracker = Tracker(store)
+    event = make_event(Kind.CREATED, "operations/inline", seq=0)
+    result = asyncio.run(tracker.ingest([event], route="test"))
+    assert result.results[0].outcome is Outcome.APPLIED
+    assert tracker.group.stats.inline == 1
+    assert store.get("operations/inline") is not None
+    # A group larger than the inline bound goes to a worker thread.
+    tracker.group.max_inline_events = 2
+    big = [make_event(Kind.CREATED, f"operations/big{i}", seq=0) for i in range(3)]
+    asyncio.run(tracker.ingest(big, route="test"))
+    assert tracker.group.stats.inline == 1 and tracker.group.stats.transactions == 2
+    store.close()
+
+
+def test_apply_now_declines_when_another_writer_holds_the_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "w.db"
+    store = SqliteStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+    event = make_event(Kind.CREATED, "operations/waits", seq=0)
+    assert store.apply_now([event]) is None  # at once, not after busy_timeout
+    other.execute("ROLLBACK")
+    assert store.get("operations/waits") is None  # nothing half-written
+    # Through the service the same write waits in a thread instead, and applies.
+    other.execute("BEGIN IMMEDIATE")
+    tracker = Tracker(store)
+
+    async def main() -> BatchResult:
+        pending = asyncio.ensure_future(tracker.ingest([event], route="test"))
+        # Yield until the drain task has tried the loop (declined) and gone to a thread:
+        # it counts the transaction before trying. No time passes; no clock is read.
+        while tracker.group.stats.transactions == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        other.execute("ROLLBACK")  # the thread's BEGIN, waiting on busy_timeout, goes on
+        return await pending
+
+    result = asyncio.run(main())
+    assert result.results[0].outcome is Outcome.APPLIED
+    assert tracker.group.stats.inline == 0
+    assert store.get("operations/waits") is not None
+    # And with this process's own writer busy in another thread: declined as well.
+    with store._lock:
+        held = threading.Thread(target=lambda: results.append(store.apply_now([event])))
+        results: list[BatchResult | None] = []
+        held.start()
+        held.join(10)
+    assert results == [None]
+    other.close()
+    store.close()
+
+
+def test_apply_now_is_never_taken_for_memory_stores() -> None:
+    store = SqliteStore(":memory:")
+    assert store.apply_now([make_event(Kind.CREATED, "operations/m", seq=0)]) is None
+    store.close()

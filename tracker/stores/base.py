@@ -390,17 +390,29 @@ class Store(DeadLetterStore, abc.ABC):
         self, events: Sequence[Event], now: datetime | None = None, *, notify: Wanted | bool = True
     ) -> BatchResult:
         """Apply a batch atomically: all of it commits, or none of it."""
+        return self.run_in_transaction(self._applying(events, now, notify))
+
+    def apply_now(
+        self, events: Sequence[Event], *, notify: Wanted | bool = True
+    ) -> BatchResult | None:
+        """As `apply`, if that can be done at once without waiting on a lock or the
+        network; else None (nothing was written) and the caller applies it in a worker
+        thread. Lets an event loop skip a thread hop that costs more than a small local
+        write. The default never can."""
+        return None
+
+    def _applying(
+        self, events: Sequence[Event], now: datetime | None, notify: Wanted | bool
+    ) -> Callable[[Tx], BatchResult]:
         when = now or datetime.now(UTC)
-        return self.run_in_transaction(
-            lambda tx: apply_batch(
-                tx,
-                events,
-                when,
-                strict=self.strict,
-                notify=notify,
-                is_operation=self.is_operation,
-                history_limit=self.history_limit,
-            )
+        return lambda tx: apply_batch(
+            tx,
+            events,
+            when,
+            strict=self.strict,
+            notify=notify,
+            is_operation=self.is_operation,
+            history_limit=self.history_limit,
         )
 
     def cancel(

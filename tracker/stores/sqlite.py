@@ -21,12 +21,14 @@ from google.longrunning import operations_pb2
 
 from tracker.apply import OperationState, Outcome
 from tracker.errors import StoreUnavailable
-from tracker.notices import Notice
+from tracker.events import Event
+from tracker.notices import Notice, Wanted
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
     TOMBSTONE_ID,
     TOMBSTONE_OUTCOME,
     TOMBSTONE_SOURCE,
+    BatchResult,
     DeadLetter,
     Identity,
     OutboxItem,
@@ -399,6 +401,39 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                     conn.execute("ROLLBACK")
                 raise
             return result
+
+    def apply_now(
+        self, events: Sequence[Event], *, notify: Wanted | bool = True
+    ) -> BatchResult | None:
+        """Apply at once when the writer is free: this process's lock taken without
+        waiting, and SQLite's write lock too (busy_timeout 0 for the BEGIN; in WAL mode
+        only the BEGIN can meet another writer). Otherwise None, nothing written."""
+        if self._memory or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._conn
+            with _translated():
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if _transient(exc):
+                        return None  # another process writes: wait in a thread instead
+                    raise
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                try:
+                    result = self._applying(events, None, notify)(
+                        _SqliteTx(conn, self.done_ttl, self.purge_batch)
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+        finally:
+            self._lock.release()
 
     # ---- reads -------------------------------------------------------------------------
 
