@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import os
 import random
@@ -62,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulators import harness  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
-from tests.pubsub_kit import PROJECT, PubSub, google_emulator  # noqa: E402
+from tests.pubsub_kit import PubSub, google_emulator  # noqa: E402
 from tracker.bindings import to_binary  # noqa: E402
 from tracker.config import Config  # noqa: E402
 from tracker.events import Kind  # noqa: E402
@@ -127,26 +126,7 @@ class BenchPubSub(PubSub):
 
     def __init__(self) -> None:
         super().__init__()
-        self.prefix = f"bench{os.getpid()}"
-        self.count = itertools.count()
-
-    def topic(self) -> str:
-        name = f"projects/{PROJECT}/topics/{self.prefix}-t{next(self.count)}"
-        self.publisher.create_topic(name=name)
-        return name
-
-    def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
-        name = f"projects/{PROJECT}/subscriptions/{self.prefix}-s{next(self.count)}"
-        self.subscriber.create_subscription(
-            request={
-                "name": name,
-                "topic": topic,
-                "filter": filter,
-                "enable_message_ordering": ordered,
-                "ack_deadline_seconds": 10,
-            }
-        )
-        return name
+        self.prefix = f"bench{os.getpid()}-"
 
 
 class Arrivals:

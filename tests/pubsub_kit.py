@@ -31,13 +31,17 @@ class PubSub:
         )
         self.subscriber = pubsub_v1.SubscriberClient()
 
+    # Names are `<prefix>topic-N` / `<prefix>sub-N`: another process on the same emulator
+    # (a bench beside a test session) sets a prefix of its own.
+    prefix = ""
+
     def topic(self) -> str:
-        name = f"projects/{PROJECT}/topics/topic-{next(_names)}"
+        name = f"projects/{PROJECT}/topics/{self.prefix}topic-{next(_names)}"
         self.publisher.create_topic(name=name)
         return name
 
     def subscription(self, topic: str, filter: str = "", ordered: bool = True) -> str:
-        name = f"projects/{PROJECT}/subscriptions/sub-{next(_names)}"
+        name = f"projects/{PROJECT}/subscriptions/{self.prefix}sub-{next(_names)}"
         self.subscriber.create_subscription(
             request={
                 "name": name,

@@ -286,6 +286,10 @@ def _translated() -> Iterator[None]:
         raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
 
 
+class _WriterBusy(Exception):
+    """`apply_now`'s BEGIN met another writer: nothing was written."""
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -315,6 +319,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         self.purge_batch = purge_batch
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
+        self._no_wait = False  # apply_now's transaction: BEGIN without busy_timeout
         self._memory = self.path == ":memory:"
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -392,7 +397,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
 
     def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
         with self._guard() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 result = fn(_SqliteTx(conn, self.done_ttl, self.purge_batch))
                 conn.execute("COMMIT")
@@ -402,36 +407,37 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                 raise
             return result
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        if not self._no_wait:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _transient(exc):
+                raise _WriterBusy from exc
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+
     def apply_now(
         self, events: Sequence[Event], *, notify: Wanted | bool = True
     ) -> BatchResult | None:
-        """Apply at once when the writer is free: this process's lock taken without
+        """`apply` at once when the writer is free: this process's lock taken without
         waiting, and SQLite's write lock too (busy_timeout 0 for the BEGIN; in WAL mode
-        only the BEGIN can meet another writer). Otherwise None, nothing written."""
+        only the BEGIN can meet another writer). Otherwise None, nothing written. Goes
+        through `apply`, so whatever a subclass does there it does here."""
         if self._memory or not self._lock.acquire(blocking=False):
             return None
         try:
-            conn = self._conn
-            with _translated():
-                conn.execute("PRAGMA busy_timeout = 0")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if _transient(exc):
-                        return None  # another process writes: wait in a thread instead
-                    raise
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                try:
-                    result = self._applying(events, None, notify)(
-                        _SqliteTx(conn, self.done_ttl, self.purge_batch)
-                    )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
+            self._no_wait = True  # read by _begin, on this thread: the lock is ours
+            try:
+                return self.apply(events, notify=notify)
+            except _WriterBusy:
+                return None  # another process writes: the caller waits in a thread
+            finally:
+                self._no_wait = False
         finally:
             self._lock.release()
 
