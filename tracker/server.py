@@ -225,6 +225,8 @@ def http_socket(host: str, port: int) -> socket.socket:
 # h11 refuses a request whose head (request line and headers) is still incomplete after
 # 16 KiB; httptools buffers any amount. The same bound, for httptools (README "Bad input").
 MAX_INCOMPLETE_HEAD: Final = 16 * 1024
+# How long a refused connection is read and drained before it is closed (`_refuse`).
+LINGER_SECONDS: Final = 2.0
 
 
 def _bounded_httptools() -> type[asyncio.Protocol]:
@@ -246,7 +248,11 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
             self._in_body = False
             super().on_message_complete()
 
+        _refused = False
+
         def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # read and dropped until the client closes (see _refuse)
             in_head, heads = not self._in_body, self._heads
             super().data_received(data)
             if self._in_body or self.transport.is_closing():
@@ -257,7 +263,22 @@ def _bounded_httptools() -> type[asyncio.Protocol]:
                 return
             self._head_bytes += len(data)  # the whole chunk was (the start of) one head
             if self._head_bytes > MAX_INCOMPLETE_HEAD:
-                self.send_400_response("Invalid HTTP request received.")
+                self._refuse()
+
+        def _refuse(self) -> None:
+            """h11's answer, then a lingering close: closing with the client's bytes
+            still unread would send a reset that can destroy the 400 before the client
+            reads it. So: the answer and a FIN, the rest read and dropped, the
+            connection closed when the client closes or after LINGER_SECONDS."""
+            self._refused = True
+            msg = b"Invalid HTTP request received."
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(msg), msg)
+            )
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
 
     return BoundedHttpTools
 
