@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from tests.contract.listing_kit import reference
 from tests.helpers import T0, make_event
 from tracker import filtering
 from tracker.events import Event, Kind
 from tracker.listing import parse_order_by
-from tracker.stores.base import ListQuery, Store, Stored
+from tracker.stores.base import ListQuery, Store
 
 N = 30
 
@@ -48,19 +49,6 @@ def populate(store: Store, n: int = N) -> None:
         if i % 5 == 0:
             events.append(make_event(Kind.SUCCEEDED, name, seq=9))
     store.apply(events)
-
-
-def everything(store: Store) -> list[Stored]:
-    return store.list_operations(ListQuery(page_size=1000))
-
-
-def reference(store: Store, text: str) -> list[str]:
-    expr = filtering.parse(text)
-    return [
-        s.state.name
-        for s in everything(store)
-        if filtering.matches(expr, filtering.row_of(s.state))
-    ]
 
 
 def pages(store: Store, text: str, size: int, order_by: str = "") -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from google.rpc import code_pb2, status_pb2
 
+from tests.contract.listing_kit import everything, reference
 from tests.helpers import T0, make_event
 from tracker import filtering
 from tracker.events import Event, Kind
@@ -86,19 +87,6 @@ FILTERS = [
     'create_time > "2026-01-01T00:00:08Z" AND percent > 10',
     "done = true AND NOT (result = succeeded OR error.code = 5)",
 ]
-
-
-def everything(store: Store) -> list[Stored]:
-    return store.list_operations(ListQuery(page_size=1000))
-
-
-def reference(store: Store, text: str) -> list[str]:
-    expr = filtering.parse(text)
-    return [
-        s.state.name
-        for s in everything(store)
-        if filtering.matches(expr, filtering.row_of(s.state))
-    ]
 
 
 @pytest.mark.parametrize("text", FILTERS)
