@@ -2,10 +2,9 @@
 and `OperationLabels` (Spanner, schema 6), written beside the operation's row.
 
 A row's labels change only with a newer `created` event (`tracker.apply`), so almost
-every save leaves them as they were. The store's transaction remembers the labels of
-each row it loads (`LabelsMemo.remember`, from `Tx.load`); `save` then hands the new
-labels over, and nothing at all is written (no statement, no mutation) unless they differ
-from what was loaded. A row saved without having been loaded in the transaction (a
+every save leaves them as they were. `save` hands the new labels over with what the
+row held when loaded (SQLite: its labels column; Spanner: `LabelsMemo.remember`, from
+`Tx.load`), and nothing at all is written (no statement, no mutation) unless they differ. A row saved without having been loaded in the transaction (a
 store's own copy tool) has its label rows replaced whole: correct, only slower.
 
 The list queries (`tracker.stores.query`) read these tables for a label condition; the
@@ -28,7 +27,8 @@ _SURROGATES = range(0xD800, 0xE000)
 
 
 class LabelsMemo:
-    """Mixin of a store's `Tx`: the labels of the rows loaded in this transaction."""
+    """Mixin of the Spanner store's `Tx`: the labels of the rows loaded in this
+    transaction (SQLite compares the labels column it already loads)."""
 
     _label_memo: dict[str, dict[str, str]] | None = None
 
@@ -54,10 +54,14 @@ class LabelsMemo:
 
 
 def write_sqlite(
-    tx: LabelsMemo, conn: sqlite3.Connection, name: str, labels: Mapping[str, str], *, insert: bool
+    conn: sqlite3.Connection,
+    name: str,
+    labels: Mapping[str, str],
+    before: Mapping[str, str] | None,
 ) -> None:
-    """Bring `operation_labels` to `labels` for `name`; no statement when unchanged."""
-    before = tx.loaded_labels(name, insert=insert)
+    """Bring `operation_labels` to `labels` for `name`, from `before` (what it holds
+    now; None: unknown, replaced whole); no statement when unchanged. The SQLite store
+    knows `before` from the labels column it loaded, so it needs no memo of its own."""
     if before is not None and before == labels:
         return
     if before is None:
@@ -76,7 +80,6 @@ def write_sqlite(
             "INSERT INTO operation_labels (key, value, name) VALUES (?, ?, ?)",
             [(k, v, name) for k, v in new.items()],
         )
-    tx.now_labels(name, labels)
 
 
 def write_spanner(

@@ -37,7 +37,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
-from tracker.stores.labels import LabelsMemo, write_sqlite
+from tracker.stores.labels import write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries, row_columns
@@ -79,7 +79,7 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
-class _SqliteTx(SqliteHistoryTx, LabelsMemo):
+class _SqliteTx(SqliteHistoryTx):
     def __init__(
         self, conn: sqlite3.Connection, done_ttl: timedelta, purge_batch: int = 1000
     ) -> None:
@@ -131,7 +131,6 @@ class _SqliteTx(SqliteHistoryTx, LabelsMemo):
             ):
                 out[row[0]] = OperationState.FromString(row[1])
                 self.rows[row[0]] = dict(zip(_VALUE_COLUMNS, row[2:], strict=True))
-        self.remember(out)
         return out
 
     def seen(self, identities: Sequence[Identity]) -> set[Identity]:
@@ -177,12 +176,21 @@ class _SqliteTx(SqliteHistoryTx, LabelsMemo):
         }
         stored = self.rows.get(row.name)
         self.rows[row.name] = {k: values[k] for k in _VALUE_COLUMNS}
+        # The label rows follow the labels column: rewritten only when it changes.
+        if insert:
+            before: dict[str, str] | None = {}
+        elif stored is None:
+            before = None  # not loaded in this transaction: replaced whole
+        elif stored["labels"] != values["labels"]:
+            before = json.loads(stored["labels"])
+        else:
+            before = row.labels  # unchanged: nothing to write
         if insert:
             values["checkpoint"] = checkpoint
             cols = ", ".join(values)
             marks = ", ".join(f":{k}" for k in values)
             self.conn.execute(f"INSERT INTO operations ({cols}) VALUES ({marks})", values)
-            write_sqlite(self, self.conn, row.name, row.labels, insert=insert)
+            write_sqlite(self.conn, row.name, row.labels, before)
             return
         if checkpoint is not None:
             values["checkpoint"] = checkpoint
@@ -192,7 +200,7 @@ class _SqliteTx(SqliteHistoryTx, LabelsMemo):
             }
         sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
         self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
-        write_sqlite(self, self.conn, row.name, row.labels, insert=insert)
+        write_sqlite(self.conn, row.name, row.labels, before)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         self.conn.executemany(
