@@ -4,8 +4,9 @@ and `OperationLabels` (Spanner, schema 6), written beside the operation's row.
 A row's labels change only with a newer `created` event (`tracker.apply`), so almost
 every save leaves them as they were. `save` hands the new labels over with what the
 row held when loaded (SQLite: its labels column; Spanner: `LabelsMemo.remember`, from
-`Tx.load`), and nothing at all is written (no statement, no mutation) unless they differ. A row saved without having been loaded in the transaction (a
-store's own copy tool) has its label rows replaced whole: correct, only slower.
+`Tx.load`), and nothing at all is written (no statement, no mutation) unless they
+differ. A row saved without having been loaded in the transaction (a store's own copy
+tool) has its label rows replaced whole: correct, only slower.
 
 The list queries (`tracker.stores.query`) read these tables for a label condition; the
 Python check of every row read stays the judge (`filtering.matches`).
