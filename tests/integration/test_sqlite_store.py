@@ -20,7 +20,7 @@ from tracker.config import Config
 from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
-from tracker.stores.sqlite import PURGE_STATEMENTS, SEEN, SqliteStore, ts
+from tracker.stores.sqlite import CLAIM, LOAD, PURGE_STATEMENTS, SqliteStore, ts
 from tracker.stores.sqlite_history import HEADS
 
 OP = "operations/job-1"
@@ -55,36 +55,104 @@ def _fill_applied_events(path: Path, rows: int) -> None:
         )
 
 
-def test_the_batch_dedup_lookup_searches_the_primary_key(tmp_path: Path) -> None:
+def test_the_batch_dedup_claim_searches_the_primary_key(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore(path)
     _fill_applied_events(path, 1000)
-    marks = ",".join(["(?, ?, ?)"] * 2)
-    plan = " | ".join(store.explain(SEEN.format(marks=marks), ["a", "b", "c"] * 2))
-    assert "USING PRIMARY KEY" in plan, plan
+    marks = ",".join(["(?, ?, ?, 'applied', ?)"] * 2)
+    plan = " | ".join(store.explain(CLAIM.format(marks=marks), ["a", "b", "c", "t"] * 2))
     assert "SCAN applied_events" not in plan and "SCAN a " not in plan, plan
     # And it finds what is there, in one statement for many identities.
     batch = [make_event(Kind.CREATED, f"operations/op-{i}", seq=0) for i in range(400)]
     store.apply(batch)
+    log: list[str] = []
+    store._conn.set_trace_callback(log.append)
     again = store.apply([*batch[:350], make_event(Kind.CREATED, "operations/new", seq=0)])
+    store._conn.set_trace_callback(None)
     outcomes = [r.outcome for r in again.results]
     assert outcomes == [Outcome.DUPLICATE] * 350 + [Outcome.APPLIED]
+    claims = [s for s in log if s.startswith("INSERT INTO applied_events")]
+    assert len(claims) == 2, claims  # 351 identities, 200 a statement
+    assert not [
+        s for s in log if s.startswith("SELECT") and "applied_events a" in s and "v.column3" in s
+    ]
     store.close()
 
 
-def test_history_heads_of_a_batch_come_from_one_statement(tmp_path: Path) -> None:
+def test_one_event_is_one_load_one_claim_one_row_and_one_history_entry(tmp_path: Path) -> None:
+    """The statements of a one-event transaction: the row, its history head and (without a
+    row) its tombstone come from one load; dedup lookup and record are one INSERT."""
+    store = SqliteStore(tmp_path / "n.db")
+    name = "operations/lean"
+    log: list[str] = []
+    store._conn.set_trace_callback(log.append)
+    store.apply([make_event(Kind.CREATED, name, seq=0)])
+    created = [s.split(" (")[0].split(" SET")[0][:40] for s in log]
+    log.clear()
+    store.apply([make_event(Kind.PROGRESS, name, seq=1, data={"percent": 5})])
+    progress = [s.split(" (")[0].split(" SET")[0][:40] for s in log]
+    store._conn.set_trace_callback(None)
+    assert [s.split()[0] for s in created] == [
+        "BEGIN",
+        "SELECT",
+        "INSERT",
+        "INSERT",
+        "INSERT",
+        "COMMIT",
+    ], created
+    assert [s.split()[0] for s in progress] == [
+        "BEGIN",
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "INSERT",
+        "COMMIT",
+    ], progress
+    ok, entries = store.read_history(name)
+    assert ok and [e.ordinal for e in entries] == [1, 2]
+    store.close()
+
+
+def test_outcomes_other_than_applied_are_recorded_as_such(tmp_path: Path) -> None:
+    """A claim records an identity as applied before the rules run; a stale or late event
+    gets its own outcome in the end, in the same transaction."""
+    store = SqliteStore(tmp_path / "o.db")
+    name = "operations/late"
+    store.apply([make_event(Kind.CREATED, name, seq=0), make_event(Kind.SUCCEEDED, name, seq=5)])
+    late = make_event(Kind.FAILED, name, seq=6)  # a second terminal event
+    result = store.apply([late])
+    assert result.results[0].outcome is Outcome.LATE
+    with sqlite3.connect(tmp_path / "o.db") as conn:
+        rows = conn.execute(
+            "SELECT outcome FROM applied_events WHERE event_id = ?", (late.id,)
+        ).fetchall()
+    assert rows == [("late",)]
+    assert store.apply([late]).results[0].outcome is Outcome.DUPLICATE
+    store.close()
+
+
+def test_history_heads_come_with_the_rows(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "h.db")
     plan = " | ".join(store.explain(HEADS.format(marks="(?),(?)"), ["a", "b"]))
     assert "SEARCH e USING PRIMARY KEY (operation=?)" in plan, plan
+    plan = " | ".join(store.explain(LOAD.format(marks="(?),(?)"), ["a", "b"]))
+    assert "SEARCH e USING PRIMARY KEY (operation=?)" in plan, plan
+    assert "SEARCH o USING INDEX sqlite_autoindex_operations_1 (name=?)" in plan or (
+        "SEARCH o USING PRIMARY KEY" in plan
+    ), plan
     names = [f"operations/h{i}" for i in range(3)]
     store.apply([make_event(Kind.CREATED, n, seq=0) for n in names])
     store.apply(
         [make_event(Kind.PROGRESS, names[0], seq=1), make_event(Kind.PROGRESS, names[1], seq=1)]
     )
-    heads = store.run_in_transaction(
-        lambda tx: tx.history_heads([*names, "operations/none"])  # type: ignore[attr-defined]
-    )
-    assert heads == {names[0]: 2, names[1]: 2, names[2]: 1}
+
+    def heads(tx: object) -> tuple[dict[str, int], dict[str, int]]:
+        cold = tx.history_heads([*names, "operations/none"])  # type: ignore[attr-defined]
+        tx.load([*names, "operations/none"])  # type: ignore[attr-defined]
+        return cold, tx.history_heads([*names, "operations/none"])  # type: ignore[attr-defined]
+
+    cold, warm = store.run_in_transaction(heads)
+    assert cold == warm == {names[0]: 2, names[1]: 2, names[2]: 1}
     store.close()
 
 

@@ -199,7 +199,10 @@ class Tx(Protocol):
 
     def load(self, names: Sequence[str]) -> dict[str, OperationState]: ...
 
-    def seen(self, identities: Sequence[Identity]) -> set[Identity]: ...
+    def seen(self, identities: Sequence[Identity], now: datetime) -> set[Identity]:
+        """Of `identities`, those recorded before. A backend may record the others at
+        once, provisionally as applied: `record` follows in the same transaction with
+        every identity that was not seen and its outcome."""
 
     def save(
         self,
@@ -255,7 +258,7 @@ def apply_batch(
     states = changes.states
     missing = [n for n in names if n not in states]
     gone = tx.removed(missing) if missing else set()
-    seen = tx.seen([e.identity for e in events])
+    seen = tx.seen([e.identity for e in events], now)
     recorded: list[tuple[Identity, Outcome]] = []
     results: list[tuple[Event, Outcome, bool]] = []
     for event in events:

@@ -162,7 +162,7 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
         self.remember(out)
         return out
 
-    def seen(self, identities: Sequence[Identity]) -> set[Identity]:
+    def seen(self, identities: Sequence[Identity], now: datetime) -> set[Identity]:
         keys = [list(i) for i in set(identities)]
         if not keys:
             return set()

@@ -37,6 +37,7 @@ from tracker.stores.base import (
     Stored,
     Tx,
 )
+from tracker.stores.history import Entry
 from tracker.stores.labels import write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
@@ -90,6 +91,14 @@ class _SqliteTx(SqliteHistoryTx):
         # only the columns that change, so SQLite touches only the indexes that must move
         # (what a commit costs is mostly the pages it writes).
         self.rows: dict[str, dict[str, Any]] = {}
+        # What `load` learned of each name it was asked for, so no later statement asks
+        # again: the history head of a row (0: none), and for a name without a row
+        # whether it has de-duplication records (deleted or expired: its tombstone).
+        self.heads: dict[str, int] = {}
+        self.gone: dict[str, bool] = {}
+        # Identities `seen` recorded already, provisionally as applied (`record` writes
+        # only the outcomes that differ).
+        self.claimed: set[Identity] = set()
 
     def due(self, now: datetime, limit: int) -> list[str]:
         rows = self.conn.execute(
@@ -100,8 +109,9 @@ class _SqliteTx(SqliteHistoryTx):
         return [r[0] for r in rows]
 
     def removed(self, names: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for chunk in _chunks(list(names), 500):
+        out = {n for n in names if self.gone.get(n)}
+        unknown = [n for n in names if n not in self.gone]
+        for chunk in _chunks(unknown, 500):
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
                 f"SELECT DISTINCT operation FROM applied_events WHERE operation IN ({marks})",
@@ -112,6 +122,9 @@ class _SqliteTx(SqliteHistoryTx):
 
     def delete(self, name: str) -> bool:
         cur = self.conn.execute("DELETE FROM operations WHERE name = ?", (name,))
+        self.heads[name] = 0  # its history went with it (ON DELETE CASCADE)
+        self.gone.pop(name, None)
+        self.rows.pop(name, None)
         return cur.rowcount > 0
 
     def tombstone(self, name: str, now: datetime) -> None:
@@ -120,33 +133,57 @@ class _SqliteTx(SqliteHistoryTx):
             " applied_at) VALUES (?, ?, ?, ?, ?)",
             (name, TOMBSTONE_SOURCE, TOMBSTONE_ID, TOMBSTONE_OUTCOME, ts(now)),
         )
+        self.gone[name] = True
 
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
+        # One statement for the rows, their history heads and, for names without a row,
+        # whether they were removed: `history_heads` and `removed` answer from it.
         out: dict[str, OperationState] = {}
-        for chunk in _chunks(list(names), 500):
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT name, state, {_VALUE_LIST} FROM operations WHERE name IN ({marks})",
-                chunk,
-            ):
-                out[row[0]] = OperationState.FromString(row[1])
-                self.rows[row[0]] = dict(zip(_VALUE_COLUMNS, row[2:], strict=True))
+        for chunk in _chunks(list(dict.fromkeys(names)), 500):
+            marks = ",".join(["(?)"] * len(chunk))
+            for row in self.conn.execute(LOAD.format(marks=marks), chunk):
+                name, state = row[0], row[1]
+                if state is None:
+                    self.gone[name] = bool(row[3])
+                    self.heads[name] = 0
+                    continue
+                out[name] = OperationState.FromString(state)
+                self.heads[name] = row[2] or 0
+                self.rows[name] = dict(zip(_VALUE_COLUMNS, row[4:], strict=True))
         return out
 
-    def seen(self, identities: Sequence[Identity]) -> set[Identity]:
-        # One statement for the batch: the identities as a VALUES table joined on the
-        # primary key (a row-value IN would scan the table; `seen_plan` pins this).
+    def history_heads(self, names: Sequence[str]) -> dict[str, int]:
+        heads = self.heads
+        out = {n: heads[n] for n in names if heads.get(n)}
+        unknown = [n for n in names if n not in heads]
+        if unknown:
+            out.update(super().history_heads(unknown))
+        return out
+
+    def add_history(
+        self, entries: Sequence[Entry], heads: dict[str, int], trims: dict[str, int]
+    ) -> None:
+        super().add_history(entries, heads, trims)
+        self.heads.update(heads)
+
+    def seen(self, identities: Sequence[Identity], now: datetime) -> set[Identity]:
+        # One statement for the batch, which both finds the identities recorded before and
+        # records the others (as applied: `record` corrects the few that were not). The
+        # INSERT returns only the rows it wrote; the rest were there.
+        unique = [i for i in dict.fromkeys(identities) if i not in self.claimed]
         found: set[Identity] = set()
-        unique = list(set(identities))
-        for i in range(0, len(unique), 300):  # 3 parameters each, under SQLite's 999
-            chunk = unique[i : i + 300]
-            marks = ",".join(["(?, ?, ?)"] * len(chunk))
-            found.update(
+        when = ts(now)
+        for i in range(0, len(unique), 200):  # 4 parameters each, under SQLite's 999
+            chunk = unique[i : i + 200]
+            marks = ",".join(["(?, ?, ?, 'applied', ?)"] * len(chunk))
+            new = set(
                 self.conn.execute(
-                    SEEN.format(marks=marks),
-                    [part for ident in chunk for part in ident],
+                    CLAIM.format(marks=marks),
+                    [part for ident in chunk for part in (*ident, when)],
                 )
             )
+            self.claimed.update(new)
+            found.update(ident for ident in chunk if ident not in new)
         return found
 
     def save(
@@ -203,11 +240,29 @@ class _SqliteTx(SqliteHistoryTx):
         write_sqlite(self.conn, row.name, row.labels, before)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
-        self.conn.executemany(
-            "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [(*ident, outcome.value, ts(now)) for ident, outcome in identities],
-        )
+        claimed = self.claimed
+        amend = [
+            (outcome.value, *ident)
+            for ident, outcome in identities
+            if ident in claimed and outcome is not Outcome.APPLIED
+        ]
+        if amend:
+            self.conn.executemany(
+                "UPDATE applied_events SET outcome = ?"
+                " WHERE operation = ? AND source = ? AND event_id = ?",
+                amend,
+            )
+        fresh = [
+            (*ident, outcome.value, ts(now))
+            for ident, outcome in identities
+            if ident not in claimed
+        ]
+        if fresh:
+            self.conn.executemany(
+                "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                fresh,
+            )
 
     def add_outbox(self, item: OutboxItem) -> None:
         self.conn.execute(
@@ -227,9 +282,9 @@ class _SqliteTx(SqliteHistoryTx):
         )
 
 
-SEEN: Final = (
-    "SELECT a.operation, a.source, a.event_id FROM (VALUES {marks}) v JOIN applied_events a"
-    " ON a.operation = v.column1 AND a.source = v.column2 AND a.event_id = v.column3"
+CLAIM: Final = (
+    "INSERT INTO applied_events (operation, source, event_id, outcome, applied_at)"
+    " VALUES {marks} ON CONFLICT DO NOTHING RETURNING operation, source, event_id"
 )
 
 # The plain columns of an operations row (not its blobs), as `save` writes them.
@@ -248,7 +303,17 @@ _VALUE_COLUMNS: Final = (
     "percent",
     "attempt",
 )
-_VALUE_LIST: Final = ", ".join(_VALUE_COLUMNS)
+_VALUE_LIST: Final = ", ".join(f"o.{c}" for c in _VALUE_COLUMNS)
+# Each asked name: its row's state and plain columns, its history head (the end of its
+# range of the history's primary key: one seek), and, only when there is no row, whether
+# de-duplication records remain (one seek of that primary key's prefix).
+LOAD: Final = (
+    "SELECT v.column1, o.state,"
+    " (SELECT MAX(e.ordinal) FROM operation_events e WHERE e.operation = o.name),"
+    " CASE WHEN o.name IS NULL THEN"
+    " EXISTS (SELECT 1 FROM applied_events a WHERE a.operation = v.column1) END,"
+    f" {_VALUE_LIST} FROM (VALUES {{marks}}) v LEFT JOIN operations o ON o.name = v.column1"
+)
 
 
 PURGE_STATEMENTS: Final = {
