@@ -43,6 +43,16 @@ def test_spanner_bench_runs() -> None:
     assert "events/transaction" in out.splitlines()[-1], out
 
 
+def test_wake_bench_runs() -> None:
+    """bench/wake.py --quick on SQLite and handy-spanner: each backend's own-commit and
+    cross-instance lines."""
+    out = _run("bench/wake.py", "--quick", "--servers", "sqlite,handy-spanner")
+    for server in ("sqlite", "handy-spanner"):
+        assert f"{server}: A wakes for its own commit" in out, out
+        assert f"{server}: A wakes for B's commit (poll 0.1 s)" in out, out
+    assert out.count(" p99 ") == 4, out
+
+
 def test_list_query_bench_runs() -> None:
     """bench/list_query.py --quick on SQLite and handy-spanner: every scaling line at
     both sizes with its ratio, and the ratio-to-baseline lines."""

@@ -98,6 +98,13 @@ class Config:
         default=DEFAULT_MAX_WAIT_SECONDS,
         metadata={"help": "Longest WaitOperation; a longer or unset timeout is cut to this."},
     )
+    wake_poll_seconds: float = field(
+        default=0.1,
+        metadata={
+            "help": "While anyone waits (WaitOperation, :watch), read the watched operations"
+            " this often, so changes other tracker instances apply wake them; 0: off."
+        },
+    )
     watch_keepalive_seconds: float = field(
         default=15.0,
         metadata={"help": "A comment on an idle :watch stream this often, so proxies keep it."},
@@ -272,6 +279,8 @@ class Config:
             raise ConfigError("--notify-max-attempts: must be at least 1")
         if self.watch_keepalive_seconds <= 0:
             raise ConfigError("--watch-keepalive-seconds: must be positive")
+        if not 0 <= self.wake_poll_seconds <= 60:
+            raise ConfigError("--wake-poll-seconds: must be 0 (off) to 60")
         if self.max_wait_seconds <= 0:
             raise ConfigError("--max-wait-seconds: must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

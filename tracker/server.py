@@ -312,6 +312,7 @@ class Server:
             self.store,
             rules=config.rules,
             max_wait_seconds=config.max_wait_seconds,
+            wake_poll_seconds=config.wake_poll_seconds,
             sinks=[*config_sinks(config), *sinks],
             retry=config.retry,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import json
 import logging
@@ -65,6 +66,7 @@ class Tracker:
         max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
+        wake_poll_seconds: float = 0.0,
     ) -> None:
         self.store = store
         store.is_operation = rules.is_name
@@ -80,6 +82,10 @@ class Tracker:
         self.rules = dataclasses.replace(rules, webhooks=self.notify.webhooks)
         self.dispatcher = Dispatcher(store, every, retry=retry, metrics=self.metrics)
         self.max_wait_seconds = max_wait_seconds
+        # While anyone waits, the watched operations are read this often, so that other
+        # processes' changes wake them too (0: only this process's changes do).
+        self.wake_poll_seconds = wake_poll_seconds
+        self._poll: asyncio.Task[None] | None = None
         self.group = GroupCommit(self._apply, apply_now=self._apply_now)
         self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]
 
@@ -284,6 +290,7 @@ class Tracker:
         deadline = time.monotonic() + self.wait_budget(timeout)
         async with self.hub.subscribe(name) as changes:
             operation = await self.get(name)
+            self.hub.seen(operation)
             while not operation.done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -302,15 +309,19 @@ class Tracker:
         deadline = time.monotonic() + self.wait_budget(timeout)
         async with self.hub.subscribe(name) as changes:
             operation = await self.get(name)
+            self.hub.seen(operation)
             yield operation
             while not operation.done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 try:
-                    operation = await asyncio.wait_for(changes.get(), remaining)
+                    changed = await asyncio.wait_for(changes.get(), remaining)
                 except TimeoutError:
                     return
+                if changed == operation:
+                    continue  # the state read above, delivered too (by the store poll)
+                operation = changed
                 yield operation
 
     # ---- deadlines and retention ---------------------------------------------------------
@@ -346,9 +357,19 @@ class Tracker:
     async def start(self) -> asyncio.Task[None] | None:
         """Bind waiters to this loop; start the dispatcher."""
         self.hub.bind(asyncio.get_running_loop())
+        if self.wake_poll_seconds > 0:
+            self._poll = asyncio.create_task(
+                self.hub.poll_store(self.store.get_operations, self.wake_poll_seconds),
+                name="wake-up-poll",
+            )
         return asyncio.create_task(self.dispatcher.run(), name="outbox-dispatcher")
 
     async def stop(self, task: asyncio.Task[None] | None) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll
+            self._poll = None
         self.dispatcher.stop()
         if task is not None:
             await task

@@ -499,6 +499,12 @@ class Store(DeadLetterStore, abc.ABC):
     def get_operation(self, name: str) -> operations_pb2.Operation | None:
         """The served Operation only: no state blob parsed, no checkpoint bytes copied."""
 
+    def get_operations(self, names: Sequence[str]) -> dict[str, operations_pb2.Operation]:
+        """The served Operation of each of `names` that exists, in one read where the
+        backend can (the cross-instance wake-up polls the watched names with it)."""
+        found = {name: self.get_operation(name) for name in dict.fromkeys(names)}
+        return {name: op for name, op in found.items() if op is not None}
+
     @abc.abstractmethod
     def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
         """(whether the operation exists, its checkpoint bytes or None): one column."""

@@ -328,6 +328,18 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         rows = self._read_column(name, "Operation")
         return self.layout.operation_read(rows[0][0]) if rows else None
 
+    def get_operations(self, names: Sequence[str]) -> dict[str, operations_pb2.Operation]:
+        unique = list(dict.fromkeys(names))
+        if not unique:
+            return {}
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = list(
+                snapshot.read(
+                    self.n("Operations"), ("key", "Operation"), KeySet(keys=[[n] for n in unique])
+                )
+            )
+        return {str(r[0]): self.layout.operation_read(r[1]) for r in rows}
+
     def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
         rows = self._read_column(name, "Checkpoint")
         if not rows:

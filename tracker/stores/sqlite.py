@@ -538,6 +538,17 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             ).fetchone()
         return operations_pb2.Operation.FromString(row[0]) if row else None
 
+    def get_operations(self, names: Sequence[str]) -> dict[str, operations_pb2.Operation]:
+        out: dict[str, operations_pb2.Operation] = {}
+        with self._reading() as conn:
+            for chunk in _chunks(list(dict.fromkeys(names)), 500):
+                marks = ",".join("?" * len(chunk))
+                for name, blob in conn.execute(
+                    f"SELECT name, operation FROM operations WHERE name IN ({marks})", chunk
+                ):
+                    out[name] = operations_pb2.Operation.FromString(blob)
+        return out
+
     def read_checkpoint(self, name: str) -> tuple[bool, bytes | None]:
         with self._reading() as conn:
             row = conn.execute(

@@ -229,7 +229,7 @@ variable "min_instances" {
 }
 
 variable "max_instances" {
-  description = "Most instances. WaitOperation wakes at once only for changes applied by its own instance (docs/api.md); with more than 1, a waiter on another instance sees the result when its wait ends."
+  description = "Most instances. A waiter wakes at once for changes its own instance applies and within --wake-poll-seconds (0.1 s) for another instance's (docs/api.md, Waiting)."
   type        = number
   default     = 1
 }
