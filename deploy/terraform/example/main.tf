@@ -24,6 +24,10 @@ module "tracker" {
   region     = var.region
   image      = var.image
 
+  # Autoscaling: every instance applies events and serves the API on the one database.
+  min_instances = var.min_instances
+  max_instances = var.max_instances
+
   # push: Pub/Sub posts each event to the service (OIDC-authenticated by Cloud Run).
   # pull: the tracker streams the subscription (batches, flow control).
   delivery = "push"

@@ -19,3 +19,15 @@ variable "api_invokers" {
   type        = list(string)
   default     = []
 }
+
+variable "min_instances" {
+  description = "Instances Cloud Run keeps running (at least 1: background work)."
+  type        = number
+  default     = 1
+}
+
+variable "max_instances" {
+  description = "Most instances Cloud Run scales out to (docs/deploy.md, Many instances)."
+  type        = number
+  default     = 10
+}

@@ -116,6 +116,10 @@ resource "google_cloud_run_v2_service" "tracker" {
       error_message = "tracker_auth needs allow_unauthenticated = false: the tracker refuses to check credentials and let everyone in at once."
     }
     precondition {
+      condition     = var.max_instances >= var.min_instances
+      error_message = "max_instances must be at least min_instances."
+    }
+    precondition {
       condition     = var.allow_unauthenticated || local.pull
       error_message = "allow_unauthenticated = false needs delivery = \"pull\": Cloud Run strips the signature of Pub/Sub's push token, so the tracker would refuse every push."
     }

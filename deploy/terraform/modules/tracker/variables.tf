@@ -229,9 +229,14 @@ variable "min_instances" {
 }
 
 variable "max_instances" {
-  description = "Most instances. A waiter wakes at once for changes its own instance applies and within --wake-poll-seconds (0.1 s) for another instance's (docs/api.md, Waiting)."
+  description = "Most instances Cloud Run scales out to, at least min_instances. Every instance applies events, serves the API and sweeps deadlines on the one database; a waiter wakes at once for changes its own instance applies and within --wake-poll-seconds (0.1 s) for another instance's (docs/api.md, Waiting)."
   type        = number
-  default     = 1
+  default     = 10
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 1000
+    error_message = "max_instances: 1 to 1000 (Cloud Run's limit)."
+  }
 }
 
 variable "cpu" {

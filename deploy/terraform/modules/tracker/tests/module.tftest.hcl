@@ -291,3 +291,37 @@ run "authentication_through_extra_env_is_refused" {
 
   expect_failures = [var.extra_env]
 }
+
+run "autoscales_from_one_to_ten_instances_by_default" {
+  command = plan
+
+  assert {
+    condition     = google_cloud_run_v2_service.tracker.template[0].scaling[0].min_instance_count == 1 && google_cloud_run_v2_service.tracker.template[0].scaling[0].max_instance_count == 10
+    error_message = "scaling: 1 to 10 instances by default"
+  }
+}
+
+run "autoscaling_bounds_are_variables" {
+  command = plan
+
+  variables {
+    min_instances = 2
+    max_instances = 40
+  }
+
+  assert {
+    condition     = google_cloud_run_v2_service.tracker.template[0].scaling[0].min_instance_count == 2 && google_cloud_run_v2_service.tracker.template[0].scaling[0].max_instance_count == 40
+    error_message = "scaling: min_instances and max_instances reach the service"
+  }
+}
+
+run "max_instances_below_min_instances_is_refused" {
+  command = plan
+
+  variables {
+    min_instances = 3
+    max_instances = 2
+  }
+
+  expect_failures = [google_cloud_run_v2_service.tracker]
+}
