@@ -6,8 +6,9 @@ leading `-`, and parentheses:
     done = true | done = false
     name = "operations/batch-*"          (trailing * is a prefix match)
     operation_type = "export"            parent = "projects/p"
-    labels.env = "prod"   labels.env != "dev"   labels.env:*   labels:env
-    create_time > "2026-01-01T00:00:00Z" (also update_time, end_time; <, <=, >, >=)
+    labels.env = "prod"   labels.env != "dev"   labels.env:*   labels:env   parent:*
+    create_time > "2026-01-01T00:00:00Z" (also update_time, end_time; <, <=, >, >=; the
+    time may go unquoted)
     result = "failed"  (or state; running | succeeded | failed | cancelled)
     error.code = 5     error.code = "NOT_FOUND"      percent >= 50     attempt > 1
 
@@ -32,6 +33,7 @@ _TOKEN = re.compile(
         (?P<lparen>\() | (?P<rparen>\)) |
         (?P<op><=|>=|!=|=|<|>|:) |
         (?P<string>"(?:[^"\\]|\\.)*") |
+        (?P<time>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})) |
         (?P<minus>-(?=[A-Za-z(])) |
         (?P<word>[A-Za-z0-9_.*/@+-]+)
     )""",
@@ -164,6 +166,8 @@ class _Parser:
                 f"filter: expected an operator after {echo(field)}, got {echo(op)}"
             )
         kind, raw = self.take()
+        if kind == "time":  # AIP-160: a timestamp may go unquoted (RFC 3339)
+            kind = "word"
         if kind not in ("word", "string"):
             raise InvalidArgument(f"filter: expected a value after {field} {op}")
         literal = kind == "string"
@@ -194,9 +198,19 @@ def _typed(field: str, op: str, value: str, literal: bool) -> Cmp:
             raise InvalidArgument(f"filter: {field} takes =, != or :")
         return Cmp(field, "=" if op == ":" else op, _check_wildcard(value))
     if field in STRING_FIELDS:
-        if op not in ("=", "!=", ":"):
-            raise InvalidArgument(f"filter: {field} takes =, != or :")
-        return Cmp(field, "=" if op == ":" else op, _check_wildcard(value))
+        if op == ":":
+            # AIP-160's has on a singular field is presence: `field:*`. Anything after the
+            # `:` other than `*` has no AIP-160 meaning on a string; refused, not guessed.
+            if value == "*" and not literal:
+                return Cmp(field, "!=", "")
+            raise InvalidArgument(
+                f"filter: {field}:{echo(value)} is not an AIP-160 test of a string field:"
+                f' use {field} = "{value}" (equal; a trailing * is a prefix match)'
+                f" or {field}:* (is set)"
+            )
+        if op not in ("=", "!="):
+            raise InvalidArgument(f"filter: {field} takes =, != or :*")
+        return Cmp(field, op, _check_wildcard(value))
     if field in ("result", "state", *NUMBER_FIELDS):
         from tracker.filter_fields import typed
 

@@ -380,6 +380,11 @@ def test_list_filters_and_pages(store: Store) -> None:
         "operations/batch-2",
     ]
     assert names("NOT labels:env") == ["operations/other"]
+    # AIP-160's has: `field:*` on a string field is presence (set, not empty), on every
+    # backend; `labels.k:v` is the map's value test, equal as AIP-160 says.
+    assert names("operation_type:*") == ["operations/other"]
+    assert names("NOT operation_type:*") == [f"operations/batch-{i}" for i in range(7)]
+    assert names('labels.env:"prod"') == names('labels.env = "prod"')
     # Paging: page_size + 1 rows say there is more; `after` resumes.
     page = names("", size=3)
     assert len(page) == 4
