@@ -1,7 +1,9 @@
 """Build the tools that check deploy/: OpenTofu, the Google provider, checkov.
 
 Everything comes from package registries this project can reach, pinned, built once into
-``<repo>/.tools`` (git-ignored) and found again by a key over the pin and the toolchain:
+the user's cache, ``${XDG_CACHE_HOME:-~/.cache}/tracker/tools`` (or ``$TRACKER_TOOLS_DIR``),
+shared by every clone on the machine, and found again by a key over the pin and the
+toolchain (builds of other pins stay for the clones using them; unused for 30 days, they go):
 
 * ``tofu``: OpenTofu from the Go module proxy (``github.com/opentofu/opentofu``), built
   with the machine's Go. Its go.mod has a ``replace`` directive, so ``go install`` cannot
@@ -20,7 +22,8 @@ Usage (from the repository root)::
     python deploy/tools.py build tofu     # or one of: tofu, provider, checkov
 
 tests/deploy/test_deploy.py calls ``tofu()``, ``provider_mirror()`` and ``checkov()``, which build
-what is missing; ./scripts/test builds them before pytest starts.
+what is missing (waiting for a build another process runs); ./scripts/test builds them in
+the background while the other checks and tests run, the deploy tests last.
 """
 
 from __future__ import annotations
@@ -41,7 +44,17 @@ from pathlib import Path
 from typing import Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-TOOLS: Final = Path(os.environ.get("TRACKER_TOOLS_DIR", REPO_ROOT / ".tools"))
+
+
+def _tools_dir() -> Path:
+    if os.environ.get("TRACKER_TOOLS_DIR"):
+        return Path(os.environ["TRACKER_TOOLS_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tracker" / "tools"
+
+
+TOOLS: Final = _tools_dir()
+UNUSED_FOR_S: Final = 30 * 24 * 3600
 TOOLS_BIN: Final = TOOLS / "bin"
 PLUGIN_MIRROR: Final = TOOLS / "tofu-plugins"
 
@@ -69,19 +82,31 @@ def _go() -> str:
     raise ToolError("no Go toolchain found (set $GO or put go on PATH)")
 
 
-def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    try:
-        proc = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ToolError(f"{' '.join(cmd)} took over {BUILD_TIMEOUT_S:.0f}s") from exc
+def _run(
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    what: str = "",
+) -> str:
+    """Run a command; with `what`, say every 30 s that it is still running (a build takes
+    minutes and prints nothing)."""
+    started = time.monotonic()
+    with subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        while True:
+            try:
+                stdout, stderr = child.communicate(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                took = time.monotonic() - started
+                if took > BUILD_TIMEOUT_S:
+                    child.kill()
+                    raise ToolError(f"{' '.join(cmd)} took over {BUILD_TIMEOUT_S:.0f}s") from None
+                if what:
+                    _log(f"still {what} ({took / 60:.1f} min)")
+    proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
     if proc.returncode != 0:
         raise ToolError(f"{' '.join(cmd)} failed:\n{(proc.stderr or proc.stdout)[-4000:]}")
     return proc.stdout
@@ -121,7 +146,7 @@ def _go_build(go: str, module_dir: Path, package: str, target: Path, ldflags: st
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         cmd = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), package]
-        _run(cmd, cwd=module_dir, env=_go_env())
+        _run(cmd, cwd=module_dir, env=_go_env(), what=f"building {target.name}")
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -131,13 +156,33 @@ def _log(message: str) -> None:
     print(f"deploy/tools: {message}", file=sys.stderr, flush=True)
 
 
+def _found(target: Path) -> bool:
+    """Whether a build exists; marks it used (mtime) so that pruning keeps it."""
+    if not target.exists():
+        return False
+    with contextlib.suppress(OSError):
+        os.utime(target)
+    return True
+
+
+def _prune(pattern: str, keep: Path) -> None:
+    """Remove other builds matching `pattern` under TOOLS that no clone used for 30 days."""
+    now = time.time()
+    for old in TOOLS.glob(pattern):
+        if old == keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - old.stat().st_mtime > UNUSED_FOR_S:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
 def tofu() -> Path:
     """The pinned OpenTofu binary, built if missing."""
     go = _go()
     go_version = _run([go, "env", "GOVERSION"]).strip()
     ldflags = "-s -w -X github.com/opentofu/opentofu/version.dev=no"
     target = TOOLS_BIN / f"tofu-{_key(OPENTOFU_MODULE, OPENTOFU_VERSION, go_version, ldflags)}"
-    if target.is_file():
+    if _found(target):
         return target
     with _lock():
         if target.is_file():
@@ -146,9 +191,7 @@ def tofu() -> Path:
         _log(f"building OpenTofu {OPENTOFU_VERSION} with {go_version} (takes minutes, once)")
         source = _go_module_dir(go, OPENTOFU_MODULE, OPENTOFU_VERSION)
         _go_build(go, source, "./cmd/tofu", target, ldflags)
-        for old in TOOLS_BIN.glob("tofu-*"):
-            if old != target:
-                old.unlink(missing_ok=True)
+        _prune("bin/tofu-*", target)
         _log(f"built {target} in {time.monotonic() - started:.0f}s")
     return target
 
@@ -159,21 +202,23 @@ def provider_mirror() -> Path:
     go_version = _run([go, "env", "GOVERSION"]).strip()
     platform = "_".join(_run([go, "env", "GOOS", "GOARCH"]).split())
     key = _key(PROVIDER_MODULE, PROVIDER_PSEUDO_VERSION, go_version)
-    folder = PLUGIN_MIRROR / PROVIDER_SOURCE / PROVIDER_VERSION / platform
+    mirror = PLUGIN_MIRROR / key  # one mirror per pin: clones at other pins keep theirs
+    folder = mirror / PROVIDER_SOURCE / PROVIDER_VERSION / platform
     binary = folder / f"terraform-provider-google_v{PROVIDER_VERSION}"
     stamp = folder / ".key"
-    if binary.is_file() and stamp.is_file() and stamp.read_text() == key:
-        return PLUGIN_MIRROR
+    if binary.is_file() and stamp.is_file() and stamp.read_text() == key and _found(mirror):
+        return mirror
     with _lock():
         if binary.is_file() and stamp.is_file() and stamp.read_text() == key:
-            return PLUGIN_MIRROR
+            return mirror
         started = time.monotonic()
         _log(f"building hashicorp/google ({PROVIDER_PSEUDO_VERSION}) with {go_version} (once)")
         source = _go_module_dir(go, PROVIDER_MODULE, PROVIDER_PSEUDO_VERSION)
         _go_build(go, source, ".", binary, "-s -w")
         stamp.write_text(key)
+        _prune("tofu-plugins/*", mirror)
         _log(f"built {binary} in {time.monotonic() - started:.0f}s")
-    return PLUGIN_MIRROR
+    return mirror
 
 
 def checkov() -> Path:
@@ -181,7 +226,7 @@ def checkov() -> Path:
     venv = TOOLS / f"checkov-{CHECKOV_VERSION}"
     binary = venv / "bin" / "checkov"
     stamp = venv / ".installed"
-    if binary.is_file() and stamp.is_file():
+    if binary.is_file() and stamp.is_file() and _found(venv):
         return binary
     uv = REPO_ROOT / ".venv" / "bin" / "uv"
     if not uv.is_file():
@@ -191,13 +236,12 @@ def checkov() -> Path:
             return binary
         _log(f"installing checkov {CHECKOV_VERSION} into {venv}")
         shutil.rmtree(venv, ignore_errors=True)
-        _run([str(uv), "venv", "-q", "-p", sys.executable, str(venv)])
+        # The base interpreter, not this clone's venv: the cache outlives any one clone.
+        _run([str(uv), "venv", "-q", "-p", os.path.realpath(sys.executable), str(venv)])
         _run([str(uv), "pip", "install", "-q", "-p", str(venv / "bin" / "python"),
               f"checkov=={CHECKOV_VERSION}"])  # fmt: skip
         stamp.write_text(CHECKOV_VERSION)
-        for old in TOOLS.glob("checkov-*"):
-            if old != venv:
-                shutil.rmtree(old, ignore_errors=True)
+        _prune("checkov-*", venv)
     return binary
 
 

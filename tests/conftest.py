@@ -222,3 +222,10 @@ def secured_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> It
     tests/tokens.py `secured_config`."""
     with running(secured_config(tmp_path_factory.mktemp("auth"), certs.url)) as s:
         yield s
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The deploy/ tests last: ./scripts/test builds their tools (OpenTofu, the provider,
+    checkov) in the background while everything else runs."""
+    deploy = Path(__file__).resolve().parent / "deploy"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(deploy))

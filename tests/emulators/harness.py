@@ -15,9 +15,12 @@ Servers (see README.md beside this file for versions and the feature tables):
   - ``spannertest``: ``cloud.google.com/go/spanner/spannertest`` (in memory), Go program
     in ``spannertest/``.
 
-Every Go server is built once into ``<repo>/.tools/bin/<name>-<key>``, where ``<key>`` hashes
+Every Go server is built once into ``<tools>/bin/<name>-<key>``, where ``<key>`` hashes
 its pinned ``go.mod``/``go.sum``/sources, the build flags and the Go version: a second call
-finds the binary and returns at once; a change of pin builds a new one.
+finds the binary and returns at once; a change of pin builds a new one. ``<tools>`` is the
+user's cache, ``${XDG_CACHE_HOME:-~/.cache}/tracker/tools`` (or ``$TRACKER_TOOLS_DIR``),
+shared by every clone on the machine: a second clone finds what the first one built.
+Binaries of other pins stay for the clones that use them; those unused for 30 days go.
 
 If ``PUBSUB_EMULATOR_HOST`` / ``SPANNER_EMULATOR_HOST`` is already set, that server is used
 as it is and nothing is started for it.
@@ -63,7 +66,41 @@ from typing import IO, Any, Final, Literal
 
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent.parent
-TOOLS_BIN: Final = Path(os.environ.get("TRACKER_TOOLS_BIN", REPO_ROOT / ".tools" / "bin"))
+
+
+def tools_dir() -> Path:
+    """Where built tools live: shared by every clone of this machine's user, keyed by pin."""
+    if os.environ.get("TRACKER_TOOLS_DIR"):
+        return Path(os.environ["TRACKER_TOOLS_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tracker" / "tools"
+
+
+TOOLS_BIN: Final = Path(os.environ.get("TRACKER_TOOLS_BIN", tools_dir() / "bin"))
+# Builds of other pins nobody used for this long are removed when a new one is built.
+UNUSED_FOR_S: Final = 30 * 24 * 3600
+
+
+def prune(pattern: str, keep: Path) -> None:
+    """Remove the other builds matching `pattern` (a glob in TOOLS_BIN) that no clone has
+    used for UNUSED_FOR_S; another clone at another pin may still run the recent ones."""
+    now = time.time()
+    for old in TOOLS_BIN.glob(pattern):
+        if old == keep or not old.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - old.stat().st_mtime > UNUSED_FOR_S:
+                old.unlink()
+
+
+def found(target: Path) -> bool:
+    """Whether a build exists; marks it used (its mtime) so that pruning keeps it."""
+    if not target.is_file():
+        return False
+    with contextlib.suppress(OSError):
+        os.utime(target)
+    return True
+
 
 PUBSUB_ENV: Final = "PUBSUB_EMULATOR_HOST"
 SPANNER_ENV: Final = "SPANNER_EMULATOR_HOST"
@@ -184,7 +221,7 @@ def build_go_server(key: str, *, timeout_s: float = BUILD_TIMEOUT_S, verbose: bo
     server = GO_SERVERS[key]
     go = go_binary()
     target = TOOLS_BIN / f"{server.name}-{_cache_key(server, _go_version(go))}"
-    if target.is_file():
+    if found(target):
         return target
     with build_lock(timeout_s):
         if target.is_file():  # built by another process meanwhile
@@ -222,10 +259,8 @@ def build_go_server(key: str, *, timeout_s: float = BUILD_TIMEOUT_S, verbose: bo
                 f"{proc.stderr[-4000:]}"
             )
         tmp.replace(target)
-        # Drop binaries of older pins, and point a stable name at the current one.
-        for old in TOOLS_BIN.glob(f"{server.name}-*"):
-            if old != target and old.is_file():
-                old.unlink(missing_ok=True)
+        # Drop binaries of pins long unused, and point a stable name at the current one.
+        prune(f"{server.name}-*", target)
         link = TOOLS_BIN / server.name
         link.unlink(missing_ok=True)
         link.symlink_to(target.name)

@@ -16,8 +16,9 @@ the CloudEvents binding gives the same event), the body must decode to the same 
 and the tracker's parser must read the example's bytes as the case's expected event.
 
 Builds happen once and are reused while their inputs are unchanged: the Go example into
-.tools/bin, `npm ci` into examples/node/node_modules. `python -m tests.integration.test_examples`
-does both up front (./scripts/test runs it). A missing go, node, npm, bash or curl fails
+the shared tools cache (tests/emulators/harness.py), `npm ci` into
+examples/node/node_modules. `python -m tests.integration.test_examples` does both up front
+(./scripts/test runs it). A missing go, node, npm, bash or curl fails
 these tests; nothing is skipped.
 """
 
@@ -122,14 +123,14 @@ def _digest(files: Sequence[Path], *extra: str) -> str:
 
 
 def build_go() -> Path:
-    """The Go example's binary in .tools/bin, built when its sources or Go changed."""
+    """The Go example's binary in the tools cache, built when its sources or Go changed."""
     go = harness.go_binary()
     version = _run([go, "env", "GOVERSION"], timeout=60).stdout.strip()
     sources = sorted(
         p for p in GO_DIR.iterdir() if p.suffix == ".go" or p.name in ("go.mod", "go.sum")
     )
     target = harness.TOOLS_BIN / f"example-go-producer-{_digest(sources, version)}"
-    if target.is_file():
+    if harness.found(target):
         return target
     with harness.build_lock(BUILD_TIMEOUT_S, "example-go"):
         if target.is_file():
@@ -146,9 +147,7 @@ def build_go() -> Path:
             timeout=BUILD_TIMEOUT_S,
         )
         tmp.replace(target)
-        for old in harness.TOOLS_BIN.glob("example-go-producer-*"):
-            if old != target:
-                old.unlink(missing_ok=True)
+        harness.prune("example-go-producer-*", target)
     return target
 
 
