@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/list_query.py [--operations 100000] [--small 1000] [--runs 30]
         [--spanner handy-spanner|cloud-spanner-emulator] [--spanner-operations 10000]
-        [--spanner-runs 3] [--spanner-only] [--quick]
+        [--spanner-runs 3] [--spanner-only] [--spanner-scaling-only] [--spanner-batch 2000]
+        [--quick]
 
 Scaling (issue #13): for a selective label filter (`labels.pick`, which 100 operations
 carry at every size: a full page), `done = false`, an order_by and both together, the p50 of
@@ -10,8 +11,15 @@ one page at `--small` and at `--operations` operations and their ratio (the targ
 at most 2x from 1k to 100k: the page is read from an index, not found by a scan).
 Spanner's large size is `--spanner-operations`, its runs `--spanner-runs`, said in the
 output: the emulators scan the table for every query, so a filter the store checks row
-by row reads the table in chunks, seconds per call at 10k rows. `--quick` runs small
-sizes and few runs (the test of the bench: it proves the bench runs, never its figures).
+by row reads the table in chunks, seconds per call at 10k rows. Rows are loaded
+`--spanner-batch` per transaction (one at a time: Google's emulator runs one read-write
+transaction at a time, so threads would only abort each other), the load time and rate
+printed. Each Spanner scaling line is followed by what the store says it reads for it
+(`explain_list`: the label index reads, or the SQL with the FORCE_INDEX hint naming the
+index, and the plan the server reports in PLAN mode: neither emulator reports one).
+`--spanner-scaling-only` skips the ratio-to-baseline lines at the large size (minutes on
+Google's emulator at 100k). `--quick` runs small sizes and few runs (the test of the
+bench: it proves the bench runs, never its figures).
 
 Each figure is the median of `--runs` calls of `Tracker.list` (parse, store query, page
 token; no HTTP) for one page of 50, printed with its ratio to a baseline measured in the
@@ -42,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import T0, make_event
+from tracker import filtering
 from tracker.events import Event, Kind
 from tracker.service import Tracker
 from tracker.stores.base import ListQuery, Store, Stored
@@ -204,7 +213,15 @@ def p50_pair(runs: int, calls: list[Callable[[], Awaitable[Any]]]) -> list[float
     return [statistics.median(t) * 1000 for t in asyncio.run(timed())]
 
 
-def scaling(title: str, small: Store, large: Store, sizes: tuple[int, int], runs: int) -> None:
+def scaling(
+    title: str,
+    small: Store,
+    large: Store,
+    sizes: tuple[int, int],
+    runs: int,
+    *,
+    explain: bool = False,
+) -> None:
     """p50 of one page at each size, and the ratio large/small (target: at most 2x)."""
     print(f"{title}: one page of 50 at {sizes[0]} and at {sizes[1]} operations")
     at = [Tracker(small), Tracker(large)]
@@ -220,6 +237,16 @@ def scaling(title: str, small: Store, large: Store, sizes: tuple[int, int], runs
         ms = p50_pair(runs, [lambda t=t, x=text, o=order: t.list(x, 50, "", o) for t in at])
         out = line.format(label, ms[0], sizes[0], ms[1], sizes[1], ms[1] / ms[0])
         print(f"{out}  ({ms[1] / base[1]:.2f}x baseline at {sizes[1]}; {rows} rows)")
+        if explain:
+            query = ListQuery(filter=filtering.parse(text) if text else None, order=order_of(order))
+            for said in large.explain_list(query):  # type: ignore[attr-defined]
+                print(f"      {said}")
+
+
+def order_of(text: str) -> tuple[Any, ...]:
+    from tracker.listing import parse_order_by
+
+    return tuple(parse_order_by(text))
 
 
 def spanner_store(kind: str, database_id: str) -> Store:
@@ -249,6 +276,7 @@ def spanner(
     runs: int,
     *,
     full: bool = True,
+    batch: int = 2000,
 ) -> None:
     from tests.emulators import harness
 
@@ -257,14 +285,15 @@ def spanner(
         os.environ["SPANNER_EMULATOR_HOST"] = host
         stores = [spanner_store(kind, "bench-small"), spanner_store(kind, "bench-large")]
         seconds = [
-            copy_rows(src, dst, 1000) for src, dst in zip((small, large), stores, strict=True)
+            copy_rows(src, dst, batch) for src, dst in zip((small, large), stores, strict=True)
         ]
         variant = "emulator" if kind != "cloud-spanner-emulator" else "canonical"
         title = (
             f"Spanner ({kind}, {variant} schema; large size {sizes[1]}, {runs} runs, rows"
-            f" copied from the SQLite files in {seconds[0]:.0f} s and {seconds[1]:.0f} s)"
+            f" copied from the SQLite files {batch} per transaction in {seconds[0]:.0f} s and"
+            f" {seconds[1]:.0f} s, {sizes[1] / max(seconds[1], 1e-9):.0f} rows/s)"
         )
-        scaling(title, stores[0], stores[1], sizes, runs)
+        scaling(title, stores[0], stores[1], sizes, runs, explain=True)
         if full:
             # A count the SQL cannot say reads the table in chunks; the emulator answers
             # each chunk by scanning everything: minutes per count at 100k, skipped.
@@ -287,6 +316,10 @@ def main() -> None:
     parser.add_argument("--spanner-operations", type=int, default=10_000)
     parser.add_argument("--spanner-runs", type=int, default=3)
     parser.add_argument("--spanner-only", action="store_true", help="no SQLite figures")
+    parser.add_argument(
+        "--spanner-scaling-only", action="store_true", help="no Spanner ratio-to-baseline lines"
+    )
+    parser.add_argument("--spanner-batch", type=int, default=2000, help="rows per transaction")
     parser.add_argument("--quick", action="store_true", help="small sizes, few runs")
     args = parser.parse_args()
     if args.quick:
@@ -308,7 +341,10 @@ def main() -> None:
                 large, _ = sqlite_store(tmp, args.spanner_operations)
             spanner_sizes = (args.small, args.spanner_operations)
             runs = min(args.runs, args.spanner_runs)
-            spanner(args.spanner, small, large, spanner_sizes, runs, full=not args.quick)
+            full = not (args.quick or args.spanner_scaling_only)
+            spanner(
+                args.spanner, small, large, spanner_sizes, runs, full=full, batch=args.spanner_batch
+            )
         small.close()
         if large is not None:
             large.close()

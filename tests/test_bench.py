@@ -84,6 +84,17 @@ def test_list_query_bench_runs() -> None:
         assert labels.count(label) == 2, (label, out)  # SQLite and Spanner
     assert {size for _, size in lines} == {"2000", "1000"}, out
     assert "Spanner (handy-spanner, emulator schema; large size 1000" in out
+    assert re.search(r"2000 per transaction in \d+ s and \d+ s, \d+ rows/s", out), out
+    # What each Spanner scaling line reads, as the store says (explain_list).
+    for said in (
+        "FROM Operations@{FORCE_INDEX=OperationsByDone} WHERE Done = FALSE",
+        "FROM Operations@{FORCE_INDEX=OperationsByDoneCreateTimeDesc}",
+        "FROM Operations@{FORCE_INDEX=OperationsByCreateTimeDesc}",
+        "READ INDEX OperationLabelsByValue (LabelKey, Value) = ('pick', 'yes')",
+        "READ BY KEY, SORT",
+        "PLAN: <none>",
+    ):
+        assert said in out, (said, out)
     assert re.search(r"^  filter labels \(1 in 10\), by name \(label index\) +p50 .+x", out, re.M)
     assert re.search(r"^  count labels \(one COUNT\(\*\) on the label index\) +p50 .+x", out, re.M)
 

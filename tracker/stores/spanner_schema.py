@@ -37,6 +37,8 @@ VARIANTS: Final = ("canonical", "emulator")
 SCHEMA_TABLE: Final = "TrackerSchema"
 # The version whose OperationLabels rows `apply` writes for the rows already there.
 LABELS_VERSION: Final = 6
+# The version whose List indexes (OperationsBy*Desc) the queries name in hints.
+LIST_INDEXES_VERSION: Final = 7
 # Every table and index of the schema: what a tenant's prefix goes in front of.
 # Interleaved tables before their parent (emptying them in this order works everywhere).
 TABLES: Final = (
@@ -62,6 +64,8 @@ INDEXES: Final = (
     *("OperationsByCreateTime", "OperationsByUpdateTime", "OperationsByEndTime"),
     "OperationsByResult",
     "OperationLabelsByValue",
+    "OperationsByCreateTimeDesc",
+    "OperationsByDoneCreateTimeDesc",
 )
 _IDENTIFIER = re.compile(
     r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
