@@ -322,3 +322,24 @@ def test_json_the_protobuf_parser_trips_on_is_invalid_data(kind: Kind, data: Any
     KeyError (a 500, and an "internal" dead letter on the push route)."""
     body = json.dumps(data).encode()
     assert _reason({**HEADERS, "ce-type": kind.type}, body) == "invalid_data"
+
+
+def test_sequence_is_a_number_not_the_extensions_string_order() -> None:
+    """docs/publishing.md: `sequence` compares as a number (10 after 9), unlike the
+    CloudEvents sequence extension's string order; anything but digits is refused."""
+    from tracker.apply import Outcome
+    from tracker.stores.sqlite import SqliteStore
+
+    name = "operations/seq-order"
+    store = SqliteStore(":memory:")
+    store.apply([make_event(Kind.CREATED, name, seq=1)])
+    ten = make_event(Kind.PROGRESS, name, seq=10, data={"percent": 10})
+    nine = make_event(Kind.PROGRESS, name, seq=9, data={"percent": 9})
+    assert store.apply([ten]).results[0].outcome is Outcome.APPLIED
+    assert store.apply([nine]).results[0].outcome is Outcome.STALE  # 9 is older than 10
+    headers, body = to_binary(make_event(Kind.PROGRESS, name, seq=3))
+    for bad in ("0x0a", "1e3", "ten", "-1", " 7"):
+        with pytest.raises(InvalidEvent) as caught:
+            parse_message({**headers, "ce-sequence": bad}, body)
+        assert "sequence" in str(caught.value), (bad, caught.value)
+    store.close()
