@@ -1,7 +1,7 @@
 """Pub/Sub paths against baselines measured on the same emulator in the same run.
 
     .venv/bin/python bench/pubsub.py [--server pstest|google] [--quick] [--seconds 60]
-        [--parts latency,pull,push,wait,memory]
+        [--parts latency,pull,push,push-emulator,wait,memory]
 
 Prints, each figure beside its baseline and the ratio:
 
@@ -16,9 +16,18 @@ Prints, each figure beside its baseline and the ratio:
   streaming-pull subscriber that only acks the same N messages (two subscriptions of one
   topic). pstest hands a streaming pull one message per 10 ms tick: there both reach
   ~100 msg/s, so use --server google for this one;
-- push: wrapped push envelopes POSTed to /v1/pubsub/push over several keep-alive
-  connections (a client process of its own) against the same Starlette + uvicorn stack
-  answering 204 from an ack-only handler;
+- push (same stack): wrapped push envelopes POSTed to /v1/pubsub/push over several
+  keep-alive connections by our own client (a process of its own) against the same
+  Starlette + uvicorn stack answering 204 from an ack-only handler: the server's CPU per
+  request against an empty handler, not issue #13's baseline;
+- push-emulator (issue #13's baseline): Google's Pub/Sub emulator itself pushing N
+  published CloudEvents through a push subscription to a raw endpoint that only answers
+  204 and to a running tracker (all N applied), from the first publish; wrapped (the
+  JSON envelope, /v1/pubsub/push) and unwrapped (no_wrapper with write_metadata: the
+  attributes as headers, a binary-mode CloudEvent for /v1/events); runs interleaved raw,
+  tracker, raw, tracker; medians. With --server pstest (which never delivers pushes) the
+  bench starts a Google emulator for this part. That emulator keeps at most 2 pushes in
+  flight per subscription, so the figure is bound by each request's latency;
 - wait: from a `succeeded` event to a waiting `:wait` caller's answer, p50/p99;
 - memory: the RSS of a `tracker serve` process (completion topic on) sampled every few
   seconds while a client posts push envelopes for --seconds; the series, first/last/max.
@@ -33,6 +42,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -61,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.emulators import harness  # noqa: E402
 from tests.helpers import make_event  # noqa: E402
-from tests.pubsub_kit import PubSub, google_emulator  # noqa: E402
+from tests.pubsub_kit import PROJECT, PubSub, google_emulator  # noqa: E402
 from tracker.bindings import to_binary  # noqa: E402
 from tracker.config import Config  # noqa: E402
 from tracker.events import Kind  # noqa: E402
@@ -425,12 +435,186 @@ def push_figures(n: int, connections: int, tmp: Path) -> list[str]:
             server.http_port,
             ["--count", str(n), "--connections", str(connections), "--prefix", "t"],
         )
-    label = f"push: {connections} keep-alive connections"
+    label = f"push, same stack, {connections} connections"
     return [
+        "push, same stack: our client against the server, not issue #13's baseline"
+        " (server CPU per request against an ack-only handler)",
         rate_line(f"{label}, ack-only handler", n, raw["seconds"]) + f"  {raw['status']}",
         rate_line(f"{label}, /v1/pubsub/push", n, ours["seconds"], raw["seconds"])
         + f"  {ours['status']}",
     ]
+
+
+# ---- b2: push delivered by Google's emulator -----------------------------------------------
+
+
+class Counter:
+    """Requests seen by the raw endpoint: a count to wait for, and the most in flight."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.all_in = threading.Event()
+
+    def expect(self, n: int) -> None:
+        self.count, self.target = 0, n
+        self.all_in.clear()
+
+
+def counting_app(counter: Counter) -> Starlette:
+    """A raw push endpoint: reads the body, answers 204, counts. Every path (wrapped
+    deliveries go to PUSH_PATH, unwrapped ones to /v1/events)."""
+
+    async def ack(request: Request) -> Response:
+        counter.in_flight += 1
+        counter.max_in_flight = max(counter.max_in_flight, counter.in_flight)
+        await request.body()
+        counter.in_flight -= 1
+        counter.count += 1
+        if counter.count >= counter.target:
+            counter.all_in.set()
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/{path:path}", ack, methods=["POST"])])
+
+
+class Applied:
+    """Events the tracker applied, by an after-commit hook; a count to wait for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target = 0
+        self.lock = threading.Lock()
+        self.all_in = threading.Event()
+
+    def expect(self, n: int) -> None:
+        with self.lock:
+            self.count, self.target = 0, n
+            self.all_in.clear()
+
+    def hook(self, c: Committed) -> None:
+        with self.lock:
+            self.count += sum(o == "applied" for o in c.outcomes)
+            if self.target and self.count >= self.target:
+                self.all_in.set()
+
+
+_pushed = itertools.count()
+
+
+def delivered(
+    ps: PubSub,
+    endpoint: str,
+    wrapped: bool,
+    events: list[tuple[dict[str, str], bytes]],
+    all_in: threading.Event,
+    seen: Callable[[], int],
+) -> float:
+    """Seconds from the first publish until `all_in`: the emulator pushing each message of
+    a fresh topic to `endpoint` through a push subscription made before the clock starts."""
+    topic = ps.topic()
+    name = f"projects/{PROJECT}/subscriptions/{ps.prefix}sub-{next(_pushed)}"
+    push: dict[str, Any] = {"push_endpoint": endpoint}
+    if not wrapped:
+        push["no_wrapper"] = {"write_metadata": True}  # the attributes as headers too
+    ps.subscriber.create_subscription(
+        request={"name": name, "topic": topic, "push_config": push, "ack_deadline_seconds": 60}
+    )
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        start = time.perf_counter()
+        futures = [publisher.publish(topic, body, **attrs) for attrs, body in events]
+        for f in futures:
+            f.result(60)
+        if not all_in.wait(max(60, len(events) / 20)):
+            raise TimeoutError(f"{endpoint} got {seen()} of {len(events)}")
+        return time.perf_counter() - start
+    finally:
+        ps.subscriber.delete_subscription(subscription=name)
+        publisher.delete_topic(topic=topic)
+
+
+@contextlib.contextmanager
+def google_pubsub(server: str, host: str, tmp: Path) -> Iterator[str]:
+    """Google's emulator: the bench's own with --server google, else one for this part
+    (pstest records push configs but never delivers them)."""
+    if server == "google":
+        yield host
+        return
+    with google_emulator(tmp / "push-emulator.log") as google:
+        os.environ[harness.PUBSUB_ENV] = google
+        try:
+            yield google
+        finally:
+            os.environ[harness.PUBSUB_ENV] = host
+
+
+def emulator_push_figures(server: str, host: str, n: int, runs: int, tmp: Path) -> list[str]:
+    """Google's emulator pushing n messages to (a) a raw endpoint that only answers 204
+    and (b) the tracker (all n applied), wrapped (/v1/pubsub/push) and unwrapped
+    (no_wrapper: the attributes as headers, a binary-mode CloudEvent for /v1/events);
+    runs interleaved raw, tracker, raw, tracker; medians."""
+    counter = Counter()
+    applied = Applied()
+    seconds: dict[str, list[float]] = {}
+    config = Config(db=str(tmp / "pushed.db"), http_port=0, grpc_port=-1, log_level="warning")
+    with (
+        google_pubsub(server, host, tmp) as google,
+        serving(counting_app(counter)) as raw_port,
+        running(config) as tracker,
+    ):
+        tracker.tracker.add_hook(applied.hook)
+        ps = BenchPubSub()
+        ps.prefix += "pushed-"
+        raw_url = f"http://127.0.0.1:{raw_port}"
+        targets = {
+            "wrapped": (PUSH_PATH, True),
+            "unwrapped": ("/v1/events", False),
+        }
+        for run in range(runs):
+            for how, (path, wrapped) in targets.items():
+                events = created_events(f"pushed-{how}-{run}", n)
+                counter.expect(n)
+                seconds.setdefault(f"raw {how}", []).append(
+                    delivered(
+                        ps, raw_url + path, wrapped, events, counter.all_in, lambda: counter.count
+                    )
+                )
+                applied.expect(n)
+                seconds.setdefault(f"tracker {how}", []).append(
+                    delivered(
+                        ps,
+                        tracker.http_url + path,
+                        wrapped,
+                        events,
+                        applied.all_in,
+                        lambda: applied.count,
+                    )
+                )
+    lines = [
+        f"push delivered by Google's emulator ({google}): {n} messages a run, {runs} runs"
+        f" interleaved, medians; the raw endpoint saw at most {counter.max_in_flight}"
+        " pushes in flight"
+    ]
+    for how, (path, _) in targets.items():
+        raw, ours = seconds[f"raw {how}"], seconds[f"tracker {how}"]
+        ratios = sorted(r / o for r, o in zip(raw, ours, strict=True))
+        spread = f"  runs {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        lines.append(
+            rate_line(f"push emulator, {how}: raw endpoint, 204 only", n, statistics.median(raw))
+        )
+        lines.append(
+            rate_line(
+                f"push emulator, {how}: tracker {path} (applied)",
+                n,
+                statistics.median(ours),
+                statistics.median(raw),
+            )
+            + spread
+        )
+    return lines
 
 
 # ---- c: wait and memory --------------------------------------------------------------------
@@ -648,13 +832,18 @@ def main() -> None:
     parser.add_argument(
         "--pull-messages", type=int, help="pull messages (5000; 1000 on pstest, ~100 msg/s)"
     )
+    parser.add_argument(
+        "--pushed-messages", type=int, help="messages Google's emulator pushes a run (3000)"
+    )
+    parser.add_argument("--push-runs", type=int, help="runs of each emulator push figure (3)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seed", type=int, default=13, help="of the pauses between samples")
-    parser.add_argument("--parts", default="latency,pull,push,wait,memory")
+    parser.add_argument("--parts", default="latency,pull,push,push-emulator,wait,memory")
     args = parser.parse_args()
     pull = 1000 if args.server == "pstest" else 5000
-    sizes = (3.0, 20, 200, 200) if args.quick else (60.0, 200, 5000, pull)
-    for field, size in zip(("seconds", "runs", "messages", "pull_messages"), sizes, strict=True):
+    sizes = (3.0, 20, 200, 200, 100, 2) if args.quick else (60.0, 200, 5000, pull, 3000, 3)
+    fields = ("seconds", "runs", "messages", "pull_messages", "pushed_messages", "push_runs")
+    for field, size in zip(fields, sizes, strict=True):
         if getattr(args, field) is None:
             setattr(args, field, size)
     every = 5.0 if args.seconds >= 30 else max(args.seconds / 6, 0.5)
@@ -667,6 +856,9 @@ def main() -> None:
                 "latency": lambda: latency_figures(ps, args.runs, tmp, args.seed),
                 "pull": lambda: pull_figures(ps, args.pull_messages, tmp, args.server),
                 "push": lambda: push_figures(args.messages, args.connections, tmp),
+                "push-emulator": lambda: emulator_push_figures(
+                    args.server, host, args.pushed_messages, args.push_runs, tmp
+                ),
                 "wait": lambda: [
                     latency_line("wait: succeeded -> :wait answered", wait_latency(args.runs, tmp))
                 ],
