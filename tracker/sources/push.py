@@ -6,6 +6,14 @@ Pub/Sub redelivers anything not answered 102/200/201/202/204, so the answers are
   mode): recorded as a dead letter with the reason, then 200 so it is not redelivered;
 - store unavailable (also while recording a dead letter): 503, so Pub/Sub retries.
 Push has no exactly-once delivery; de-duplication by event id makes it safe.
+
+Both push formats are read. Wrapped (the default): the JSON envelope, the message's
+attributes inside it. Unwrapped (a subscription with `no_wrapper`): the body is the
+message data as it was published, and with `write_metadata` the attributes arrive as HTTP
+headers beside `x-goog-pubsub-message-id` and `x-goog-pubsub-publish-time`, so an event
+published in binary mode is a binary-mode CloudEvent over HTTP. A request is unwrapped
+when it carries `x-goog-pubsub-message-id` or a `ce-` header; unwrapped without metadata
+has no attributes, so no event can be read from it: recorded and acknowledged as poison.
 The caller must hold `pubsub.push` (tracker.auth): with --push-audience and
 --push-service-account, the OIDC token Pub/Sub signs for that account (401/403 otherwise).
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -88,7 +97,11 @@ def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime |
     envelope = load_json(body, "bad_envelope", "push body")
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
-        raise InvalidEvent("bad_envelope", "push body has no message object")
+        raise InvalidEvent(
+            "bad_envelope",
+            "push body has no message object (an unwrapped push, no_wrapper, carries no"
+            " attributes without write_metadata: turn it on, or use the wrapped form)",
+        )
     attributes = _attributes(message.get("attributes"))
     raw = message.get("data") or ""
     if not isinstance(raw, str):
@@ -100,6 +113,27 @@ def decode_envelope(body: bytes) -> tuple[dict[str, str], bytes, str, datetime |
     message_id = _message_id(message)
     publish_time = _parse_time(message.get("publishTime") or message.get("publish_time"))
     return attributes, data, message_id, publish_time
+
+
+# Pub/Sub's own headers of an unwrapped push; every other header it adds is HTTP's.
+MESSAGE_ID_HEADER = "x-goog-pubsub-message-id"
+PUBLISH_TIME_HEADER = "x-goog-pubsub-publish-time"
+
+
+def unwrapped(headers: Mapping[str, str]) -> tuple[dict[str, str], str, datetime | None] | None:
+    """(attributes, message id, publish time) of an unwrapped push, or None when the
+    request is a wrapped one. The attributes are the `ce-` headers and the content type
+    (HTTP header names arrive lower-cased; the tracker reads them case-insensitively)."""
+    names = [k.lower() for k in headers]
+    if MESSAGE_ID_HEADER not in names and not any(k.startswith("ce-") for k in names):
+        return None
+    attributes = {
+        k.lower(): v
+        for k, v in headers.items()
+        if k.lower().startswith("ce-") or k.lower() == "content-type"
+    }
+    message_id = headers.get(MESSAGE_ID_HEADER, "")[:MAX_MESSAGE_ID_CHARS]
+    return attributes, message_id, _parse_time(headers.get(PUBLISH_TIME_HEADER))
 
 
 def _too_large(limit: int) -> InvalidEvent:
@@ -125,7 +159,11 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
                 body = await read_body(
                     request, tracker.rules.max_event_bytes * 2 + ENVELOPE_OVERHEAD, _too_large
                 )
-                attributes, data, message_id, published = decode_envelope(body)
+                bare = unwrapped(request.headers)
+                if bare is None:
+                    attributes, data, message_id, published = decode_envelope(body)
+                else:
+                    (attributes, message_id, published), data = bare, body
                 # Without a CloudEvents time, the publish time is the best event time.
                 event = parse_pubsub(attributes, data, tracker.rules, received=published)
                 await tracker.ingest([event], route=ROUTE)
