@@ -43,6 +43,8 @@ from tracker.events import (
     PROTOBUF_TYPES,
     SEQUENCE_ATTR,
     STRUCTURED_CONTENT_TYPE,
+    TRACEPARENT_ATTR,
+    TRACESTATE_ATTR,
     Event,
     EventRules,
     Kind,
@@ -52,6 +54,8 @@ from tracker.events import (
     load_json,
     media_type,
     parse_time,
+    valid_traceparent,
+    valid_tracestate,
 )
 from tracker.v1 import operation_pb2
 
@@ -145,6 +149,10 @@ def _event(
         )
     rules.check_name(str(subject))
     extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
+    traceparent = tracestate = None
+    dropped = False
+    if TRACEPARENT_ATTR in extensions or TRACESTATE_ATTR in extensions:
+        traceparent, tracestate, dropped = _trace_context(extensions)
     try:
         sequence = _parse_sequence(attrs.get(SEQUENCE_ATTR))
         attempt = _parse_attempt(attrs.get(ATTEMPT_ATTR))
@@ -163,7 +171,24 @@ def _event(
         sequence=sequence,
         extensions=extensions,
         attempt=attempt,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        trace_dropped=dropped,
     )
+
+
+def _trace_context(extensions: dict[str, str]) -> tuple[str | None, str | None, bool]:
+    """The distributed-tracing extension taken out of `extensions`: (traceparent,
+    tracestate, whether anything invalid was left out). It is optional metadata: an invalid
+    one never refuses the event (docs/api.md#tracing); a tracestate without a valid
+    traceparent means nothing and is left out too."""
+    parent = extensions.pop(TRACEPARENT_ATTR, None)
+    state = extensions.pop(TRACESTATE_ATTR, None)
+    if parent is None or not valid_traceparent(parent):
+        return None, None, True
+    if state is not None and not valid_tracestate(state):
+        return parent, None, True
+    return parent, state or None, False
 
 
 # What `cloudevents.core.v1.event.CloudEvent` validates, as its own checks (the same
@@ -442,6 +467,10 @@ def attributes(event: Event) -> dict[str, str]:
     if event.attempt is not None:
         attrs[ATTEMPT_ATTR] = str(event.attempt)
     attrs.update(event.extensions)
+    if event.traceparent is not None:
+        attrs[TRACEPARENT_ATTR] = event.traceparent
+        if event.tracestate is not None:
+            attrs[TRACESTATE_ATTR] = event.tracestate
     return attrs
 
 
@@ -525,8 +554,11 @@ def _fits(key: str, value: str) -> bool:
     return len(key.encode()) <= MAX_KEY_BYTES and len(value.encode()) <= MAX_VALUE_BYTES
 
 
-def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[str, str]:
-    """The message attributes of a notification, by the rule in the module docstring."""
+def done_attributes(
+    item_id: str, operation: operations_pb2.Operation, *, trace: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The message attributes of a notification, by the rule in the module docstring;
+    `trace` (traceparent, tracestate) becomes ce-traceparent, ce-tracestate."""
     if operation.HasField("error"):
         code = operation.error.code
         result = "cancelled" if code == code_pb2.CANCELLED else "failed"
@@ -544,6 +576,7 @@ def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[s
         "result": result,
         "error_code": code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code),
     }
+    _add_trace(fixed, trace)
     meta = operation_pb2.OperationMetadata()
     labels: dict[str, str] = {}
     if operation.metadata.Is(meta.DESCRIPTOR):
@@ -554,6 +587,13 @@ def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[s
             fixed["parent"] = meta.parent
         labels = dict(meta.labels)
     return _within_limits(fixed, labels)
+
+
+def _add_trace(fixed: dict[str, str], trace: Mapping[str, str] | None) -> None:
+    """The CloudEvents distributed-tracing extension, in binary mode (docs/api.md#tracing)."""
+    for name in (TRACEPARENT_ATTR, TRACESTATE_ATTR):
+        if trace and trace.get(name):
+            fixed[f"ce-{name}"] = trace[name]
 
 
 def _within_limits(fixed: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, str]:
@@ -592,6 +632,28 @@ class DoneNotification:
     id: str
     operation: operations_pb2.Operation
     attributes: dict[str, str]
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C trace context of the `tracker.notify` span that published it: a consumer
+        starts its span from it (`trace_context`) to stay in the producer's trace."""
+        return _traceparent(self.attributes)
+
+    @property
+    def tracestate(self) -> str | None:
+        return self.attributes.get(f"ce-{TRACESTATE_ATTR}") if self.traceparent else None
+
+    def trace_context(self) -> Any:
+        """An OpenTelemetry Context to start a span in (`context=`), or None without a
+        valid traceparent; needs opentelemetry-api (imported only here)."""
+        from tracker.tracing import context_of
+
+        return context_of(self.traceparent, self.tracestate)
+
+
+def _traceparent(attributes: Mapping[str, str]) -> str | None:
+    value = attributes.get(f"ce-{TRACEPARENT_ATTR}")
+    return value if value is not None and valid_traceparent(value) else None
 
 
 def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
@@ -657,10 +719,15 @@ def _reason_word(reason: int) -> str:
 
 
 def notice_attributes(
-    item_id: str, notice: operation_pb2.Notice, operation: operations_pb2.Operation | None = None
+    item_id: str,
+    notice: operation_pb2.Notice,
+    operation: operations_pb2.Operation | None = None,
+    *,
+    trace: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The message attributes of a control notice (the table above); `operation`, the
-    served Operation the outbox row holds, adds parent and labels."""
+    served Operation the outbox row holds, adds parent and labels; `trace` as for
+    `done_attributes`."""
     if notice.kind not in NOTICE_TYPES:
         raise ValueError(f"not a control notice kind: {notice.kind}")
     fixed = {
@@ -684,6 +751,7 @@ def notice_attributes(
         fixed["error_code"] = (
             code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code)
         )
+    _add_trace(fixed, trace)
     labels: dict[str, str] = {}
     meta = operation_pb2.OperationMetadata()
     if operation is not None and operation.metadata.Is(meta.DESCRIPTOR):
@@ -699,6 +767,8 @@ def notice_data(notice: operation_pb2.Notice) -> bytes:
     published = operation_pb2.Notice()
     published.CopyFrom(notice)
     published.ClearField("target")
+    published.ClearField("traceparent")  # sent as ce-traceparent, ce-tracestate
+    published.ClearField("tracestate")
     return json_format.MessageToJson(published, indent=None).encode()
 
 
@@ -740,6 +810,21 @@ class ControlNotice:
     @property
     def has_checkpoint(self) -> bool:
         return self.notice.has_checkpoint
+
+    @property
+    def traceparent(self) -> str | None:
+        """As `DoneNotification.traceparent`: the trace of the event that caused it."""
+        return _traceparent(self.attributes)
+
+    @property
+    def tracestate(self) -> str | None:
+        return self.attributes.get(f"ce-{TRACESTATE_ATTR}") if self.traceparent else None
+
+    def trace_context(self) -> Any:
+        """As `DoneNotification.trace_context`."""
+        from tracker.tracing import context_of
+
+        return context_of(self.traceparent, self.tracestate)
 
 
 def parse_notice(attributes: Mapping[str, str], data: bytes) -> ControlNotice:

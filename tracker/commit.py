@@ -22,6 +22,7 @@ What stays as it was:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ MAX_INLINE_EVENTS: Final = 64
 
 Apply = Callable[[Sequence[Event]], BatchResult]
 ApplyNow = Callable[[Sequence[Event]], "BatchResult | None"]
+# Told of every transaction: its events, the result or the error, start and end (ns since
+# the epoch). `tracker.tracing.record_commit` makes its spans from it.
+Observe = Callable[[Sequence[Event], "BatchResult | None", "BaseException | None", int, int], None]
 
 
 @dataclass
@@ -70,8 +74,10 @@ class GroupCommit:
         apply_now: ApplyNow | None = None,
         max_events: int = MAX_GROUP_EVENTS,
         max_inline_events: int = MAX_INLINE_EVENTS,
+        observe: Observe | None = None,
     ) -> None:
         self._apply = apply
+        self._observe = observe
         self._apply_now = apply_now
         self.max_events = max_events
         self.max_inline_events = max_inline_events
@@ -96,7 +102,19 @@ class GroupCommit:
 
     def _apply_one(self, events: Sequence[Event]) -> BatchResult:
         self._count([events])
-        return self._apply(events)  # another loop's call: no inline write
+        return self._observed(self._apply, events)  # another loop's call: no inline write
+
+    def _observed(self, apply: Apply, events: Sequence[Event]) -> BatchResult:
+        if self._observe is None:
+            return apply(events)
+        start = time.time_ns()
+        try:
+            result = apply(events)
+        except BaseException as exc:
+            self._observe(events, None, exc, start, time.time_ns())
+            raise
+        self._observe(events, result, None, start, time.time_ns())
+        return result
 
     def _count(self, group: Sequence[Sequence[Event]]) -> None:
         self.stats.transactions += 1
@@ -146,11 +164,19 @@ class GroupCommit:
         """On the loop when the store can apply at once (a thread hop costs more than a
         small local write), else in a worker thread."""
         if self._apply_now is not None and len(events) <= self.max_inline_events:
-            result = self._apply_now(events)
+            start = time.time_ns()
+            try:
+                result = self._apply_now(events)
+            except BaseException as exc:
+                if self._observe is not None:
+                    self._observe(events, None, exc, start, time.time_ns())
+                raise
             if result is not None:
                 self.stats.inline += 1
+                if self._observe is not None:
+                    self._observe(events, result, None, start, time.time_ns())
                 return result
-        return await asyncio.to_thread(self._apply, events)
+        return await asyncio.to_thread(self._observed, self._apply, events)
 
     async def _alone(self, request: _Request) -> None:
         self._count([request.events])

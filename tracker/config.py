@@ -240,6 +240,13 @@ class Config:
         metadata={"help": "Dead letters are deleted this long after they were received."},
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    otel_exporter: str = field(
+        default="none",
+        metadata={
+            "help": "Export OpenTelemetry spans: none, console (stdout) or otlp"
+            " (OTEL_EXPORTER_OTLP_* environment); console and otlp need the tracing extra."
+        },
+    )
 
     def validate(self) -> Config:
         """Raise ConfigError with one clear line for the first bad setting."""
@@ -286,6 +293,10 @@ class Config:
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f"--log-level: {self.log_level!r} is not debug, info, warning or error"
+            )
+        if self.otel_exporter not in ("none", "console", "otlp"):
+            raise ConfigError(
+                f"--otel-exporter: {self.otel_exporter!r} is not none, console or otlp"
             )
         if self.store not in ("sqlite", "spanner"):
             raise ConfigError(f"--store: {self.store!r} is not sqlite or spanner")

@@ -145,6 +145,13 @@ class Event:
     sequence: int | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
     attempt: int | None = None  # None reads as 1, the first run
+    # The CloudEvents distributed-tracing extension (W3C trace context), when the event
+    # carried a valid one (`valid_traceparent`); once ingested, the context its processing
+    # continues in (docs/api.md#tracing). Not part of its identity.
+    traceparent: str | None = field(default=None, compare=False)
+    tracestate: str | None = field(default=None, compare=False)
+    # It carried a traceparent (or tracestate) that was not valid, so it was left out.
+    trace_dropped: bool = field(default=False, compare=False)
 
     @property
     def run(self) -> int:
@@ -154,6 +161,43 @@ class Event:
     @property
     def identity(self) -> tuple[str, str, str]:
         return (self.operation, self.source, self.id)
+
+
+TRACEPARENT_ATTR: Final = "traceparent"
+TRACESTATE_ATTR: Final = "tracestate"
+# W3C Trace Context (https://www.w3.org/TR/trace-context/): version-traceid-parentid-flags,
+# lower-case hex. Version ff is invalid; a later version may append "-" fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+# A tracestate is at most 32 list members; 512 characters is what every system must keep
+# (the W3C limit for propagation). Printable ASCII only.
+MAX_TRACESTATE_CHARS: Final = 512
+_TRACESTATE = re.compile(r"[\x20-\x7e]*")
+
+
+def valid_traceparent(value: object) -> bool:
+    """Whether `value` is a W3C traceparent a tracer can continue."""
+    if not isinstance(value, str) or len(value) > 256:
+        return False
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return False
+    version, trace_id, span_id, _, rest = match.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return False
+    return trace_id != _ZERO_TRACE and span_id != _ZERO_SPAN
+
+
+def valid_tracestate(value: object) -> bool:
+    """Whether `value` is a tracestate worth carrying along (printable ASCII, at most 512
+    characters, at most 32 members)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_TRACESTATE_CHARS
+        and value.count(",") < 32
+        and _TRACESTATE.fullmatch(value) is not None
+    )
 
 
 @dataclass(frozen=True)

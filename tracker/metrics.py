@@ -37,6 +37,13 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.traceparent_ignored = Counter(
+            "tracker_traceparent_ignored",
+            "Events whose traceparent or tracestate was not valid W3C trace context: applied"
+            " without it (the tracker starts a trace of its own).",
+            ["route"],
+            registry=self.registry,
+        )
 
         self.writes_in_flight = Gauge(
             "tracker_store_writes_in_flight",

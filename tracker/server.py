@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker import __version__
+from tracker import __version__, tracing
 from tracker.api import status
 from tracker.api.guard import GrpcGuard, require
 from tracker.api.web import error_response
@@ -435,6 +435,7 @@ def serve(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    tracing.configure(config.otel_exporter)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(Server(config).serve_forever())
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from google.longrunning import operations_pb2
 
-from tracker import filtering, listing
+from tracker import filtering, listing, tracing
 from tracker.bindings import parse_pubsub
 from tracker.commit import GroupCommit
 from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
@@ -86,7 +86,9 @@ class Tracker:
         # processes' changes wake them too (0: only this process's changes do).
         self.wake_poll_seconds = wake_poll_seconds
         self._poll: asyncio.Task[None] | None = None
-        self.group = GroupCommit(self._apply, apply_now=self._apply_now)
+        self.group = GroupCommit(
+            self._apply, apply_now=self._apply_now, observe=tracing.record_commit
+        )
         self.hooks: builtins.list[AfterCommit] = [self._count, self._wake, self._kick]
 
     def add_hook(self, hook: AfterCommit) -> None:
@@ -124,6 +126,16 @@ class Tracker:
         answer and counts it. Concurrent calls share transactions (`tracker.commit`):
         what one call sends still commits or fails as a whole, and alone.
         """
+        if tracing.traced(events):
+            with tracing.ingest_span(events, route) as continued:
+                return await self._ingest(continued, route)
+        return await self._ingest(events, route)
+
+    async def _ingest(self, events: Sequence[Event], route: str) -> BatchResult:
+        dropped = sum(1 for e in events if e.trace_dropped)
+        if dropped:
+            self.metrics.traceparent_ignored.labels(route=route).inc(dropped)
+            log.debug("%s: ignored %d invalid traceparent/tracestate", route, dropped)
         self.metrics.writes_in_flight.inc()
         try:
             result = await self.group.submit(events)

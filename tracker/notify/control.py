@@ -12,9 +12,10 @@ with the consumers in `tracker.resume`.
 
 from __future__ import annotations
 
+from tracker import tracing
 from tracker.bindings import notice_attributes, notice_data, notice_ordering_key
 from tracker.notices import CANCEL, RESUME
-from tracker.notify.pubsub import AsyncPublisher
+from tracker.notify.pubsub import AsyncPublisher, span_attributes
 from tracker.stores.base import OutboxItem
 
 
@@ -34,13 +35,16 @@ class ControlTopicSink:
 
     async def deliver(self, item: OutboxItem) -> None:
         notice = item.notice
-        await self.publisher.publish(
-            self.topic,
-            notice_data(notice),
-            ordering_key=notice_ordering_key(notice),
-            attributes=notice_attributes(item.id, notice, item.operation),
-            timeout=self.timeout,
-        )
+        with tracing.delivery_span(
+            notice.traceparent, notice.tracestate, span_attributes(self.topic, item)
+        ) as trace:
+            await self.publisher.publish(
+                self.topic,
+                notice_data(notice),
+                ordering_key=notice_ordering_key(notice),
+                attributes=notice_attributes(item.id, notice, item.operation, trace=trace),
+                timeout=self.timeout,
+            )
 
 
 __all__ = ["ControlTopicSink"]

@@ -19,9 +19,9 @@ import os
 import weakref
 from typing import Any
 
-from tracker import gcp
+from tracker import gcp, tracing
 from tracker.bindings import done_attributes, ordering_key
-from tracker.notices import DONE
+from tracker.notices import DONE, kind_name
 from tracker.stores.base import OutboxItem
 
 EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
@@ -111,13 +111,29 @@ class PubSubSink:
 
     async def deliver(self, item: OutboxItem) -> None:
         operation = item.operation
-        await self.publisher.publish(
-            self.topic,
-            operation.SerializeToString(),
-            ordering_key=ordering_key(operation),
-            attributes=done_attributes(item.id, operation),
-            timeout=self.timeout,
-        )
+        notice = item.notice
+        with tracing.delivery_span(
+            notice.traceparent, notice.tracestate, span_attributes(self.topic, item)
+        ) as trace:
+            await self.publisher.publish(
+                self.topic,
+                operation.SerializeToString(),
+                ordering_key=ordering_key(operation),
+                attributes=done_attributes(item.id, operation, trace=trace),
+                timeout=self.timeout,
+            )
 
 
-__all__ = ["AsyncPublisher", "PubSubSink"]
+def span_attributes(topic: str, item: OutboxItem) -> dict[str, str | int]:
+    """What a `tracker.notify` span of a Pub/Sub delivery says of it."""
+    return {
+        "messaging.system": "gcp_pubsub",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": topic,
+        "messaging.message.id": item.id,
+        "tracker.notice": kind_name(item.notice.kind),
+        "tracker.operation": item.operation.name or item.notice.operation,
+    }
+
+
+__all__ = ["AsyncPublisher", "PubSubSink", "span_attributes"]

@@ -35,7 +35,7 @@ import json
 import re
 import ssl
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +44,7 @@ import httpx
 import standardwebhooks
 from google.protobuf import json_format
 
-from tracker import __version__, filtering, wire
+from tracker import __version__, filtering, tracing, wire
 from tracker.config import WEBHOOK_SECRETS_ENV as SECRETS_ENV
 from tracker.errors import ConfigError, InvalidArgument, clip
 from tracker.events import NOTICE_KINDS
@@ -172,6 +172,8 @@ def payload(item: OutboxItem) -> bytes:
     notice = Notice()
     notice.CopyFrom(item.notice)
     notice.ClearField("target")  # where it goes is the receiver's own business
+    notice.ClearField("traceparent")  # sent as the traceparent header
+    notice.ClearField("tracestate")
     body = {
         "type": TYPE_PREFIX + kind_name(notice.kind),
         "timestamp": item.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -234,9 +236,17 @@ class WebhookSink:
         target = item.notice.target
         url = self.url_of(target)
         body = payload(item)
+        notice = item.notice
+        span = {
+            "tracker.notice": kind_name(notice.kind),
+            "tracker.operation": notice.operation,
+            "tracker.outbox_id": item.id,
+            "server.address": _host(url),
+        }
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._post(url, item.id, body)
+            with tracing.delivery_span(notice.traceparent, notice.tracestate, span) as trace:
+                async with asyncio.timeout(self.timeout):
+                    await self._post(url, item.id, body, trace)
         except TimeoutError:
             raise WebhookFailed(f"{_where(target, url)}: no answer in {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
@@ -244,7 +254,9 @@ class WebhookSink:
                 f"{_where(target, url)}: {type(exc).__name__}: {clip(exc, 200)}"
             ) from None
 
-    async def _post(self, url: str, msg_id: str, body: bytes) -> None:
+    async def _post(
+        self, url: str, msg_id: str, body: bytes, trace: Mapping[str, str] | None = None
+    ) -> None:
         resolved = await ssrf.resolve(url, self.policy)
         when = self.clock()
         headers = {
@@ -254,6 +266,7 @@ class WebhookSink:
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(when.timestamp())),
             "webhook-signature": sign(self.secrets, msg_id, when, body),
+            **(trace or {}),  # traceparent, tracestate (W3C trace context)
         }
         extensions = {"sni_hostname": resolved.host} if resolved.url.scheme == "https" else {}
         async with httpx.AsyncClient(

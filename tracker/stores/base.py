@@ -278,6 +278,8 @@ def apply_batch(
                 changes.changed(
                     transition.state, became_done=became_done, caused=transition.notices
                 )
+                if event.traceparent is not None:
+                    changes.traces[event.operation] = (event.traceparent, event.tracestate or "")
                 if event.kind is Kind.CHECKPOINT:
                     assert isinstance(event.data, events_pb2.Checkpoint)
                     changes.checkpoints[event.operation] = event.data.data

@@ -57,6 +57,10 @@ class Changes:
     # The event history's bound (0: off) and the events it records (tracker.stores.history).
     history_limit: int = 0
     heard: list[tuple[Event, Outcome]] = field(default_factory=list)
+    # The trace context (traceparent, tracestate) of the last event applied to each
+    # operation; its notices keep it for their delivery (`tracker.tracing`). A parent whose
+    # row changed because of a child takes the child's.
+    traces: dict[str, tuple[str, str]] = field(default_factory=dict)
     _ordered: set[str] = field(default_factory=set)
 
     def loaded(self, states: dict[str, OperationState]) -> None:
@@ -121,6 +125,8 @@ class Changes:
                     continue
                 was_done = parent.done
                 caused = children.count(parent, child, self.now)
+                if child.name in self.traces:
+                    self.traces.setdefault(parent.name, self.traces[child.name])
                 self.changed(child, became_done=False)
                 self.changed(parent, became_done=parent.done and not was_done, caused=caused)
                 if self._cancelled(parent) and not child.done:
@@ -176,6 +182,9 @@ class Changes:
                 )
         for notice in owed:
             state = self.states[notice.operation]
+            trace = self.traces.get(notice.operation)
+            if trace is not None:
+                notice.traceparent, notice.tracestate = trace
             rows = notices.keep(notices.targets(notice, state.webhooks), self.want)
             if self.want.subscriptions:
                 rows += notices.subscribed(notice, filtering.row_of(state), self.want)

@@ -76,7 +76,7 @@ class ChildrenSummary(_message.Message):
     def __init__(self, total: _Optional[int] = ..., done: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., percent: _Optional[float] = ...) -> None: ...
 
 class Notice(_message.Message):
-    __slots__ = ("kind", "operation", "attempt", "reason", "has_checkpoint", "operation_type", "error", "children", "target", "not_before")
+    __slots__ = ("kind", "operation", "attempt", "reason", "has_checkpoint", "operation_type", "error", "children", "target", "not_before", "traceparent", "tracestate")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Notice.Kind]
@@ -113,6 +113,8 @@ class Notice(_message.Message):
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     kind: Notice.Kind
     operation: str
     attempt: int
@@ -123,7 +125,9 @@ class Notice(_message.Message):
     children: ChildrenSummary
     target: str
     not_before: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[Notice.Kind, str]] = ..., operation: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[_Union[Notice.Reason, str]] = ..., has_checkpoint: _Optional[bool] = ..., operation_type: _Optional[str] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., children: _Optional[_Union[ChildrenSummary, _Mapping]] = ..., target: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, kind: _Optional[_Union[Notice.Kind, str]] = ..., operation: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[_Union[Notice.Reason, str]] = ..., has_checkpoint: _Optional[bool] = ..., operation_type: _Optional[str] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., children: _Optional[_Union[ChildrenSummary, _Mapping]] = ..., target: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class EventKey(_message.Message):
     __slots__ = ("attempt", "has_sequence", "sequence", "time", "event_id")
