@@ -139,8 +139,7 @@ def check_chain(
     commits = [
         s
         for s in traces.exporter.get_finished_spans()
-        if s.name == "tracker.commit"
-        and any(link.context.trace_id == trace_id for link in s.links)
+        if s.name == "tracker.commit" and any(link.context.trace_id == trace_id for link in s.links)
     ]
     assert commits and all(s.parent is None for s in commits)
     (notify,) = traces.named("tracker.notify")
@@ -209,9 +208,7 @@ def test_pulled_events_and_their_done_notification_are_one_trace(
     consume(traces, note, notify)
 
 
-def test_a_pushed_event_is_ingested_in_its_producer_s_trace(
-    traces: Traces, tmp_path: Path
-) -> None:
+def test_a_pushed_event_is_ingested_in_its_producer_s_trace(traces: Traces, tmp_path: Path) -> None:
     with running(Config(db=str(tmp_path / "t.db"), http_port=0, grpc_port=-1)) as server:
         with traces.tracer("producer").start_as_current_span("producer") as span:
             traceparent = tracing.carrier(span)["traceparent"]
@@ -341,3 +338,88 @@ def test_without_the_sdk_the_producer_s_trace_context_passes_through(
         plain = one_notification(pubsub, sub)
     assert note.traceparent == traceparent and note.tracestate == "a=1"
     assert "ce-traceparent" not in plain.attributes and plain.trace_context() is None
+
+
+PARENT_TRACE = "00-11111111111111111111111111111111-1111111111111111-01"
+CHILD_TRACE = "00-22222222222222222222222222222222-2222222222222222-01"
+RETRY_TRACE = "00-33333333333333333333333333333333-3333333333333333-01"
+
+
+def test_outbox_rows_keep_the_trace_of_the_event_that_caused_them(tmp_path: Path) -> None:
+    """A done row keeps the context of the event that ended the operation; a parent that
+    ends because of its child keeps the child's; a resume row that of the failure."""
+    from google.rpc import status_pb2
+
+    from tracker.notices import ALL, DONE, RESUME
+    from tracker.stores.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "o.db")
+    try:
+        policy = events_pb2.ChildrenPolicy(on_done=events_pb2.ChildrenPolicy.COMPLETE, expected=1)
+        retry = events_pb2.RetryPolicy(max_attempts=3)
+        child = events_pb2.Created(parent="operations/p")
+        unavailable = events_pb2.Failed(error=status_pb2.Status(code=14))
+        events = [
+            traced(
+                make_event(Kind.CREATED, "operations/p", data=events_pb2.Created(children=policy)),
+                PARENT_TRACE,
+            ),
+            make_event(Kind.CREATED, "operations/c", data=child),
+            traced(make_event(Kind.SUCCEEDED, "operations/c"), CHILD_TRACE),
+            make_event(Kind.CREATED, "operations/r", data=events_pb2.Created(retry=retry)),
+            traced(make_event(Kind.FAILED, "operations/r", data=unavailable), RETRY_TRACE),
+        ]
+        store.apply(events, notify=ALL)
+        rows = {(r.notice.operation, r.notice.kind): r.notice for r in store.outbox_pending(100)}
+    finally:
+        store.close()
+    assert rows[("operations/c", DONE)].traceparent == CHILD_TRACE
+    assert rows[("operations/p", DONE)].traceparent == CHILD_TRACE
+    assert rows[("operations/r", RESUME)].traceparent == RETRY_TRACE
+
+
+def test_a_control_notice_carries_the_trace_of_its_row(pubsub: PubSub, traces: Traces) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from google.longrunning import operations_pb2
+
+    from tracker.bindings import parse_notice
+    from tracker.notices import RESUME, Notice
+    from tracker.notify.control import ControlTopicSink
+    from tracker.stores.base import OutboxItem
+
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    notice = Notice(kind=RESUME, operation="operations/r", attempt=2, traceparent=RETRY_TRACE)
+    item = OutboxItem(
+        id="row-1",
+        operation=operations_pb2.Operation(name="operations/r"),
+        created_at=datetime.now(UTC),
+        notice=notice,
+    )
+    asyncio.run(ControlTopicSink(topic).deliver(item))
+    (message,) = pubsub.pull_all(sub)
+    received = parse_notice(dict(message.attributes), message.data)
+    (notify,) = traces.named("tracker.notify")
+    assert notify.context is not None and parent_of(notify) == ids(RETRY_TRACE)[1]
+    assert received.traceparent is not None
+    assert ids(received.traceparent) == (ids(RETRY_TRACE)[0], notify.context.span_id)
+    assert received.notice.traceparent == ""  # in the attributes only, not the data
+
+
+def test_trace_attributes_are_kept_before_labels_within_pubsub_limits() -> None:
+    from google.longrunning import operations_pb2
+
+    from tracker.bindings import MAX_ATTRIBUTES, done_attributes
+    from tracker.v1 import operation_pb2
+
+    operation = operations_pb2.Operation(name="operations/many", done=True)
+    operation.metadata.Pack(
+        operation_pb2.OperationMetadata(labels={f"k{i:03}": "v" for i in range(200)})
+    )
+    trace = {"traceparent": PARENT_TRACE, "tracestate": "a=1"}
+    attributes = done_attributes("id", operation, trace=trace)
+    assert len(attributes) == MAX_ATTRIBUTES
+    assert attributes["ce-traceparent"] == PARENT_TRACE and attributes["ce-tracestate"] == "a=1"
+    assert attributes["attributes_truncated"] == "true"

@@ -58,8 +58,8 @@ class Changes:
     history_limit: int = 0
     heard: list[tuple[Event, Outcome]] = field(default_factory=list)
     # The trace context (traceparent, tracestate) of the last event applied to each
-    # operation; its notices keep it for their delivery (`tracker.tracing`). A parent whose
-    # row changed because of a child takes the child's.
+    # operation; its notices keep it for their delivery (`tracker.tracing`). A parent that
+    # ends or owes a notice because of a child takes the child's.
     traces: dict[str, tuple[str, str]] = field(default_factory=dict)
     _ordered: set[str] = field(default_factory=set)
 
@@ -125,8 +125,9 @@ class Changes:
                     continue
                 was_done = parent.done
                 caused = children.count(parent, child, self.now)
-                if child.name in self.traces:
-                    self.traces.setdefault(parent.name, self.traces[child.name])
+                if child.name in self.traces and (caused or parent.done != was_done):
+                    # What the parent owes now, the child's event caused.
+                    self.traces[parent.name] = self.traces[child.name]
                 self.changed(child, became_done=False)
                 self.changed(parent, became_done=parent.done and not was_done, caused=caused)
                 if self._cancelled(parent) and not child.done:
