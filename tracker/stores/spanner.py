@@ -255,6 +255,10 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         --table-prefix` created them)."""
         self.n = Names(table_prefix)
         self.strict = strict
+        # Retries of read-write transactions after an abort, in this process (also
+        # counted through `count_retry`).
+        self.transaction_retries = 0
+        self._retries_lock = threading.Lock()
         self.explicit_begin = explicit_begin
         self.done_ttl = done_ttl
         if isinstance(database, str):
@@ -288,7 +292,15 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
             ) from exc
 
     def _tx(self, fn: Callable[[Any], T]) -> T:
+        attempts = 0
+
         def work(transaction: Any) -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # the client calls again after an Aborted: a retry
+                with self._retries_lock:
+                    self.transaction_retries += 1
+                self.count_retry()
             if self.explicit_begin:
                 transaction.begin()
             return fn(transaction)
