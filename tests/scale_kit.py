@@ -173,4 +173,3 @@ def post_push(http: httpx.Client, url: str, event: Event, subscription: str) -> 
         assert answer.status_code == 503, (answer.status_code, answer.text)
         time.sleep(0.2)
     raise AssertionError(f"push of {event.id} refused 50 times")
-
