@@ -167,3 +167,13 @@ def test_http_bench_runs() -> None:
         assert re.search(line, out), (line, out)
     # The profile lists functions: py-spy's rows or cProfile's.
     assert re.search(r"(\d+ samples of the server process|cProfile of the event loop)", out), out
+
+
+def test_scale_bench_runs() -> None:
+    """bench/scale.py --quick: 1 and 2 tracker processes on one handy-spanner database,
+    pulling from one pstest subscription; a rate, a ratio and the retries per line."""
+    out = _run("bench/scale.py", "--quick")
+    assert "pstest + handy-spanner" in out, out
+    lines = [ln for ln in out.splitlines() if "events/s" in ln]
+    assert [ln.split()[0] for ln in lines] == ["1", "2"], out
+    assert all("of 1 instance" in ln and "aborted retries" in ln for ln in lines), out
