@@ -10,6 +10,7 @@ built from its own copy of the protos (tests/emulators/grpcurl, built once into
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 
 from tests.emulators import harness
+from tests.helpers import ROOT
 from tracker.api.grpc import REFLECTION_V1, REFLECTION_V1_FILE, reflection_v1_file
 from tracker.client import TrackerClient
 from tracker.config import Config
@@ -246,3 +248,41 @@ def test_grpcurl_describe_shows_the_v1_reflection_service(grpcurl: Path, server:
     done = run_grpcurl(grpcurl, server.grpc_target, "describe", REFLECTION_V1)
     assert done.returncode == 0, done.stderr
     assert "stream .grpc.reflection.v1.ServerReflectionRequest" in done.stdout
+
+
+def docs_commands() -> list[str]:
+    """The grpcurl commands of docs/api.md's "grpcurl" block, continuation lines joined."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    block = text.split("### grpcurl\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    joined = block.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.startswith("grpcurl ")]
+
+
+def test_every_grpcurl_command_of_the_docs_runs(grpcurl: Path, server: Server) -> None:
+    commands = docs_commands()
+    assert len(commands) == 9, commands
+    docs_name = "operations/exports/2026-01-07"
+    outputs = []
+    for i, command in enumerate(commands):
+        # A name of its own for each command, done (a deleted name stays deleted), and the
+        # shell's variables: the address, and a token (this tracker checks none).
+        name = f"{docs_name}-{i}"
+        with TrackerClient(server.http_url) as client:
+            client.created(name, labels={"docs": "grpcurl"})
+            client.succeeded(name)
+        variables = {docs_name: name, "$A": server.grpc_target, "$TRACKER_TOKEN": "any"}
+        argv = shlex.split(command)
+        for variable, value in variables.items():
+            argv = [word.replace(variable, value) for word in argv]
+        argv[0] = str(grpcurl)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    assert outputs[0].splitlines() == sorted(SERVICES)
+    assert json.loads(outputs[1])["name"] == f"{docs_name}-1" and json.loads(outputs[1])["done"]
+    assert f"{docs_name}-2" in {o["name"] for o in json.loads(outputs[2])["operations"]}
+    assert json.loads(outputs[3])["done"] is True
+    assert json.loads(outputs[4]) == json.loads(outputs[5]) == {}  # Empty
+    assert json.loads(outputs[6]) == {"status": "SERVING"}
+    assert "rpc GetOperation" in outputs[7]
+    assert json.loads(outputs[8])["name"] == f"{docs_name}-8"
