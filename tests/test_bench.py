@@ -177,3 +177,23 @@ def test_scale_bench_runs() -> None:
     lines = [ln for ln in out.splitlines() if "events/s" in ln]
     assert [ln.split()[0] for ln in lines] == ["1", "2"], out
     assert all("of 1 instance" in ln and "aborted retries" in ln for ln in lines), out
+
+
+def test_cli_bench_runs() -> None:
+    """bench/cli.py --quick: each command's line with its ratio, in both bytecode modes."""
+    out = _run("bench/cli.py", "--quick")
+    for mode in ("bytecode cached (1 runs each", "no bytecode written (1 runs each"):
+        assert mode in out, out
+    for label in (
+        "python -c pass",
+        "tracker --help",
+        "tracker get NAME",
+        "tracker list (20)",
+        "tracker publish heartbeat",
+    ):
+        lines = [ln for ln in out.splitlines() if ln.startswith(f"  {label} ")]
+        assert len(lines) == 2, out
+        assert all(
+            re.search(r"median +[\d.]+ +min +[\d.]+ +max +[\d.]+ +cpu +[\d.]+ +x *[\d.]+", ln)
+            for ln in lines
+        ), out

@@ -18,14 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
-from cloudevents.core.bindings.http import HTTPMessage, from_binary
-from cloudevents.core.exceptions import BaseCloudEventException
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2
@@ -54,6 +50,12 @@ from tracker.events import (
     parse_time,
 )
 from tracker.v1 import operation_pb2
+
+if TYPE_CHECKING:
+    from cloudevents.core.v1.event import CloudEvent
+
+# The CloudEvents SDK is imported where the slow paths use it (attributes the fast checks
+# doubt): producers and the CLI build and send events without it.
 
 
 def _parse_sequence(value: Any) -> int | None:
@@ -246,6 +248,9 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None, fast: bo
         attrs[ATTEMPT_ATTR] = str(_parse_attempt(attrs[ATTEMPT_ATTR]))
     if fast and _sdk_accepts(attrs):
         return _event(attrs, raw, rules, received, when)
+    from cloudevents.core.exceptions import BaseCloudEventException
+    from cloudevents.core.v1.event import CloudEvent
+
     try:
         ce = CloudEvent(attrs, None)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
@@ -334,6 +339,11 @@ def _binary_sdk(
 ) -> Event:
     """Binary mode through the CloudEvents SDK: what `_sdk_accepts` doubts (the SDK's
     message says what is wrong)."""
+    from cloudevents.core.bindings.http import HTTPMessage, from_binary
+    from cloudevents.core.exceptions import BaseCloudEventException
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
     ce_headers = {k: v for k, v in headers.items() if k.lower() != "ce-time"}
     try:
         ce = from_binary(HTTPMessage(headers=ce_headers, body=b""), JSONFormat(), CloudEvent)
