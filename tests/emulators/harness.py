@@ -15,14 +15,10 @@ Servers (see README.md beside this file for versions and the feature tables):
   - ``spannertest``: ``cloud.google.com/go/spanner/spannertest`` (in memory), Go program
     in ``spannertest/``.
 
-<<<<<<< HEAD
-Every Go server is built once into ``<tools>/bin/<name>-<key>``, where ``<key>`` hashes
-=======
 ``grpcurl`` (``github.com/fullstorydev/grpcurl``, pinned as a Go tool in ``grpcurl/go.mod``)
 is no server but a client the gRPC reflection tests run; it is built the same way.
 
-Every Go server is built once into ``<repo>/.tools/bin/<name>-<key>``, where ``<key>`` hashes
->>>>>>> wt-cli
+Every Go server is built once into ``<tools>/bin/<name>-<key>``, where ``<key>`` hashes
 its pinned ``go.mod``/``go.sum``/sources, the build flags and the Go version: a second call
 finds the binary and returns at once; a change of pin builds a new one. ``<tools>`` is the
 user's cache, ``${XDG_CACHE_HOME:-~/.cache}/tracker/tools`` (or ``$TRACKER_TOOLS_DIR``),
