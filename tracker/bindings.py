@@ -478,9 +478,13 @@ def to_batch(
 
 # ---- done-notifications -------------------------------------------------------------------
 #
-# Each notification is a CloudEvent in binary mode of the CloudEvents Pub/Sub protocol
-# binding (cloudevents/spec, pubsub-protocol-binding.md), data = the final
-# `google.longrunning.Operation` as protobuf:
+# Each notification is a CloudEvent in binary mode of the Pub/Sub protocol binding, data =
+# the final `google.longrunning.Operation` as protobuf. The binding has two texts that
+# spell the content type's attribute differently: CloudEvents' (cloudevents/spec,
+# pubsub-protocol-binding.md) `Content-Type`, which sdk-go's binding reads and nothing
+# else, and Google's (googleapis/google-cloudevents, docs/spec/pubsub.md, the one Eventarc
+# cites) `content-type`. Pub/Sub attribute keys are case-sensitive, so both are sent, with
+# the same value:
 #
 #     ce-specversion  1.0
 #     ce-type         tracker.operation.v1.done
@@ -493,8 +497,8 @@ def to_batch(
 #     ce-dataschema   https://type.googleapis.com/google.longrunning.Operation: the type URL
 #                     of the data's message (the scheme protobuf assumes for a type URL,
 #                     written out: CloudEvents' dataschema is an absolute URI)
-#     Content-Type    application/protobuf: the binding's attribute for datacontenttype,
-#                     spelled as it spells it (Pub/Sub attribute keys are case-sensitive)
+#     Content-Type    application/protobuf: the datacontenttype
+#     content-type    the same
 #
 # The CloudEvents SDKs decode it as it is (tests/integration/test_cloudevents_sdks.py:
 # Python, Go sdk-go's Pub/Sub binding, Node). Plain attributes make it selectable by
@@ -529,10 +533,10 @@ def to_batch(
 
 DONE_TYPE: Final = "tracker.operation.v1.done"
 DONE_SCHEMA: Final = "https://type.googleapis.com/google.longrunning.Operation"
-# The Pub/Sub binding's attribute for datacontenttype in binary mode. Trackers before it
-# wrote `content-type`; nothing here reads the key (`parse_done`, `parse_notice` go by
-# ce-type), and inbound `pubsub_headers` takes any spelling.
-CONTENT_TYPE: Final = "Content-Type"
+# The Pub/Sub binding's attribute for datacontenttype in binary mode, in both spellings
+# (above). Nothing here reads it (`parse_done`, `parse_notice` go by ce-type), and inbound
+# `pubsub_headers` takes any spelling.
+CONTENT_TYPE_KEYS: Final = ("Content-Type", "content-type")
 _LABEL_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -587,7 +591,7 @@ def done_attributes(
         fixed["ce-time"] = when
     fixed |= {
         "ce-dataschema": DONE_SCHEMA,
-        CONTENT_TYPE: "application/protobuf",
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/protobuf"),
         "operation": operation.name,
         "result": result,
         "error_code": code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code),
@@ -675,6 +679,7 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
 #     ce-dataschema   https://type.googleapis.com/tracker.v1.Notice (the data's message)
 #     Content-Type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
 #                     (int64 fields such as `attempt` are JSON strings, as proto3 JSON has it)
+#     content-type    the same
 #
 # and plain attributes for subscription filters, e.g.
 # `attributes.kind = "resume" AND attributes.operation_type = "export"`:
@@ -731,7 +736,7 @@ def notice_attributes(
         fixed["ce-time"] = _rfc3339(created_at)
     fixed |= {
         "ce-dataschema": NOTICE_SCHEMA,
-        CONTENT_TYPE: "application/json",
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/json"),
         "kind": _KIND_WORDS[notice.kind],
         "operation": notice.operation,
         "attempt": str(notice.attempt or 1),

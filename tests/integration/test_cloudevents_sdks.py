@@ -14,7 +14,8 @@ its own with the CloudEvents SDK of its language, unchanged:
 
 Each must give type, id, source, subject, time (the operation's end_time: to the
 microsecond in Python, the nanosecond in Go, the millisecond in Node, whose Date keeps
-no more), datacontenttype (read from the `Content-Type` attribute) and dataschema, and
+no more), datacontenttype (sdk-go reads it from `Content-Type` alone, Python and Node take
+either spelling; the tracker sends `Content-Type` and `content-type`) and dataschema, and
 data that decodes to the Operation, done, with its name and error. The ids are the raw
 messages' ce-id, read from one more subscription with the plain Pub/Sub client.
 """
@@ -100,6 +101,8 @@ def published(pubsub_env: str, tmp_path: Path) -> Iterator[Published]:
             operations[name] = stored.operation
     raw = pubsub.pull_all(subscriptions["raw"])
     ids = {m.attributes["ce-subject"]: m.attributes["ce-id"] for m in raw}
+    for m in raw:  # both texts of the binding: CloudEvents' spelling and Google's
+        assert m.attributes["Content-Type"] == m.attributes["content-type"]
     assert sorted(ids) == sorted(operations) and len(set(ids.values())) == 2
     yield Published(subscriptions, operations, ids)
 
@@ -218,13 +221,14 @@ def test_the_node_sdk_refuses_a_dataschema_without_a_scheme(pubsub_env: str) -> 
         _consume(command, sub, pubsub_env)
 
 
-def test_go_sdk_reads_the_content_type_from_content_type_only(pubsub_env: str) -> None:
-    """Why the attribute is `Content-Type`, as the binding spells it: Pub/Sub keys are
-    case-sensitive and sdk-go's binding reads that key alone; the `content-type` earlier
-    trackers wrote reaches a Go consumer as no datacontenttype at all."""
+def test_only_the_go_sdk_needs_the_content_type_spelled_content_type(pubsub_env: str) -> None:
+    """Why `Content-Type` is sent beside `content-type`: Pub/Sub keys are case-sensitive
+    and sdk-go's binding reads `Content-Type` alone; the `content-type` of Google's text of
+    the binding (and of earlier trackers) reaches a Go consumer as no datacontenttype.
+    The Python and Node SDKs read either spelling."""
     pubsub = PubSub()
     topic = pubsub.topic()
-    sub = pubsub.subscription(topic)
+    subs = {who: pubsub.subscription(topic) for who in ("python", "go", "node")}
     data = operations_pb2.Operation(name="operations/lower", done=True).SerializeToString()
     base = {
         "ce-specversion": "1.0",
@@ -234,8 +238,15 @@ def test_go_sdk_reads_the_content_type_from_content_type_only(pubsub_env: str) -
     }
     pubsub.publish_raw(topic, data, **base, **{"ce-id": "lower-1", "content-type": "x/y"})
     pubsub.publish_raw(topic, data, **base, **{"ce-id": "upper-1", "Content-Type": "x/y"})
-    decoded = _consume([str(build_go_consumer())], sub, pubsub_env)
-    assert {d["id"]: d["datacontenttype"] for d in decoded} == {"lower-1": "", "upper-1": "x/y"}
+    go = _consume([str(build_go_consumer())], subs["go"], pubsub_env)
+    assert {d["id"]: d["datacontenttype"] for d in go} == {"lower-1": "", "upper-1": "x/y"}
+    node = _consume([install_node(), str(NODE_DIR / "consumer.mjs")], subs["node"], pubsub_env)
+    assert {d["id"]: d["datacontenttype"] for d in node} == {"lower-1": "x/y", "upper-1": "x/y"}
+    python = {}
+    for m in pubsub.pull_all(subs["python"]):
+        event = from_http_event(HTTPMessage(headers=dict(m.attributes), body=bytes(m.data)))
+        python[event.get_id()] = event.get_datacontenttype()
+    assert python == {"lower-1": "x/y", "upper-1": "x/y"}
 
 
 def test_parse_done_reads_notifications_of_the_earlier_format() -> None:
