@@ -488,10 +488,31 @@ def to_batch(
 
 # ---- done-notifications -------------------------------------------------------------------
 #
-# Each notification is a CloudEvent in Pub/Sub binary mode: type
-# `tracker.operation.v1.done`, `ce-id` = the outbox row id (the same on redelivery, for
-# consumers to de-duplicate), data = the final `google.longrunning.Operation` as protobuf.
-# Plain attributes make it selectable by subscription filters, e.g.
+# Each notification is a CloudEvent in binary mode of the Pub/Sub protocol binding, data =
+# the final `google.longrunning.Operation` as protobuf. The binding has two texts that
+# spell the content type's attribute differently: CloudEvents' (cloudevents/spec,
+# pubsub-protocol-binding.md) `Content-Type`, which sdk-go's binding reads and nothing
+# else, and Google's (googleapis/google-cloudevents, docs/spec/pubsub.md, the one Eventarc
+# cites) `content-type`. Pub/Sub attribute keys are case-sensitive, so both are sent, with
+# the same value:
+#
+#     ce-specversion  1.0
+#     ce-type         tracker.operation.v1.done
+#     ce-id           the outbox row id: the same on every redelivery (de-duplicate by it)
+#     ce-source       tracker
+#     ce-subject      the operation name
+#     ce-time         when the operation ended (OperationMetadata.end_time; for an Operation
+#                     without one, when the outbox row was written), RFC 3339 in UTC: the
+#                     same on every redelivery and on a retried publish
+#     ce-dataschema   https://type.googleapis.com/google.longrunning.Operation: the type URL
+#                     of the data's message (the scheme protobuf assumes for a type URL,
+#                     written out: CloudEvents' dataschema is an absolute URI)
+#     Content-Type    application/protobuf: the datacontenttype
+#     content-type    the same
+#
+# The CloudEvents SDKs decode it as it is (tests/integration/test_cloudevents_sdks.py:
+# Python, Go sdk-go's Pub/Sub binding, Node). Plain attributes make it selectable by
+# subscription filters, e.g.
 # `attributes.operation_type = "export" AND attributes.result = "failed"`:
 #
 #     operation       the operation name
@@ -521,6 +542,11 @@ def to_batch(
 
 
 DONE_TYPE: Final = "tracker.operation.v1.done"
+DONE_SCHEMA: Final = "https://type.googleapis.com/google.longrunning.Operation"
+# The Pub/Sub binding's attribute for datacontenttype in binary mode, in both spellings
+# (above). Nothing here reads it (`parse_done`, `parse_notice` go by ce-type), and inbound
+# `pubsub_headers` takes any spelling.
+CONTENT_TYPE_KEYS: Final = ("Content-Type", "content-type")
 _LABEL_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -535,8 +561,29 @@ def _fits(key: str, value: str) -> bool:
     return len(key.encode()) <= MAX_KEY_BYTES and len(value.encode()) <= MAX_VALUE_BYTES
 
 
-def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[str, str]:
-    """The message attributes of a notification, by the rule in the module docstring."""
+def _rfc3339(when: datetime) -> str:
+    """A time as RFC 3339 in UTC with `Z` (microseconds when it has any)."""
+    utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+def _done_time(operation: operations_pb2.Operation, created_at: datetime | None) -> str | None:
+    """The done-notification's ce-time: the Operation's end_time, else `created_at` (when
+    its outbox row was written); None when it has neither (then no ce-time is sent)."""
+    meta = operation_pb2.OperationMetadata()
+    if operation.metadata.Unpack(meta) and meta.HasField("end_time"):
+        return meta.end_time.ToJsonString()
+    return None if created_at is None else _rfc3339(created_at)
+
+
+def done_attributes(
+    item_id: str, operation: operations_pb2.Operation, created_at: datetime | None = None
+) -> dict[str, str]:
+    """The message attributes of a notification, by the rule in the module docstring.
+
+    `created_at` is when the outbox row was written, the time of an Operation that has no
+    end_time: the attributes are a function of the row, the same on every publish of it.
+    """
     if operation.HasField("error"):
         code = operation.error.code
         result = "cancelled" if code == code_pb2.CANCELLED else "failed"
@@ -548,8 +595,13 @@ def done_attributes(item_id: str, operation: operations_pb2.Operation) -> dict[s
         "ce-source": "tracker",
         "ce-type": DONE_TYPE,
         "ce-subject": operation.name,
-        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "content-type": "application/protobuf",
+    }
+    when = _done_time(operation, created_at)
+    if when is not None:
+        fixed["ce-time"] = when
+    fixed |= {
+        "ce-dataschema": DONE_SCHEMA,
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/protobuf"),
         "operation": operation.name,
         "result": result,
         "error_code": code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code),
@@ -624,15 +676,20 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
 #
 # Resume and cancel notices (`tracker.notices`) on the control topic, for the work itself:
 # a worker (or Eventarc, or a push subscription to Cloud Run) starts the attempt a resume
-# names, or stops on a cancel. Each is a CloudEvent in Pub/Sub binary mode:
+# names, or stops on a cancel. Each is a CloudEvent in binary mode of the Pub/Sub protocol
+# binding, as the done-notification:
 #
+#     ce-specversion  1.0
 #     ce-type         tracker.notice.v1.resume | tracker.notice.v1.cancel
 #     ce-id           the outbox row id: the same on every redelivery (de-duplicate by it)
 #     ce-source       tracker
 #     ce-subject      the operation name
-#     ce-time         when it was published
-#     content-type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
+#     ce-time         when the notice was decided (its outbox row written), RFC 3339 in
+#                     UTC: the same on every redelivery and on a retried publish
+#     ce-dataschema   https://type.googleapis.com/tracker.v1.Notice (the data's message)
+#     Content-Type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
 #                     (int64 fields such as `attempt` are JSON strings, as proto3 JSON has it)
+#     content-type    the same
 #
 # and plain attributes for subscription filters, e.g.
 # `attributes.kind = "resume" AND attributes.operation_type = "export"`:
@@ -652,6 +709,7 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
 # an ordered subscription in the order they were published.
 
 RESUME_TYPE: Final = "tracker.notice.v1.resume"
+NOTICE_SCHEMA: Final = "https://type.googleapis.com/tracker.v1.Notice"
 CANCEL_TYPE: Final = "tracker.notice.v1.cancel"
 NOTICE_TYPES: Final[dict[int, str]] = {
     operation_pb2.Notice.RESUME: RESUME_TYPE,
@@ -667,10 +725,14 @@ def _reason_word(reason: int) -> str:
 
 
 def notice_attributes(
-    item_id: str, notice: operation_pb2.Notice, operation: operations_pb2.Operation | None = None
+    item_id: str,
+    notice: operation_pb2.Notice,
+    operation: operations_pb2.Operation | None = None,
+    created_at: datetime | None = None,
 ) -> dict[str, str]:
     """The message attributes of a control notice (the table above); `operation`, the
-    served Operation the outbox row holds, adds parent and labels."""
+    served Operation the outbox row holds, adds parent and labels; `created_at`, when the
+    row was written, is its ce-time (none without it)."""
     if notice.kind not in NOTICE_TYPES:
         raise ValueError(f"not a control notice kind: {notice.kind}")
     fixed = {
@@ -679,8 +741,12 @@ def notice_attributes(
         "ce-source": "tracker",
         "ce-type": NOTICE_TYPES[notice.kind],
         "ce-subject": notice.operation,
-        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "content-type": "application/json",
+    }
+    if created_at is not None:
+        fixed["ce-time"] = _rfc3339(created_at)
+    fixed |= {
+        "ce-dataschema": NOTICE_SCHEMA,
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/json"),
         "kind": _KIND_WORDS[notice.kind],
         "operation": notice.operation,
         "attempt": str(notice.attempt or 1),

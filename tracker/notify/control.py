@@ -38,7 +38,7 @@ class ControlTopicSink:
             self.topic,
             notice_data(notice),
             ordering_key=notice_ordering_key(notice),
-            attributes=notice_attributes(item.id, notice, item.operation),
+            attributes=notice_attributes(item.id, notice, item.operation, item.created_at),
             timeout=self.timeout,
         )
 

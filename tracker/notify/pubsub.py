@@ -115,7 +115,7 @@ class PubSubSink:
             self.topic,
             operation.SerializeToString(),
             ordering_key=ordering_key(operation),
-            attributes=done_attributes(item.id, operation),
+            attributes=done_attributes(item.id, operation, item.created_at),
             timeout=self.timeout,
         )
 
