@@ -167,3 +167,33 @@ def test_http_bench_runs() -> None:
         assert re.search(line, out), (line, out)
     # The profile lists functions: py-spy's rows or cProfile's.
     assert re.search(r"(\d+ samples of the server process|cProfile of the event loop)", out), out
+
+
+def test_scale_bench_runs() -> None:
+    """bench/scale.py --quick: 1 and 2 tracker processes on one handy-spanner database,
+    pulling from one pstest subscription; a rate, a ratio and the retries per line."""
+    out = _run("bench/scale.py", "--quick")
+    assert "pstest + handy-spanner" in out, out
+    lines = [ln for ln in out.splitlines() if "events/s" in ln]
+    assert [ln.split()[0] for ln in lines] == ["1", "2"], out
+    assert all("of 1 instance" in ln and "aborted retries" in ln for ln in lines), out
+
+
+def test_cli_bench_runs() -> None:
+    """bench/cli.py --quick: each command's line with its ratio, in both bytecode modes."""
+    out = _run("bench/cli.py", "--quick")
+    for mode in ("bytecode cached (1 runs each", "no bytecode written (1 runs each"):
+        assert mode in out, out
+    for label in (
+        "python -c pass",
+        "tracker --help",
+        "tracker get NAME",
+        "tracker list (20)",
+        "tracker publish heartbeat",
+    ):
+        lines = [ln for ln in out.splitlines() if ln.startswith(f"  {label} ")]
+        assert len(lines) == 2, out
+        assert all(
+            re.search(r"median +[\d.]+ +min +[\d.]+ +max +[\d.]+ +cpu +[\d.]+ +x *[\d.]+", ln)
+            for ln in lines
+        ), out

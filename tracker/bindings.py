@@ -18,14 +18,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
-from cloudevents.core.bindings.http import HTTPMessage, from_binary
-from cloudevents.core.exceptions import BaseCloudEventException
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2
@@ -58,6 +54,12 @@ from tracker.events import (
     valid_tracestate,
 )
 from tracker.v1 import operation_pb2
+
+if TYPE_CHECKING:
+    from cloudevents.core.v1.event import CloudEvent
+
+# The CloudEvents SDK is imported where the slow paths use it (attributes the fast checks
+# doubt): producers and the CLI build and send events without it.
 
 
 def _parse_sequence(value: Any) -> int | None:
@@ -271,6 +273,9 @@ def _structured(obj: Any, rules: EventRules, received: datetime | None, fast: bo
         attrs[ATTEMPT_ATTR] = str(_parse_attempt(attrs[ATTEMPT_ATTR]))
     if fast and _sdk_accepts(attrs):
         return _event(attrs, raw, rules, received, when)
+    from cloudevents.core.exceptions import BaseCloudEventException
+    from cloudevents.core.v1.event import CloudEvent
+
     try:
         ce = CloudEvent(attrs, None)
     except (BaseCloudEventException, ValueError, TypeError) as exc:
@@ -359,6 +364,11 @@ def _binary_sdk(
 ) -> Event:
     """Binary mode through the CloudEvents SDK: what `_sdk_accepts` doubts (the SDK's
     message says what is wrong)."""
+    from cloudevents.core.bindings.http import HTTPMessage, from_binary
+    from cloudevents.core.exceptions import BaseCloudEventException
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
     ce_headers = {k: v for k, v in headers.items() if k.lower() != "ce-time"}
     try:
         ce = from_binary(HTTPMessage(headers=ce_headers, body=b""), JSONFormat(), CloudEvent)
@@ -507,10 +517,33 @@ def to_batch(
 
 # ---- done-notifications -------------------------------------------------------------------
 #
-# Each notification is a CloudEvent in Pub/Sub binary mode: type
-# `tracker.operation.v1.done`, `ce-id` = the outbox row id (the same on redelivery, for
-# consumers to de-duplicate), data = the final `google.longrunning.Operation` as protobuf.
-# Plain attributes make it selectable by subscription filters, e.g.
+# Each notification is a CloudEvent in binary mode of the Pub/Sub protocol binding, data =
+# the final `google.longrunning.Operation` as protobuf. The binding has two texts that
+# spell the content type's attribute differently: CloudEvents' (cloudevents/spec,
+# pubsub-protocol-binding.md) `Content-Type`, which sdk-go's binding reads and nothing
+# else, and Google's (googleapis/google-cloudevents, docs/spec/pubsub.md, the one Eventarc
+# cites) `content-type`. Pub/Sub attribute keys are case-sensitive, so both are sent, with
+# the same value:
+#
+#     ce-specversion  1.0
+#     ce-type         tracker.operation.v1.done
+#     ce-id           the outbox row id: the same on every redelivery (de-duplicate by it)
+#     ce-source       tracker
+#     ce-subject      the operation name
+#     ce-time         when the operation ended (OperationMetadata.end_time; for an Operation
+#                     without one, when the outbox row was written), RFC 3339 in UTC: the
+#                     same on every redelivery and on a retried publish
+#     ce-dataschema   https://type.googleapis.com/google.longrunning.Operation: the type URL
+#                     of the data's message (the scheme protobuf assumes for a type URL,
+#                     written out: CloudEvents' dataschema is an absolute URI)
+#     ce-traceparent  ce-tracestate: the W3C trace context of the publishing `tracker.notify`
+#                     span (docs/api.md#tracing), when there is one
+#     Content-Type    application/protobuf: the datacontenttype
+#     content-type    the same
+#
+# The CloudEvents SDKs decode it as it is (tests/integration/test_cloudevents_sdks.py:
+# Python, Go sdk-go's Pub/Sub binding, Node). Plain attributes make it selectable by
+# subscription filters, e.g.
 # `attributes.operation_type = "export" AND attributes.result = "failed"`:
 #
 #     operation       the operation name
@@ -540,6 +573,11 @@ def to_batch(
 
 
 DONE_TYPE: Final = "tracker.operation.v1.done"
+DONE_SCHEMA: Final = "https://type.googleapis.com/google.longrunning.Operation"
+# The Pub/Sub binding's attribute for datacontenttype in binary mode, in both spellings
+# (above). Nothing here reads it (`parse_done`, `parse_notice` go by ce-type), and inbound
+# `pubsub_headers` takes any spelling.
+CONTENT_TYPE_KEYS: Final = ("Content-Type", "content-type")
 _LABEL_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -554,11 +592,34 @@ def _fits(key: str, value: str) -> bool:
     return len(key.encode()) <= MAX_KEY_BYTES and len(value.encode()) <= MAX_VALUE_BYTES
 
 
+def _rfc3339(when: datetime) -> str:
+    """A time as RFC 3339 in UTC with `Z` (microseconds when it has any)."""
+    utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+def _done_time(operation: operations_pb2.Operation, created_at: datetime | None) -> str | None:
+    """The done-notification's ce-time: the Operation's end_time, else `created_at` (when
+    its outbox row was written); None when it has neither (then no ce-time is sent)."""
+    meta = operation_pb2.OperationMetadata()
+    if operation.metadata.Unpack(meta) and meta.HasField("end_time"):
+        return meta.end_time.ToJsonString()
+    return None if created_at is None else _rfc3339(created_at)
+
+
 def done_attributes(
-    item_id: str, operation: operations_pb2.Operation, *, trace: Mapping[str, str] | None = None
+    item_id: str,
+    operation: operations_pb2.Operation,
+    created_at: datetime | None = None,
+    *,
+    trace: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The message attributes of a notification, by the rule in the module docstring;
-    `trace` (traceparent, tracestate) becomes ce-traceparent, ce-tracestate."""
+    """The message attributes of a notification, by the rule in the module docstring.
+
+    `created_at` is when the outbox row was written, the time of an Operation that has no
+    end_time: the attributes are a function of the row, the same on every publish of it.
+    `trace` (traceparent, tracestate) becomes ce-traceparent, ce-tracestate.
+    """
     if operation.HasField("error"):
         code = operation.error.code
         result = "cancelled" if code == code_pb2.CANCELLED else "failed"
@@ -570,8 +631,13 @@ def done_attributes(
         "ce-source": "tracker",
         "ce-type": DONE_TYPE,
         "ce-subject": operation.name,
-        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "content-type": "application/protobuf",
+    }
+    when = _done_time(operation, created_at)
+    if when is not None:
+        fixed["ce-time"] = when
+    fixed |= {
+        "ce-dataschema": DONE_SCHEMA,
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/protobuf"),
         "operation": operation.name,
         "result": result,
         "error_code": code_pb2.Code.Name(code) if code in code_pb2.Code.values() else str(code),
@@ -676,15 +742,20 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
 #
 # Resume and cancel notices (`tracker.notices`) on the control topic, for the work itself:
 # a worker (or Eventarc, or a push subscription to Cloud Run) starts the attempt a resume
-# names, or stops on a cancel. Each is a CloudEvent in Pub/Sub binary mode:
+# names, or stops on a cancel. Each is a CloudEvent in binary mode of the Pub/Sub protocol
+# binding, as the done-notification:
 #
+#     ce-specversion  1.0
 #     ce-type         tracker.notice.v1.resume | tracker.notice.v1.cancel
 #     ce-id           the outbox row id: the same on every redelivery (de-duplicate by it)
 #     ce-source       tracker
 #     ce-subject      the operation name
-#     ce-time         when it was published
-#     content-type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
+#     ce-time         when the notice was decided (its outbox row written), RFC 3339 in
+#                     UTC: the same on every redelivery and on a retried publish
+#     ce-dataschema   https://type.googleapis.com/tracker.v1.Notice (the data's message)
+#     Content-Type    application/json: data is the `tracker.v1.Notice` in proto3 JSON
 #                     (int64 fields such as `attempt` are JSON strings, as proto3 JSON has it)
+#     content-type    the same
 #
 # and plain attributes for subscription filters, e.g.
 # `attributes.kind = "resume" AND attributes.operation_type = "export"`:
@@ -704,6 +775,7 @@ def parse_done(attributes: Mapping[str, str], data: bytes) -> DoneNotification:
 # an ordered subscription in the order they were published.
 
 RESUME_TYPE: Final = "tracker.notice.v1.resume"
+NOTICE_SCHEMA: Final = "https://type.googleapis.com/tracker.v1.Notice"
 CANCEL_TYPE: Final = "tracker.notice.v1.cancel"
 NOTICE_TYPES: Final[dict[int, str]] = {
     operation_pb2.Notice.RESUME: RESUME_TYPE,
@@ -722,12 +794,13 @@ def notice_attributes(
     item_id: str,
     notice: operation_pb2.Notice,
     operation: operations_pb2.Operation | None = None,
+    created_at: datetime | None = None,
     *,
     trace: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The message attributes of a control notice (the table above); `operation`, the
-    served Operation the outbox row holds, adds parent and labels; `trace` as for
-    `done_attributes`."""
+    served Operation the outbox row holds, adds parent and labels; `created_at`, when the
+    row was written, is its ce-time (none without it); `trace` as for `done_attributes`."""
     if notice.kind not in NOTICE_TYPES:
         raise ValueError(f"not a control notice kind: {notice.kind}")
     fixed = {
@@ -736,8 +809,12 @@ def notice_attributes(
         "ce-source": "tracker",
         "ce-type": NOTICE_TYPES[notice.kind],
         "ce-subject": notice.operation,
-        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "content-type": "application/json",
+    }
+    if created_at is not None:
+        fixed["ce-time"] = _rfc3339(created_at)
+    fixed |= {
+        "ce-dataschema": NOTICE_SCHEMA,
+        **dict.fromkeys(CONTENT_TYPE_KEYS, "application/json"),
         "kind": _KIND_WORDS[notice.kind],
         "operation": notice.operation,
         "attempt": str(notice.attempt or 1),

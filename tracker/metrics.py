@@ -44,6 +44,12 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.transaction_retries = Counter(
+            "tracker_store_transaction_retries",
+            "Read-write transactions run again after the store aborted them (Spanner's"
+            " lock conflicts).",
+            registry=self.registry,
+        )
 
         self.writes_in_flight = Gauge(
             "tracker_store_writes_in_flight",

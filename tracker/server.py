@@ -316,6 +316,7 @@ class Server:
             sinks=[*config_sinks(config), *sinks],
             retry=config.retry,
         )
+        self.store.count_retry = self.tracker.metrics.transaction_retries.inc
         self.guard = build_guard(config)
         self.subscriber: PullSubscriber | None = None
         self.http_port = 0

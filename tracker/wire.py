@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import (

@@ -252,8 +252,9 @@ def parse_command(argv: list[str], env: Mapping[str, str]) -> tuple[str, dict[st
     while isinstance(command, click.Group):
         assert args, f"{argv}: no command"
         name = args.pop(0)
-        assert name in command.commands, f"{argv}: no command {name!r}"
-        command = command.commands[name]
+        found = command.get_command(click.Context(command), name)  # the CLI loads it lazily
+        assert found is not None, f"{argv}: no command {name!r}"
+        command = found
         path.append(name)
     with environment(env):
         ctx = command.make_context(" ".join(path), args)

@@ -15,6 +15,9 @@ Servers (see README.md beside this file for versions and the feature tables):
   - ``spannertest``: ``cloud.google.com/go/spanner/spannertest`` (in memory), Go program
     in ``spannertest/``.
 
+``grpcurl`` (``github.com/fullstorydev/grpcurl``, pinned as a Go tool in ``grpcurl/go.mod``)
+is no server but a client the gRPC reflection tests run; it is built the same way.
+
 Every Go server is built once into ``<tools>/bin/<name>-<key>``, where ``<key>`` hashes
 its pinned ``go.mod``/``go.sum``/sources, the build flags and the Go version: a second call
 finds the binary and returns at once; a change of pin builds a new one. ``<tools>`` is the
@@ -143,7 +146,8 @@ class HarnessError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class GoServer:
-    """A Go server program kept in this directory, built from pinned modules."""
+    """A Go program kept in this directory (a test server, or the grpcurl client), built
+    from pinned modules; `package` is the main package to build, "." or a module's."""
 
     name: str
     module_dir: Path
@@ -165,6 +169,10 @@ GO_SERVERS: Final[dict[str, GoServer]] = {
         "handy-spanner-server", HERE / "handy-spanner", tags=("json1",), cgo=True
     ),
     "spannertest": GoServer("spannertest-server", HERE / "spannertest"),
+    # A client, not a server: `go.mod` pins it with a `tool` line; never started here.
+    "grpcurl": GoServer(
+        "grpcurl", HERE / "grpcurl", package="github.com/fullstorydev/grpcurl/cmd/grpcurl"
+    ),
 }
 
 

@@ -26,6 +26,7 @@ from tests.pubsub_kit import PROJECT, PubSub, google_emulator
 from tracker import notices
 from tracker.bindings import (
     CANCEL_TYPE,
+    NOTICE_SCHEMA,
     RESUME_TYPE,
     ControlNotice,
     notice_attributes,
@@ -132,6 +133,7 @@ def test_a_stalled_attempt_resumes_on_the_control_topic_then_fails_at_the_last(
     control = pubsub.topic()
     collector = collect(pubsub.subscription(control))
     name = "operations/stall-1"
+    started = datetime.now(UTC)
     with _server(tmp_path, control, sweep_seconds=0.1) as server:
         ingest(
             server,
@@ -159,7 +161,11 @@ def test_a_stalled_attempt_resumes_on_the_control_topic_then_fails_at_the_last(
         }
         assert attributes["operation_type"] == "export"
         assert attributes["error_code"] == "DEADLINE_EXCEEDED"
-        assert attributes["content-type"] == "application/json"
+        assert attributes["Content-Type"] == attributes["content-type"] == "application/json"
+        assert attributes["ce-dataschema"] == NOTICE_SCHEMA
+        # When the row was written: after the checkpoint, before it was received here.
+        decided = datetime.fromisoformat(attributes["ce-time"])
+        assert attributes["ce-time"].endswith("Z") and started <= decided <= datetime.now(UTC)
         # Attempt 2 stalls too: the last one, so the operation fails.
         operation = wait(server, name)
         assert operation.done and operation.error.code == code_pb2.DEADLINE_EXCEEDED
@@ -404,6 +410,32 @@ def test_subscribe_notices_runs_the_callback_once_per_id(pubsub: PubSub, collect
     # The duplicate arrives before r-2 on the ordering key: once r-2 is in, r-1's copy
     # has been seen and dropped.
     assert sorted(n.id for n in collector.got) == ["r-1", "r-2"]
+
+
+def test_a_notice_published_again_is_the_same_message(pubsub: PubSub) -> None:
+    """The outbox row published twice (a redelivery after a crash, or a retried publish):
+    the same attributes, ce-time included, which is when the row was written."""
+    from google.longrunning import operations_pb2
+
+    control = pubsub.topic()
+    sub = pubsub.subscription(control)
+    sink = ControlTopicSink(control)
+    written = datetime(2024, 6, 1, 12, 0, 5, 250000, tzinfo=UTC)
+    item = OutboxItem(
+        id="again-1",
+        operation=operations_pb2.Operation(name="operations/again"),
+        created_at=written,
+        notice=_notice("operations/again"),
+    )
+    asyncio.run(sink.deliver(item))
+    asyncio.run(sink.deliver(item))
+    first, second = pubsub.pull_all(sub)
+    assert dict(first.attributes) == dict(second.attributes)
+    assert first.data == second.data
+    assert first.attributes["ce-time"] == "2024-06-01T12:00:05.250000Z"
+    assert first.attributes["ce-dataschema"] == NOTICE_SCHEMA
+    assert first.attributes["Content-Type"] == first.attributes["content-type"]
+    assert first.attributes["content-type"] == "application/json"
 
 
 def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(pubsub: PubSub) -> None:

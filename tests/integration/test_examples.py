@@ -58,6 +58,7 @@ from tracker.v1 import operation_pb2
 
 EXAMPLES = ROOT / "examples"
 GO_DIR = EXAMPLES / "go"
+GO_CONSUMER_DIR = GO_DIR / "consumer"
 NODE_DIR = EXAMPLES / "node"
 CURL_SCRIPT = EXAMPLES / "curl" / "publish.sh"
 VECTORS_PATH = ROOT / "schemas" / "testdata" / "vectors.json"
@@ -124,15 +125,25 @@ def _digest(files: Sequence[Path], *extra: str) -> str:
 
 def build_go() -> Path:
     """The Go example's binary in the tools cache, built when its sources or Go changed."""
+    return _build_go(GO_DIR, "example-go-producer", "example-go")
+
+
+def build_go_consumer() -> Path:
+    """The Go done-notification consumer (examples/go/consumer, a module of its own:
+    the CloudEvents Go SDK) in the tools cache, built when its sources or Go changed."""
+    return _build_go(GO_CONSUMER_DIR, "example-go-consumer", "example-go-consumer")
+
+
+def _build_go(directory: Path, prefix: str, lock: str) -> Path:
     go = harness.go_binary()
     version = _run([go, "env", "GOVERSION"], timeout=60).stdout.strip()
     sources = sorted(
-        p for p in GO_DIR.iterdir() if p.suffix == ".go" or p.name in ("go.mod", "go.sum")
+        p for p in directory.iterdir() if p.suffix == ".go" or p.name in ("go.mod", "go.sum")
     )
-    target = harness.TOOLS_BIN / f"example-go-producer-{_digest(sources, version)}"
+    target = harness.TOOLS_BIN / f"{prefix}-{_digest(sources, version)}"
     if harness.found(target):
         return target
-    with harness.build_lock(BUILD_TIMEOUT_S, "example-go"):
+    with harness.build_lock(BUILD_TIMEOUT_S, lock):
         if target.is_file():
             return target
         env = dict(os.environ)
@@ -142,12 +153,12 @@ def build_go() -> Path:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         _run(
             [go, "build", "-trimpath", "-o", str(tmp), "."],
-            cwd=GO_DIR,
+            cwd=directory,
             env=env,
             timeout=BUILD_TIMEOUT_S,
         )
         tmp.replace(target)
-        harness.prune("example-go-producer-*", target)
+        harness.prune(f"{prefix}-*", target)
     return target
 
 
@@ -173,9 +184,10 @@ def install_node() -> str:
 
 
 def build_all() -> dict[str, float]:
-    """Build the Go example and install the Node one; seconds each took."""
+    """Build the Go examples and install the Node one; seconds each took."""
     took = {}
-    for name, step in (("go", build_go), ("node", install_node)):
+    steps = (("go", build_go), ("go-consumer", build_go_consumer), ("node", install_node))
+    for name, step in steps:
         started = time.monotonic()
         step()
         took[name] = time.monotonic() - started

@@ -1,16 +1,22 @@
 """The notifications' publisher (`tracker.notify.pubsub.AsyncPublisher`) against pstest:
-the Publish RPC on the caller's loop, in call order per ordering key."""
+the Publish RPC on the caller's loop, in call order per ordering key; an outbox row
+published again is the same message (ce-time the operation's end, not the publish's)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from google.longrunning import operations_pb2
+from google.protobuf import timestamp_pb2
 
 from tests.helpers import outbox_item
 from tests.pubsub_kit import PubSub
+from tracker.bindings import DONE_SCHEMA
 from tracker.notify.pubsub import AsyncPublisher, PubSubSink
+from tracker.stores.base import OutboxItem
+from tracker.v1 import operation_pb2
 
 
 @pytest.fixture
@@ -77,3 +83,42 @@ def test_a_sink_publishes_under_one_loop_then_another(pubsub: PubSub) -> None:
         f"{p}-{i}" for p in ("first", "second") for i in range(5)
     )
     assert {m.ordering_key for m in messages} == {m.attributes["operation"] for m in messages}
+
+
+def test_an_outbox_row_published_twice_is_the_same_message(pubsub: PubSub) -> None:
+    """A redelivery after a crash, or a publish retried, is the same message: ce-time is
+    the operation's end_time (to the nanosecond), else when the row was written, never
+    when it was published; the content type in `Content-Type` and `content-type`."""
+    topic = pubsub.topic()
+    sub = pubsub.subscription(topic)
+    sink = PubSubSink(topic)
+    ended = operations_pb2.Operation(name="operations/ended", done=True)
+    meta = operation_pb2.OperationMetadata(
+        end_time=timestamp_pb2.Timestamp(seconds=1717243205, nanos=123456789)
+    )
+    ended.metadata.Pack(meta)
+    written = datetime(2024, 6, 1, 12, 30, tzinfo=UTC)
+    items = [
+        OutboxItem(id="twice-1", operation=ended, created_at=written),
+        OutboxItem(
+            id="twice-2",
+            operation=operations_pb2.Operation(name="operations/no-end", done=True),
+            created_at=written,
+        ),
+    ]
+    for _ in range(2):
+        for item in items:
+            asyncio.run(sink.deliver(item))
+    messages = pubsub.pull_all(sub)
+    by_id: dict[str, list[dict[str, str]]] = {}
+    for m in messages:
+        by_id.setdefault(m.attributes["ce-id"], []).append(dict(m.attributes))
+    assert sorted(by_id) == ["twice-1", "twice-2"]
+    for copies in by_id.values():
+        first, second = copies
+        assert first == second
+        # Both spellings of the binding (CloudEvents' and Google's), the same value.
+        assert first["Content-Type"] == first["content-type"] == "application/protobuf"
+        assert first["ce-dataschema"] == DONE_SCHEMA
+    assert by_id["twice-1"][0]["ce-time"] == "2024-06-01T12:00:05.123456789Z"
+    assert by_id["twice-2"][0]["ce-time"] == "2024-06-01T12:30:00Z"

@@ -17,7 +17,7 @@ import pytest
 from google.longrunning import operations_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.helpers import ROOT, ingest, make_event, outbox_item
+from tests.helpers import ROOT, T0, ingest, make_event, outbox_item
 from tests.pubsub_kit import PROJECT, PubSub, _names, drain
 from tracker.bindings import DONE_TYPE, done_attributes, ordering_key
 from tracker.config import Config
@@ -251,7 +251,6 @@ def test_a_publish_that_fails_is_retried_by_the_dispatcher_with_the_same_id(
 ) -> None:
     from datetime import timedelta
 
-    from tests.helpers import T0
     from tracker.metrics import Metrics
     from tracker.notify.outbox import Dispatcher
     from tracker.notify.pubsub import PubSubSink
@@ -274,6 +273,11 @@ def test_a_publish_that_fails_is_retried_by_the_dispatcher_with_the_same_id(
     assert asyncio.run(dispatcher.drain()) == 1
     (message,) = pubsub.pull_all(sub)
     assert message.attributes["ce-id"] == item.id
+    # ce-time is the operation's end, not either publish's: the same as a first try's.
+    assert message.attributes["ce-time"] == done_attributes(item.id, item.operation)["ce-time"]
+    meta = operation_pb2.OperationMetadata()
+    assert item.operation.metadata.Unpack(meta) and meta.HasField("end_time")
+    assert message.attributes["ce-time"] == meta.end_time.ToJsonString()
     assert store.outbox_pending() == []
     store.close()
 
@@ -315,14 +319,14 @@ def _expected_labels(labels: dict[str, str], room: int) -> dict[str, str]:
 
 def test_done_attributes_follow_one_deterministic_rule_within_pubsub_limits() -> None:
     labels = _many_labels()
-    first = done_attributes("note-1", _labelled(labels))
-    again = done_attributes("note-1", _labelled(dict(reversed(list(labels.items())))))
-    first.pop("ce-time"), again.pop("ce-time")
+    first = done_attributes("note-1", _labelled(labels), T0)
+    again = done_attributes("note-1", _labelled(dict(reversed(list(labels.items())))), T0)
     assert first == again  # whatever the map order
-    assert len(first) == 99 and first["attributes_truncated"] == "true"  # 100 with ce-time
+    assert len(first) == 100 and first["attributes_truncated"] == "true"
     fixed = {k: v for k, v in first.items() if not k.startswith("label_")}
     assert fixed["operation_type"] == "export" and fixed["ce-id"] == "note-1"
-    room = 100 - len(fixed) - 1  # fixed ones, ce-time, then the labels
+    assert fixed["ce-time"] == "2026-01-01T00:00:00Z"  # no end_time: when the row was written
+    room = 100 - len(fixed)  # the fixed ones and the flag, then the labels
     assert {k: v for k, v in first.items() if k.startswith("label_")} == _expected_labels(
         labels, room
     )

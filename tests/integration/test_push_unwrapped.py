@@ -24,6 +24,7 @@ from tracker.bindings import to_binary
 from tracker.config import Config
 from tracker.events import Kind
 from tracker.server import Server, running
+from tracker.stores.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def test_unwrapped_push_with_metadata_applies_and_redelivery_is_harmless(server:
             assert http.post("/v1/pubsub/push", headers=headers, content=body).status_code == 204
     stored = server.store.get(name)
     assert stored is not None and stored.operation.done
+    assert isinstance(server.store, SqliteStore)
     assert server.store.count("applied_events") == 2
     assert server.store.dead_letters() == []
 

@@ -423,3 +423,51 @@ def test_trace_attributes_are_kept_before_labels_within_pubsub_limits() -> None:
     assert len(attributes) == MAX_ATTRIBUTES
     assert attributes["ce-traceparent"] == PARENT_TRACE and attributes["ce-tracestate"] == "a=1"
     assert attributes["attributes_truncated"] == "true"
+
+
+CONSOLE_SCRIPT = """
+import httpx
+from opentelemetry import trace
+from tests.helpers import make_event
+from tracker import tracing
+from tracker.bindings import to_binary
+from tracker.config import Config
+from tracker.events import Kind
+from tracker.server import running
+
+assert not tracing.active()
+tracing.configure(Config(otel_exporter="console").validate().otel_exporter)
+assert tracing.active()  # the global provider, as `tracker serve` sets it
+with running() as server:
+    headers, body = to_binary(make_event(Kind.CREATED, "operations/console"))
+    assert httpx.post(f"{server.http_url}/v1/events", headers=headers, content=body).is_success
+trace.get_tracer_provider().force_flush()
+"""
+
+
+def test_otel_exporter_console_sets_up_the_global_sdk_and_prints_spans() -> None:
+    """What `tracker serve --otel-exporter console` does, in a process of its own (the
+    global provider can be set once per process)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"name": "tracker.ingest"' in done.stdout
+    assert '"service.name": "tracker"' in done.stdout
+
+
+def test_an_unknown_otel_exporter_stops_start_up_with_one_line() -> None:
+    from tracker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--otel-exporter: 'jaeger' is not none, console or otlp"):
+        Config(otel_exporter="jaeger").validate()

@@ -2,7 +2,15 @@
 
 Any client built for Google APIs (`google.api_core.operations_v1.OperationsClient`,
 `google.api_core.operation.from_gapic`, grpcurl) works unchanged. The server also
-offers the standard health service (`grpc.health.v1.Health`) and server reflection.
+offers the standard health service (`grpc.health.v1.Health`) and server reflection,
+both `grpc.reflection.v1.ServerReflection` (what current grpcurl and grpc clients ask
+first) and `grpc.reflection.v1alpha.ServerReflection` (older clients).
+
+grpcio-reflection ships v1alpha only. The v1 protocol is the same messages under
+another package name, so the same servicer serves both: its handlers are registered
+under the v1 name too, and a v1 `reflection.proto` derived from v1alpha's descriptor
+(`reflection_v1_file`) is put in the descriptor pool, so that reflection describes the
+v1 service like every other.
 """
 
 from __future__ import annotations
@@ -12,11 +20,11 @@ from typing import Any, Final, TypeVar
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import empty_pb2, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2, message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from tracker.api import status
 from tracker.errors import InvalidArgument, clip, echo
@@ -170,6 +178,56 @@ def operations_handler(servicer: OperationsServicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
+REFLECTION_V1_PACKAGE: Final = "grpc.reflection.v1"
+REFLECTION_V1_FILE: Final = "grpc/reflection/v1/reflection.proto"
+REFLECTION_V1: Final = f"{REFLECTION_V1_PACKAGE}.ServerReflection"
+
+
+def reflection_v1_file(pool: descriptor_pool.DescriptorPool | None = None) -> None:
+    """Put grpc/reflection/v1/reflection.proto in `pool` (the default one) unless it is
+    there: v1alpha's file with the package renamed in it and its references (the two
+    are wire-identical), without v1alpha's options (it is deprecated, v1 is not)."""
+    pool = pool or descriptor_pool.Default()
+    try:
+        pool.FindFileByName(REFLECTION_V1_FILE)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto.FromString(reflection_pb2.DESCRIPTOR.serialized_pb)
+    old = f".{proto.package}."
+    new = f".{REFLECTION_V1_PACKAGE}."
+
+    def rename(type_name: str) -> str:
+        return new + type_name[len(old) :] if type_name.startswith(old) else type_name
+
+    def messages(items: Any) -> None:
+        for message in items:
+            for item in message.field:
+                if item.HasField("type_name"):  # a message or an enum (scalars have none)
+                    item.type_name = rename(item.type_name)
+            messages(message.nested_type)
+
+    proto.name = REFLECTION_V1_FILE
+    proto.package = REFLECTION_V1_PACKAGE
+    proto.ClearField("options")
+    messages(proto.message_type)
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = rename(method.input_type)
+            method.output_type = rename(method.output_type)
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
+def reflection_v1_handler(servicer: reflection.aio.ReflectionServicer) -> grpc.GenericRpcHandler:
+    """The v1alpha servicer under the v1 service name (same bytes on the wire)."""
+    info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": info})
+
+
 async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio.HealthServicer:
     """Register Operations, health (SERVING) and reflection on an asyncio gRPC server.
 
@@ -183,16 +241,26 @@ async def add_to_server(server: grpc.aio.Server, tracker: Tracker) -> health_aio
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
+    reflection_v1_file()
+    servicer = reflection.aio.ReflectionServicer(
         [
             SERVICE_NAME,
             dead_letters_grpc.SERVICE_NAME,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            REFLECTION_V1,
             reflection.SERVICE_NAME,
-        ],
-        server,
+        ]
     )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((reflection_v1_handler(servicer),))
     return health
 
 
-__all__ = ["SERVICE_NAME", "OperationsServicer", "add_to_server"]
+__all__ = [
+    "REFLECTION_V1",
+    "SERVICE_NAME",
+    "OperationsServicer",
+    "add_to_server",
+    "reflection_v1_file",
+    "reflection_v1_handler",
+]

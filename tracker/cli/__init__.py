@@ -9,25 +9,32 @@ Exit codes, the same for every command (docs/cli.md):
 
 One module per concern: `serve`, the client commands (`operations`), how operations are
 shown (`render`), event data from options (`event_data`), `schema`, and `auth`
-(credentials and `tracker auth hash-token`).
+(credentials and `tracker auth hash-token`). A command's module is imported when the
+command is used (`_base.LAZY`), and each imports what it needs when it runs: `tracker get`
+starts without the server, Pub/Sub, gRPC or the CloudEvents SDK (docs/cli.md).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
-from tracker.cli import (  # noqa: F401  (they register commands)
-    dead_letters,
-    history,
-    listing,
-    operations,
-    schema,
-    serve,
-)
-from tracker.cli._base import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, cli, fail
-from tracker.cli.auth import auth
+# httpx imports its own command line (httpx._main: rich.progress, rich.syntax, pygments)
+# when it is imported, unless that fails; the tracker never runs it, and it is about a
+# third of a client command's start-up. A None entry makes that import fail, and httpx
+# then defines a stand-in `httpx.main` (its own fallback for a missing `httpx[cli]`).
+# Only in this process, and only if nothing imported httpx before.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-cli.add_command(auth)
+from tracker.cli._base import (  # after the line above
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    cli,
+    fail,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "cli", "fail", "main"]
 

@@ -15,13 +15,16 @@ import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
-from tracker.client import DEFAULT_URL, TrackerClient
 from tracker.client.credentials import ENV_ID_TOKEN_AUDIENCE, ENV_TOKEN, check_token
+from tracker.constants import DEFAULT_URL
 from tracker.errors import ConfigError, PermissionDenied, TrackerError, Unauthenticated, echo
+
+if TYPE_CHECKING:
+    from tracker.client import TrackerClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +48,8 @@ class Connection:
     id_token_audience: str | None
 
     def client(self) -> TrackerClient:
+        from tracker.client import TrackerClient  # late: `tracker auth` needs none of it
+
         return TrackerClient(self.url, token=self.token, id_token_audience=self.id_token_audience)
 
 

@@ -12,16 +12,20 @@ import itertools
 import json
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
-from google.longrunning import operations_pb2
-from rich.live import Live
-from rich.table import Table
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 
 from tracker.cli._base import CONTEXT, cli, fail
 from tracker.cli.auth import Connection, client_options
 from tracker.cli.render import _done_text, _stdout_console
-from tracker.client import TrackerClient, metadata, operation_to_dict
+from tracker.wire import metadata, operation_to_dict
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from tracker.client import TrackerClient
 
 COLUMNS = ("NAME", "DONE", "PERCENT", "MESSAGE", "TYPE", "LABELS")
 
@@ -37,6 +41,8 @@ def fetch(
 
 
 def table(operations: list[operations_pb2.Operation]) -> Table:
+    from rich.table import Table
+
     out = Table(box=None, pad_edge=False)
     for column in COLUMNS:
         out.add_column(column, no_wrap=column in ("NAME", "DONE", "PERCENT"))
@@ -139,6 +145,8 @@ def _watch(
     interval: float,
     timeout: float | None,
 ) -> None:
+    from rich.live import Live
+
     console = _stdout_console()
     deadline = None if timeout is None else time.monotonic() + timeout
     stop = threading.Event()

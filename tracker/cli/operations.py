@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 
 from tracker.cli import bulk
 from tracker.cli._base import CONTEXT, EXIT_FAILED, EXIT_TIMEOUT, cli, fail
 from tracker.cli.auth import Connection, client_options
 from tracker.cli.event_data import _CodeType, _labels, build_data
 from tracker.cli.render import _outcome, _ProgressView, describe
-from tracker.client import TrackerClient, operation_to_dict
 from tracker.constants import MAX_SEQUENCE
 from tracker.events import PROTOBUF_CONTENT_TYPE, Kind
+from tracker.wire import operation_to_dict
+
+if TYPE_CHECKING:
+    from tracker.client import TrackerClient
 
 
 @cli.command(context_settings=CONTEXT)

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from tracker.client import metadata, operation_to_dict
+from tracker.wire import metadata, operation_to_dict
+
+if TYPE_CHECKING:  # rich is imported where a table or a live view is drawn (not by `get`)
+    from rich.console import Console
+    from rich.progress import TaskID
 
 # ---- rendering -------------------------------------------------------------------------
 
 
 def _stdout_console() -> Console:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:  # a file or a pipe: do not cut names at 80 columns
         console = Console(width=max(console.width, 200))
@@ -110,6 +107,15 @@ class _ProgressView:
     """The live view of `wait`: a rich bar on a terminal, one line per change otherwise."""
 
     def __init__(self, name: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.name = name
         self.console = Console(stderr=True)
         self.live = self.console.is_terminal

@@ -23,7 +23,7 @@ def _schema_options(func: F) -> F:
         default="canonical",
         show_default=True,
         help="Spanner DDL variant: canonical for Cloud Spanner and Google's emulator,"
-        " emulator for handy-spanner (see docs/spanner.md).",
+        " emulator for handy-spanner (see docs/gcp.md, The emulator variant).",
     )(func)
     for name in ("spanner_database", "db", "store"):
         setting = next(s for s in SETTINGS if s.name == name)

@@ -19,19 +19,50 @@ or `PermissionDenied` (403).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 
-from tracker.client._async import AsyncTrackerClient
-from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
-from tracker.client._history import HistoryEntry
-from tracker.client._producers import MetadataValue, Producer, default_source, new_event, to_any
-from tracker.client._sync import TrackerClient
-from tracker.client.credentials import BearerToken, GoogleIdToken
-from tracker.constants import DEFAULT_URL
-from tracker.wire import metadata, operation_to_dict, parse_operation
+# name -> module that defines it, imported on first use: `tracker get` needs the
+# synchronous client only (no asyncio), and the CLI imports this package cheaply.
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_TIMEOUT": "tracker.client._core",
+    "Mode": "tracker.client._core",
+    "PublishResult": "tracker.client._core",
+    "error_from_answer": "tracker.client._core",
+    "DEFAULT_URL": "tracker.constants",
+    "AsyncTrackerClient": "tracker.client._async",
+    "TrackerClient": "tracker.client._sync",
+    "HistoryEntry": "tracker.client._history",
+    "MetadataValue": "tracker.client._producers",
+    "Producer": "tracker.client._producers",
+    "default_source": "tracker.client._producers",
+    "new_event": "tracker.client._producers",
+    "to_any": "tracker.client._producers",
+    "BearerToken": "tracker.client.credentials",
+    "GoogleIdToken": "tracker.client.credentials",
+    "metadata": "tracker.wire",
+    "operation_to_dict": "tracker.wire",
+    "parse_operation": "tracker.wire",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from tracker.client._async import AsyncTrackerClient
+    from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
+    from tracker.client._history import HistoryEntry
+    from tracker.client._producers import (
+        MetadataValue,
+        Producer,
+        default_source,
+        new_event,
+        to_any,
+    )
+    from tracker.client._sync import TrackerClient
+    from tracker.client.credentials import BearerToken, GoogleIdToken
+    from tracker.constants import DEFAULT_URL
+    from tracker.wire import metadata, operation_to_dict, parse_operation
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -71,3 +102,16 @@ def wait_done(
     from tracker import done
 
     return done.wait_done(subscription, name, timeout)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracker.client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,7 +19,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 from google.rpc import code_pb2
 
 from tracker import errors

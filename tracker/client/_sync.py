@@ -8,7 +8,7 @@ from typing import Self, TypeVar
 
 import httpx
 import httpx_sse
-from google.longrunning import operations_pb2
+from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request

@@ -19,7 +19,6 @@ TRACKER_ID_TOKEN_AUDIENCE.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
@@ -150,6 +149,8 @@ class GoogleIdToken(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        import asyncio  # here: a synchronous client (the CLI) never loads asyncio
+
         token = self._fresh or await asyncio.to_thread(self.token)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request

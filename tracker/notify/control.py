@@ -42,7 +42,9 @@ class ControlTopicSink:
                 self.topic,
                 notice_data(notice),
                 ordering_key=notice_ordering_key(notice),
-                attributes=notice_attributes(item.id, notice, item.operation, trace=trace),
+                attributes=notice_attributes(
+                    item.id, notice, item.operation, item.created_at, trace=trace
+                ),
                 timeout=self.timeout,
             )
 

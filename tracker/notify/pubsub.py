@@ -119,7 +119,7 @@ class PubSubSink:
                 self.topic,
                 operation.SerializeToString(),
                 ordering_key=ordering_key(operation),
-                attributes=done_attributes(item.id, operation, trace=trace),
+                attributes=done_attributes(item.id, operation, item.created_at, trace=trace),
                 timeout=self.timeout,
             )
 

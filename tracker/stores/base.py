@@ -326,6 +326,9 @@ class Store(DeadLetterStore, abc.ABC):
     is_operation: Callable[[str], bool] = staticmethod(_default_is_operation)
     # Entries kept per operation in its event history; 0 records none (tracker.stores.history).
     history_limit: int = history.DEFAULT_PER_OPERATION
+    # Called once for each retry of a read-write transaction after an abort (backends
+    # that retry: Spanner); the server counts them (tracker_store_transaction_retries).
+    count_retry: Callable[[], object] = staticmethod(lambda: None)
 
     # ---- primitives --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,8 @@ _TRANSIENT = (
 # Errors that mean "this can never apply": the same write fails the same way again.
 _REJECTED = (gexc.InvalidArgument, gexc.FailedPrecondition, gexc.OutOfRange)
 DEFAULT_DONE_TTL = timedelta(days=30)
+# Seconds waited before retrying an aborted transaction the server gave no delay for.
+ABORT_RETRY_DELAY = (0.01, 0.1)
 
 
 def _w(data: bytes | None) -> bytes | None:
@@ -255,6 +258,10 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         --table-prefix` created them)."""
         self.n = Names(table_prefix)
         self.strict = strict
+        # Retries of read-write transactions after an abort, in this process (also
+        # counted through `count_retry`).
+        self.transaction_retries = 0
+        self._retries_lock = threading.Lock()
         self.explicit_begin = explicit_begin
         self.done_ttl = done_ttl
         if isinstance(database, str):
@@ -288,13 +295,27 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
             ) from exc
 
     def _tx(self, fn: Callable[[Any], T]) -> T:
+        attempts = 0
+
         def work(transaction: Any) -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # the client calls again after an Aborted: a retry
+                with self._retries_lock:
+                    self.transaction_retries += 1
+                self.count_retry()
             if self.explicit_begin:
                 transaction.begin()
             return fn(transaction)
 
         with self._guard(writing=True):
-            result: T = self.database.run_in_transaction(work)
+            # After an abort without the server's RetryInfo (the emulators send none) the
+            # client would sleep 2^n + rand() seconds, 2-3 s at the first retry: under
+            # contention between instances that stalls every writer. A short jittered wait
+            # instead; Cloud Spanner's own RetryInfo delay still wins when it sends one.
+            result: T = self.database.run_in_transaction(
+                work, default_retry_delay=random.uniform(*ABORT_RETRY_DELAY)
+            )
             return result
 
     def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
