@@ -413,7 +413,15 @@ def test_subscribe_notices_runs_the_callback_once_per_id(pubsub: PubSub, collect
     assert sorted(n.id for n in collector.got) == ["r-1", "r-2"]
 
 
-def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(pubsub: PubSub) -> None:
+def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(
+    pubsub: PubSub, pubsub_server: str
+) -> None:
+    if pubsub_server == "google":
+        # Reported as xfail in every run, never dropped: tests/README.md, the stream gap.
+        pytest.xfail(
+            "Google's emulator keeps handing a cancelled stream's messages to it: what a"
+            " loop left comes back late or not within 90 s, not the same way twice"
+        )
     control = pubsub.topic()
     sub = pubsub.subscription(control)
     sink = ControlTopicSink(control)
