@@ -29,6 +29,7 @@ from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 
 BACKENDS = ["sqlite", "spanner-handy", "spanner-google"]
+PUBSUB_SERVERS = ["pstest", "google"]
 SPANNER_SERVER = {"spanner-handy": "handy-spanner", "spanner-google": "cloud-spanner-emulator"}
 VARIANT = {"spanner-handy": "emulator", "spanner-google": "canonical"}
 PROJECT, INSTANCE = "tracker-test", "test-instance"
@@ -57,11 +58,34 @@ class _LazyHosts(dict[str, str]):
         return server.host
 
 
-@pytest.fixture(scope="session")
-def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """pstest; TRACKER_PUBSUB_SERVER=google runs the same tests on Google's emulator
-    (tests/README.md lists what differs there)."""
-    if os.environ.get("TRACKER_PUBSUB_SERVER") == "google":
+def pubsub_servers() -> list[str]:
+    """The Pub/Sub servers of this session: both, or the one TRACKER_PUBSUB_SERVER names.
+    A PUBSUB_EMULATOR_HOST already set is one server (TRACKER_PUBSUB_SERVER says which
+    kind, pstest by default), used as it is."""
+    chosen = os.environ.get("TRACKER_PUBSUB_SERVER", "")
+    if chosen and chosen not in PUBSUB_SERVERS:
+        raise pytest.UsageError(
+            f"TRACKER_PUBSUB_SERVER={chosen!r}: expected one of {', '.join(PUBSUB_SERVERS)}"
+        )
+    if chosen:
+        return [chosen]
+    return ["pstest"] if _EXTERNAL_PUBSUB else PUBSUB_SERVERS
+
+
+_EXTERNAL_PUBSUB = os.environ.get(harness.PUBSUB_ENV, "")
+
+
+# Session scope and a parameter: pytest runs every test of one server, then stops it and
+# runs them all on the next, so each server starts once.
+@pytest.fixture(scope="session", params=pubsub_servers(), ids=lambda kind: f"pubsub-{kind}")
+def pubsub_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """pstest, then Google's Pub/Sub emulator (tests/README.md lists what differs)."""
+    if _EXTERNAL_PUBSUB:
+        yield _EXTERNAL_PUBSUB
+        return
+    if request.param == "google":
         from tests.pubsub_kit import google_emulator
 
         with google_emulator(tmp_path_factory.mktemp("pubsub") / "emulator.log") as host:
@@ -69,6 +93,12 @@ def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with harness.running_server("pstest") as host:
         yield host
+
+
+@pytest.fixture
+def pubsub_server(pubsub_host: str, request: pytest.FixtureRequest) -> str:
+    """Which server `pubsub_host` is: "pstest" or "google"."""
+    return str(request.node.callspec.params["pubsub_host"])
 
 
 @pytest.fixture

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,10 @@ class PubSub:
             topic, body, ordering_key=event.operation, **headers, **extra
         ).result(10)
 
+    def applies_filters(self) -> bool:
+        """Whether this session's server applies subscription filters (`applies_filters`)."""
+        return applies_filters(os.environ["PUBSUB_EMULATOR_HOST"])
+
     def publish_raw(self, topic: str, data: bytes, **attributes: str) -> None:
         self.publisher.publish(topic, data, **attributes).result(10)
 
@@ -78,6 +85,55 @@ class PubSub:
             self.subscriber.acknowledge(
                 subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
             )
+
+
+_FILTERING: dict[str, bool] = {}
+_EQUALITY = re.compile(r'attributes\.([A-Za-z0-9_-]+) = "([^"\\]*)"')
+
+
+def applies_filters(host: str) -> bool:
+    """Probe (once per server): does the server at `host` deliver only the messages that
+    match a subscription's filter? pstest does; Google's emulator stores the filter and
+    delivers everything (tests/README.md). Needs PUBSUB_EMULATOR_HOST=host."""
+    if host not in _FILTERING:
+        assert os.environ.get("PUBSUB_EMULATOR_HOST") == host
+        pubsub = PubSub()
+        topic = pubsub.topic()
+        sub = pubsub.subscription(topic, 'attributes.probe = "in"')
+        # One ordering key: "out" comes before "in" wherever it is delivered at all.
+        for value in ("out", "in"):
+            pubsub.publisher.publish(topic, b"", ordering_key="probe", probe=value).result(10)
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while "in" not in seen:
+            assert time.monotonic() < deadline, f"the probe's message never arrived: {seen}"
+            seen += [m.attributes["probe"] for m in pubsub.pull_all(sub)]
+        _FILTERING[host] = seen == ["in"]
+    return _FILTERING[host]
+
+
+def matches(filter: str, attributes: Any) -> bool:
+    """Whether `attributes` satisfy `filter`, for the filters these tests write: equalities
+    on attributes joined by AND (anything else is refused, not guessed at)."""
+    terms = filter.split(" AND ")
+    parsed = [_EQUALITY.fullmatch(term.strip()) for term in terms]
+    if not all(parsed):
+        raise ValueError(f"not a filter matches() reads: {filter!r}")
+    return all(attributes.get(m.group(1)) == m.group(2) for m in parsed if m)
+
+
+def filtered(pubsub: PubSub, messages: list[Any], filter: str, *, published: int) -> list[Any]:
+    """What a subscription with `filter` got of `published` messages, as a server that
+    applies filters delivers it. Where the server applies them, every message got must
+    match. Where it does not (Google's emulator), it must have delivered all `published`
+    (the gap is as tests/README.md says) and the messages whose attributes match are the
+    ones a filtering server would have delivered."""
+    matching = [m for m in messages if matches(filter, m.attributes)]
+    if pubsub.applies_filters():
+        assert matching == messages, [dict(m.attributes) for m in messages]
+        return messages
+    assert len(messages) == published, [dict(m.attributes) for m in messages]
+    return matching
 
 
 def drain(server: Server, subscription: str, **kwargs: Any) -> int:

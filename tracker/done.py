@@ -110,10 +110,16 @@ def subscribe_parsed(
     callback: Callable[[N], None],
     *,
     subscriber: pubsub_v1.SubscriberClient | None = None,
+    answer: Callable[[Any, bool], None] | None = None,
+    await_callbacks_on_shutdown: bool = False,
 ) -> Any:
     """`subscribe_done`'s rules for any message format: `parse` turns a message into a
-    note with an `id` (InvalidArgument or ValueError: not ours, acked and dropped)."""
+    note with an `id` (InvalidArgument or ValueError: not ours, acked and dropped).
+
+    `answer(message, handled)` settles a message after its callback (default: ack, or
+    nack when the callback raised)."""
     client = subscriber or pubsub_v1.SubscriberClient()
+    reply = answer or _answer
     seen = _Seen()
 
     def on_message(message: Any) -> None:
@@ -123,7 +129,7 @@ def subscribe_parsed(
             message.ack()  # not ours to handle
             return
         if not note.id:
-            _answer(message, _call(callback, note))
+            reply(message, _call(callback, note))
             return
         claim = seen.claim(note.id)
         if claim is _Claim.SEEN:
@@ -137,9 +143,11 @@ def subscribe_parsed(
             handled = _call(callback, note)
         finally:
             seen.release(note.id, handled=handled)
-        _answer(message, handled)
+        reply(message, handled)
 
-    return client.subscribe(subscription, on_message)
+    return client.subscribe(
+        subscription, on_message, await_callbacks_on_shutdown=await_callbacks_on_shutdown
+    )
 
 
 def _call(callback: Callable[[N], None], note: N) -> bool:

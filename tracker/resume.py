@@ -33,6 +33,7 @@ tracker itself counts events of an attempt already superseded as late.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ import google.cloud.pubsub_v1 as pubsub_v1
 
 from tracker.bindings import ControlNotice, parse_notice
 from tracker.done import Redeliver, subscribe_parsed
+
+log = logging.getLogger(__name__)
 
 
 def subscribe_notices(
@@ -89,6 +92,14 @@ def iter_notices(
     """
     handoffs: queue.Queue[_Handoff] = queue.Queue()
     closed = threading.Event()
+    client = subscriber or pubsub_v1.SubscriberClient()
+    # Ack ids of the notices the loop did not finish. They are nacked only after the
+    # stream has closed: a nack while it is open lets the server hand the notice straight
+    # back on that same stream, and a notice outstanding on a stream when it closes waits
+    # out its ack deadline (60 s as the client sets it) on Google's Pub/Sub emulator
+    # (tests/README.md); pstest lets go of it when the stream ends.
+    unfinished: list[str] = []
+    lock = threading.Lock()
 
     def on_notice(note: ControlNotice) -> None:
         handoff = _Handoff(note)
@@ -99,7 +110,22 @@ def iter_notices(
         if not handoff.handled:
             raise Redeliver(note.id)  # the loop stopped before finishing it
 
-    future = subscribe_parsed(subscription, parse_notice, on_notice, subscriber=subscriber)
+    def answer(message: Any, handled: bool) -> None:
+        if handled:
+            message.ack()
+            return
+        message.drop()  # no more lease extensions; nacked below, once the stream is closed
+        with lock:
+            unfinished.append(message.ack_id)
+
+    future = subscribe_parsed(
+        subscription,
+        parse_notice,
+        on_notice,
+        subscriber=client,
+        answer=answer,
+        await_callbacks_on_shutdown=True,
+    )
     current: _Handoff | None = None
     try:
         while True:
@@ -114,13 +140,29 @@ def iter_notices(
         closed.set()
         if current is not None:
             current.settle(False)
-        _give_back(handoffs)  # nacked while the stream is open: redelivered at once
+        _give_back(handoffs)
         future.cancel()
-        # Wait for the subscriber to shut down: its nacks go out before it stops, and a
-        # nack dropped here would hold the notice until its ack deadline instead.
+        # The subscriber shuts down after every callback has returned (each unfinished
+        # notice's ack id recorded), then the nacks go out with no stream left to take
+        # them: the next subscriber gets them at once.
         with contextlib.suppress(Exception):
             future.result(timeout=_SHUTDOWN_SECONDS)
         _give_back(handoffs)
+        with lock:
+            ack_ids, unfinished[:] = list(unfinished), []
+        for start in range(0, len(ack_ids), _NACK_BATCH):
+            try:
+                client.modify_ack_deadline(
+                    subscription=subscription,
+                    ack_ids=ack_ids[start : start + _NACK_BATCH],
+                    ack_deadline_seconds=0,
+                )
+            except Exception:  # they come back at their ack deadline instead
+                log.warning("could not give back %d notices on %s", len(ack_ids), subscription)
+                break
+
+
+_NACK_BATCH = 1000
 
 
 def _give_back(handoffs: queue.Queue[_Handoff]) -> None:

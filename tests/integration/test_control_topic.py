@@ -22,7 +22,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, status_pb2
 
 from tests.helpers import T0, ingest, make_event
-from tests.pubsub_kit import PROJECT, PubSub, google_emulator
+from tests.pubsub_kit import PROJECT, PubSub, filtered, google_emulator
 from tracker import notices
 from tracker.bindings import (
     CANCEL_TYPE,
@@ -193,7 +193,8 @@ def test_a_retryable_failure_resumes_and_a_non_retryable_one_fails_at_once(
 ) -> None:
     control = pubsub.topic()
     collector = collect(pubsub.subscription(control))
-    fatal = pubsub.subscription(control, 'attributes.operation = "operations/fatal-1"')
+    only_fatal = 'attributes.operation = "operations/fatal-1"'
+    fatal = pubsub.subscription(control, only_fatal)
     with _server(tmp_path, control) as server:
         result = ingest(
             server,
@@ -219,18 +220,20 @@ def test_a_retryable_failure_resumes_and_a_non_retryable_one_fails_at_once(
         assert note.attributes["error_code"] == "UNAVAILABLE"
         drain(server)
         assert server.store.outbox_pending() == []
-    assert pubsub.pull_all(fatal) == []  # its failure was final: nothing to resume
+    # Its failure was final: nothing to resume (flaky-1's one resume is all there is).
+    assert filtered(pubsub, pubsub.pull_all(fatal), only_fatal, published=1) == []
 
 
 def test_cancel_notices_reach_only_the_subscriptions_whose_filter_matches(
     pubsub: PubSub, tmp_path: Path
 ) -> None:
     control = pubsub.topic()
-    exports = pubsub.subscription(control, 'attributes.operation_type = "export"')
-    import_cancels = pubsub.subscription(
-        control, 'attributes.kind = "cancel" AND attributes.operation_type = "import"'
+    filters = (
+        'attributes.operation_type = "export"',
+        'attributes.kind = "cancel" AND attributes.operation_type = "import"',
+        'attributes.kind = "resume"',
     )
-    resumes = pubsub.subscription(control, 'attributes.kind = "resume"')
+    exports, import_cancels, resumes = (pubsub.subscription(control, f) for f in filters)
     with _server(tmp_path, control) as server:
         ingest(
             server,
@@ -240,9 +243,13 @@ def test_cancel_notices_reach_only_the_subscriptions_whose_filter_matches(
         for name in ("operations/ex-1", "operations/im-1"):
             asyncio.run_coroutine_threadsafe(server.tracker.cancel(name), loop).result(30)
         drain(server)
-    (export,) = pubsub.pull_all(exports)
-    (imported,) = pubsub.pull_all(import_cancels)
-    assert pubsub.pull_all(resumes) == []
+    # Two cancel notices; Google's emulator delivers both to each subscription.
+    got = [
+        filtered(pubsub, pubsub.pull_all(sub), f, published=2)
+        for sub, f in zip((exports, import_cancels, resumes), filters, strict=True)
+    ]
+    (export,), (imported,), no_resumes = got
+    assert no_resumes == []
     assert export.attributes["operation"] == "operations/ex-1"
     assert imported.attributes["operation"] == "operations/im-1"
     assert imported.ordering_key == "operations/im-1"
@@ -438,7 +445,15 @@ def test_a_notice_published_again_is_the_same_message(pubsub: PubSub) -> None:
     assert first.attributes["content-type"] == "application/json"
 
 
-def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(pubsub: PubSub) -> None:
+def test_iter_notices_acks_a_notice_only_when_the_loop_moves_on(
+    pubsub: PubSub, pubsub_server: str
+) -> None:
+    if pubsub_server == "google":
+        # Reported as xfail in every run, never dropped: tests/README.md, the stream gap.
+        pytest.xfail(
+            "Google's emulator keeps handing a cancelled stream's messages to it: what a"
+            " loop left comes back late or not within 90 s, not the same way twice"
+        )
     control = pubsub.topic()
     sub = pubsub.subscription(control)
     sink = ControlTopicSink(control)
