@@ -503,7 +503,9 @@ class _OneCallbackSubscriber:
 
     callback: Any = None
 
-    def subscribe(self, subscription: str, callback: Any) -> None:
+    def subscribe(
+        self, subscription: str, callback: Any, await_callbacks_on_shutdown: bool = False
+    ) -> None:
         self.callback = callback
 
 

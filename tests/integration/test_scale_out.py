@@ -32,6 +32,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.rpc import code_pb2
 
 from tests.conftest import spanner_database
+from tests.emulators import harness
 from tests.helpers import T0, make_event
 from tests.pubsub_kit import PubSub, google_emulator
 from tests.scale_kit import Instance, instances, post_push, tracebacks
@@ -44,6 +45,14 @@ from tracker.stores.sqlite import SqliteStore
 from tracker.v1 import events_pb2
 
 SETUPS = ["pstest+handy-spanner", "google-emulators"]
+
+
+@pytest.fixture(scope="module")
+def pstest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """pstest of its own: the session's `pubsub_host` is one per Pub/Sub server, and these
+    setups pair each Pub/Sub server with its Spanner server themselves."""
+    with harness.running_server("pstest") as host:
+        yield host
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +75,7 @@ class Setup:
 @pytest.fixture(params=SETUPS)
 def setup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Setup:
     if request.param == "pstest+handy-spanner":
-        host, backend = request.getfixturevalue("pubsub_host"), "spanner-handy"
+        host, backend = request.getfixturevalue("pstest"), "spanner-handy"
     else:
         host, backend = request.getfixturevalue("google_pubsub"), "spanner-google"
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
