@@ -57,11 +57,11 @@ class ChangeHub:
             loop.call_soon_threadsafe(self._deliver, operation)
 
     def _deliver(self, operation: operations_pb2.Operation, *, polled: bool = False) -> None:
-        data = operation.SerializeToString()
         with self._lock:
             queues = list(self._queues.get(operation.name, ()))
             if not queues:
-                return
+                return  # nobody watches: nothing to compare or serialize (every commit)
+            data = operation.SerializeToString()
             if self._last.get(operation.name) == data:
                 return  # seen already (the poll reading back what this process wrote)
             self._last[operation.name] = data
