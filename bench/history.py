@@ -15,7 +15,6 @@ about Cloud Spanner; the ratio to the GetOperation is the point).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -96,25 +95,10 @@ def ingest_rates(tmp: str, operations: int, per_op: int, rounds: int) -> None:
 
 
 def spanner_read(server: str, events: int, reads: int) -> None:
-    from tests.emulators import harness
-    from tracker.stores import spanner_schema
+    from bench.spanner import bench_database
     from tracker.stores.spanner import SpannerStore
 
-    os.environ.update(harness.SPANNER_CLIENT_ENV)
-    with harness.running_server(server) as host:
-        os.environ["SPANNER_EMULATOR_HOST"] = host
-        from google.cloud import spanner
-
-        client = spanner.Client(project="bench")
-        instance = client.instance(
-            "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
-        )
-        if server == "cloud-spanner-emulator":
-            instance.create().result(60)
-        database = instance.database("history")
-        database.create().result(60)
-        variant = "emulator" if server != "cloud-spanner-emulator" else "canonical"
-        spanner_schema.apply(database, variant)
+    with bench_database(server, "history") as database:
         store = SpannerStore(database, explicit_begin=server == "handy-spanner")
         fill(store, events)
         compare(

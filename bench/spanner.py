@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,6 +29,35 @@ from tracker.events import Event
 from tracker.service import Tracker
 from tracker.stores import spanner_schema
 from tracker.stores.spanner import SpannerStore
+
+if TYPE_CHECKING:
+    from google.cloud.spanner_v1.database import Database
+
+
+@contextlib.contextmanager
+def bench_database(server: str, name: str) -> Iterator[Database]:
+    """A Spanner emulator started for the bench, holding database `name` with the
+    tracker's schema (the variant the server takes); SPANNER_EMULATOR_HOST points at it
+    meanwhile. Shared by the benches that run on Spanner."""
+    from google.cloud import spanner
+
+    os.environ.update(harness.SPANNER_CLIENT_ENV)
+    with harness.running_server(server) as host:
+        os.environ["SPANNER_EMULATOR_HOST"] = host
+        try:
+            client = spanner.Client(project="bench")
+            instance = client.instance(
+                "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
+            )
+            if server == "cloud-spanner-emulator":
+                instance.create().result(60)
+            database = instance.database(name)
+            database.create().result(60)
+            variant = "emulator" if server != "cloud-spanner-emulator" else "canonical"
+            spanner_schema.apply(database, variant)
+            yield database
+        finally:
+            del os.environ["SPANNER_EMULATOR_HOST"]
 
 
 def rate(n: int, seconds: float) -> str:
@@ -56,21 +88,7 @@ def main() -> None:
     parser.add_argument("--operations", type=int, default=50)
     parser.add_argument("--events", type=int, default=10)
     args = parser.parse_args()
-    os.environ.update(harness.SPANNER_CLIENT_ENV)
-    with harness.running_server(args.server) as host:
-        os.environ["SPANNER_EMULATOR_HOST"] = host
-        from google.cloud import spanner
-
-        client = spanner.Client(project="bench")
-        instance = client.instance(
-            "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
-        )
-        if args.server == "cloud-spanner-emulator":
-            instance.create().result(60)
-        database = instance.database("bench")
-        database.create().result(60)
-        variant = "emulator" if args.server != "cloud-spanner-emulator" else "canonical"
-        spanner_schema.apply(database, variant)
+    with bench_database(args.server, "bench") as database:
         store = SpannerStore(database, explicit_begin=args.server == "handy-spanner")
         print(f"Spanner store on {args.server}")
         events = stream(args.operations, args.events, "single")

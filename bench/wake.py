@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.emulators import harness
 from tests.helpers import make_event
 from tracker.events import Kind
 from tracker.service import Tracker
@@ -84,34 +82,19 @@ def measure(first: Store, second: Store, waits: int, poll: float, server: str) -
 
 @contextlib.contextmanager
 def spanner_pair(server: str) -> Iterator[tuple[Store, Store]]:
-    from google.cloud import spanner
-
-    from tracker.stores import spanner_schema
+    from bench.spanner import bench_database
     from tracker.stores.spanner import SpannerStore
 
-    os.environ.update(harness.SPANNER_CLIENT_ENV)
-    with harness.running_server(server) as host:
-        os.environ["SPANNER_EMULATOR_HOST"] = host
-        client = spanner.Client(project="bench")
-        instance = client.instance(
-            "bench", configuration_name="projects/bench/instanceConfigs/emulator-config"
-        )
-        if server == "cloud-spanner-emulator":
-            instance.create().result(60)
-        database = instance.database("wake")
-        database.create().result(60)
-        spanner_schema.apply(
-            database, "canonical" if server == "cloud-spanner-emulator" else "emulator"
-        )
+    with bench_database(server, "wake") as database:
         begin = server == "handy-spanner"
         first = SpannerStore(database, explicit_begin=begin)
-        second = SpannerStore(instance.database("wake"), explicit_begin=begin)
+        # Another client's connection, as another instance would have.
+        second = SpannerStore(database.name, explicit_begin=begin)
         try:
             yield first, second
         finally:
             first.close()
             second.close()
-            del os.environ["SPANNER_EMULATOR_HOST"]
 
 
 def main() -> None:
