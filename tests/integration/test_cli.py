@@ -26,6 +26,7 @@ import pytest
 from google.rpc import code_pb2
 
 from tests.cli_kit import TRACKER, assert_one_error_line, clean_env, invoke
+from tests.helpers import ROOT
 from tracker.client import TrackerClient, metadata
 from tracker.config import SETTINGS, Config
 from tracker.server import Server, running
@@ -221,7 +222,16 @@ def test_serve_runs_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     with child(serve, clean_env(TRACKER_DB=str(tmp_path / "t.db"))) as proc:
         assert proc.stderr is not None
         stderr = Lines(proc.stderr)
-        url = stderr.until(r"HTTP on (http://127\.0\.0\.1:\d+)").group(1)
+        started = stderr.until(r"INFO tracker: (tracker .*HTTP on (http://127\.0\.0\.1:\d+).*)$")
+        url = started.group(2)
+        # The start-up line docs/cli.md shows is the one printed (addresses and file aside).
+        shown = re.search(
+            r"INFO tracker: (tracker .*)$", (ROOT / "docs" / "cli.md").read_text(), re.M
+        )
+        assert shown is not None
+        ports = re.compile(r"127\.0\.0\.1:\d+")
+        printed = ports.sub("ADDR", started.group(1)).replace(str(tmp_path / "t.db"), "tracker.db")
+        assert printed == ports.sub("ADDR", shown.group(1))
 
         health = httpx.get(f"{url}/healthz", timeout=10)
         published = subprocess.run(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
+
 from tests.helpers import ROOT
+from tracker.cli import cli
 from tracker.config import SETTINGS, Config
 
 README = (ROOT / "README.md").read_text()
@@ -88,3 +91,37 @@ def test_auth_doc_is_linked_from_the_readme_and_the_deploy_guides() -> None:
     assert "(docs/auth.md)" in what_you_get
     for doc in ("gcp.md", "deploy.md"):
         assert "](auth.md" in (ROOT / "docs" / doc).read_text(), doc
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(command: click.Command, path: str) -> None:
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                assert sub is not None, f"{path} {name} does not load"
+                walk(sub, f"{path} {name}")
+
+    walk(cli, "tracker")
+    return found
+
+
+def test_every_flag_of_every_command_is_documented() -> None:
+    """docs/cli.md (or the README's configuration table, for `tracker serve`) names every
+    long option of every command; a `--no-x` twin counts when `--x` is named."""
+    docs = (ROOT / "docs" / "cli.md").read_text() + README
+    commands = _commands()
+    assert {"tracker serve", "tracker publish", "tracker schema apply"} <= {p for p, _ in commands}
+    missing = [
+        f"{path} {flag}"
+        for path, command in commands
+        for param in command.params
+        if isinstance(param, click.Option)
+        for flag in param.opts
+        if flag.startswith("--") and flag != "--help"
+        if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", docs)
+    ]
+    assert not missing, missing
