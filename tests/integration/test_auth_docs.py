@@ -23,6 +23,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.doc_blocks import doc_block
 from tests.helpers import ROOT, make_event
 from tracker.api.guard import OPEN_SERVICES, RPC_PERMISSIONS
 from tracker.api.http import PERMISSIONS as RESOURCE_PERMISSIONS
@@ -338,7 +339,8 @@ def test_the_static_token_example_runs(tmp_path: Path) -> None:
     )
     policy = tmp_path / "policy.toml"
     policy.write_text(policy_shown)
-    (command,) = [b for b in _blocks("sh", vm) if "tracker serve" in b]
+    command = doc_block("docs/auth.md", "vm-serve")
+    assert command in vm
     assert "--auth-tokens-file /etc/tracker/tokens.toml" in command
     assert "--auth-policy /etc/tracker/policy.toml" in command
     config = Config(

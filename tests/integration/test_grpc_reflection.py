@@ -22,8 +22,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 
+from tests.doc_blocks import doc_block
 from tests.emulators import harness
-from tests.helpers import ROOT
 from tracker.api.grpc import REFLECTION_V1, REFLECTION_V1_FILE, reflection_v1_file
 from tracker.client import TrackerClient
 from tracker.config import Config
@@ -252,8 +252,7 @@ def test_grpcurl_describe_shows_the_v1_reflection_service(grpcurl: Path, server:
 
 def docs_commands() -> list[str]:
     """The grpcurl commands of docs/api.md's "grpcurl" block, continuation lines joined."""
-    text = (ROOT / "docs" / "api.md").read_text()
-    block = text.split("### grpcurl\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    block = doc_block("docs/api.md", "grpcurl")
     joined = block.replace("\\\n", " ")
     return [line.strip() for line in joined.splitlines() if line.startswith("grpcurl ")]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from tests import doc_blocks
 from tests.helpers import ROOT
 from tracker.cli import cli
 from tracker.config import SETTINGS, Config
@@ -125,3 +126,29 @@ def test_every_flag_of_every_command_is_documented() -> None:
         if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", docs)
     ]
     assert not missing, missing
+
+
+def test_every_command_block_is_run_by_a_test_or_marked_as_needing_a_cloud() -> None:
+    """Each ```sh block carries a doc-test marker; each marker a test runs is read by one."""
+    unmarked = [
+        f"{b.doc}:{b.line}"
+        for doc in doc_blocks.DOCS
+        for b in doc_blocks.command_blocks(doc)
+        if b.marker is None
+    ]
+    assert not unmarked, f"command blocks without a <!-- doc-test: ... --> marker: {unmarked}"
+    tests_source = "\n".join(
+        p.read_text() for p in (ROOT / "tests").rglob("*.py") if p.name != "doc_blocks.py"
+    )
+    unread = []
+    for doc in doc_blocks.DOCS:
+        run = [
+            b.marker for b in doc_blocks.blocks(doc) if b.marker not in {None, *doc_blocks.NOT_RUN}
+        ]
+        assert len(run) == len(set(run)), f"{doc}: a marker used twice: {run}"
+        unread += [
+            f"{doc}: {marker}"
+            for marker in run
+            if f'doc_block("{doc}", "{marker}")' not in tests_source
+        ]
+    assert not unread, f"marked blocks no test reads with doc_block(DOC, MARKER): {unread}"
