@@ -152,3 +152,14 @@ def test_every_command_block_is_run_by_a_test_or_marked_as_needing_a_cloud() -> 
             if f'doc_block("{doc}", "{marker}")' not in tests_source
         ]
     assert not unread, f"marked blocks no test reads with doc_block(DOC, MARKER): {unread}"
+
+
+def test_every_doc_the_code_points_to_exists() -> None:
+    """Help texts and errors name docs/*.md files: each must be in the repository."""
+    named = {
+        m
+        for p in (ROOT / "tracker").rglob("*.py")
+        for m in re.findall(r"(?<![\w/-])docs/[a-z-]+\.md", p.read_text())
+    }
+    assert "docs/cli.md" in named
+    assert sorted(n for n in named if not (ROOT / n).is_file()) == []
