@@ -475,6 +475,10 @@ def running(
             task.cancel()
         if leftovers:
             loop.run_until_complete(asyncio.wait(leftovers))
+        # Store calls already in the executor finish before the caller goes on (as
+        # asyncio.run does): `tracker dev` stops the emulators right after, and a call
+        # left running would retry against a dead one for ever.
+        loop.run_until_complete(loop.shutdown_default_executor())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

@@ -37,6 +37,7 @@ LAZY: Final[dict[str, str]] = {
     "checkpoint": "tracker.cli.operations",
     "dead-letters": "tracker.cli.dead_letters",
     "delete": "tracker.cli.operations",
+    "dev": "tracker.cli.dev",
     "get": "tracker.cli.operations",
     "history": "tracker.cli.history",
     "list": "tracker.cli.listing",
