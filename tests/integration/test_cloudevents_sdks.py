@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,6 @@ from tests.helpers import ingest, make_event, packed_struct
 from tests.integration.test_examples import (
     BUILD_TIMEOUT_S,
     NODE_DIR,
-    _run,
     build_go_consumer,
     install_node,
 )
@@ -176,10 +176,19 @@ def test_the_python_sdk_decodes_a_done_notification(published: Published) -> Non
     check(published, decoded, "us")
 
 
-def _consume(command: list[str], subscription: str, pubsub_env: str) -> list[dict[str, Any]]:
-    result = _run(
-        [*command, "--subscription", subscription, "--count", "2", "--timeout", "60"],
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_env},
+def _consume(
+    command: list[str], subscription: str, pubsub_env: str, status: int = 0
+) -> list[dict[str, Any]]:
+    """The consumer's JSON lines; `status` is the exit status it must end with (3: it
+    acted on a failed operation, examples/README.md)."""
+    cmd = [*command, "--subscription", subscription, "--count", "2", "--timeout", "60"]
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_env}
+    result = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == status, (
+        f"{' '.join(cmd)} exited {result.returncode}\n"
+        f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     )
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
@@ -187,7 +196,9 @@ def _consume(command: list[str], subscription: str, pubsub_env: str) -> list[dic
 def test_go_sdk_gos_pubsub_binding_decodes_a_done_notification(
     published: Published, pubsub_env: str
 ) -> None:
-    decoded = _consume([str(build_go_consumer())], published.subscriptions["go"], pubsub_env)
+    decoded = _consume(
+        [str(build_go_consumer())], published.subscriptions["go"], pubsub_env, status=3
+    )
     check(published, decoded, "ns")
     # No attribute of the tracker's is taken for an extension (only ce-* ones would be).
     assert all(d["extensions"] == {} for d in decoded)
@@ -195,7 +206,7 @@ def test_go_sdk_gos_pubsub_binding_decodes_a_done_notification(
 
 def test_the_node_sdk_decodes_a_done_notification(published: Published, pubsub_env: str) -> None:
     command = [install_node(), str(NODE_DIR / "consumer.mjs")]
-    decoded = _consume(command, published.subscriptions["node"], pubsub_env)
+    decoded = _consume(command, published.subscriptions["node"], pubsub_env, status=3)
     check(published, decoded, "ms")
     assert all(d["extensions"] == {} for d in decoded)
 

@@ -7,6 +7,8 @@ require (
 	cloud.google.com/go/pubsub/v2 v2.9.0
 	github.com/cloudevents/sdk-go/protocol/pubsub/v2 v2.16.2
 	github.com/cloudevents/sdk-go/v2 v2.16.2
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941
+	google.golang.org/grpc v1.84.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -47,6 +49,4 @@ require (
 	google.golang.org/api v0.304.0 // indirect
 	google.golang.org/genproto v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261012220534-4341edf3f941 // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941 // indirect
-	google.golang.org/grpc v1.84.0 // indirect
 )
