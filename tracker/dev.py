@@ -180,6 +180,14 @@ def wait_for_grpc(host: str, proc: subprocess.Popen[bytes], log: Path, kind: str
     raise ConfigError(f"{kind} did not start on {host} (exit {proc.poll()}); its log:\n{tail}")
 
 
+def _die_with_parent() -> None:
+    """In the emulator's child process: SIGTERM when `tracker dev` dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start(kind: str, port: int, logs: Path) -> Emulator:
     log = logs / f"{kind}.log"
     host = f"127.0.0.1:{port}"
@@ -197,6 +205,7 @@ def start(kind: str, port: int, logs: Path) -> Emulator:
             stdout=out,
             stderr=out,
             start_new_session=True,  # ^C reaches `tracker dev`, which stops them in order
+            preexec_fn=_die_with_parent,
         )
     emulator = Emulator(kind, host, proc, log)
     try:

@@ -74,7 +74,7 @@ def tracker_dev(*args: str, env: dict[str, str] | None = None) -> Iterator[Runni
             yield Running(proc, exported, names, lines)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                proc.kill()  # no clean stop: the emulators must still go (PR_SET_PDEATHSIG)
                 proc.wait(30)
 
 
@@ -129,6 +129,18 @@ def test_one_command_serves_the_pubsub_path_and_ctrl_c_stops_it(
         assert dev.proc.wait(60) == 0, "\n".join(dev.output)
     # The emulators it started, and the tracker, are gone.
     assert not any(_accepts(h) for h in [*hosts, env["TRACKER_URL"].removeprefix("http://")])
+
+
+def test_emulators_stop_when_tracker_dev_is_killed() -> None:
+    with tracker_dev() as dev:
+        hosts = [dev.env["PUBSUB_EMULATOR_HOST"], dev.env["SPANNER_EMULATOR_HOST"]]
+        assert all(_accepts(h) for h in hosts)
+        dev.proc.kill()
+        dev.proc.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_accepts(h) for h in hosts):
+            assert time.monotonic() < deadline, "an emulator outlived a killed tracker dev"
+            time.sleep(0.5)
 
 
 def test_a_port_in_use_names_the_flag_to_change() -> None:
