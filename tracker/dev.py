@@ -355,7 +355,7 @@ def running(
             grpc_port=grpc_port,
             log_level=log_level,
         ).validate()
-        with server.running(config) as tracker:
+        with server.running(config, drain_executor=True) as tracker:
             env = {
                 "PUBSUB_EMULATOR_HOST": pubsub.host,
                 "SPANNER_EMULATOR_HOST": spanner_emulator.host,

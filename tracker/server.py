@@ -443,7 +443,11 @@ def serve(config: Config) -> None:
 
 @contextlib.contextmanager
 def running(
-    config: Config | None = None, *, store: Store | None = None, sinks: Sequence[Sink] = ()
+    config: Config | None = None,
+    *,
+    store: Store | None = None,
+    sinks: Sequence[Sink] = (),
+    drain_executor: bool = False,
 ) -> Iterator[Server]:
     """Run a server on free loopback ports in a background thread, for tests and tools."""
     config = config or Config(db=":memory:", http_port=0, grpc_port=0)
@@ -475,10 +479,12 @@ def running(
             task.cancel()
         if leftovers:
             loop.run_until_complete(asyncio.wait(leftovers))
-        # Store calls already in the executor finish before the caller goes on (as
-        # asyncio.run does): `tracker dev` stops the emulators right after, and a call
-        # left running would retry against a dead one for ever.
-        loop.run_until_complete(loop.shutdown_default_executor())
+        if drain_executor:
+            # Store calls already in the executor finish before the caller goes on (as
+            # asyncio.run does): `tracker dev` stops the emulators right after, and a call
+            # left running would retry against a dead one for ever. Off for tests, whose
+            # servers would each wait out their blocking pulls and polls.
+            loop.run_until_complete(loop.shutdown_default_executor())
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
