@@ -158,6 +158,7 @@ def test_try_it_in_a_minute_runs_as_shown(laptop: Site) -> None:
     namespace: dict[str, Any] = {}
     exec(compile(sdk, "README.md", "exec"), namespace)
     op = namespace["op"]
+    namespace["client"].close()  # the README's snippet leaves it open, as a script may
     assert op.name == "operations/demo-3" and op.done and not op.HasField("error")
 
     google = on_ports(doc_block("README.md", "try-google-client"), laptop.http, laptop.grpc)
