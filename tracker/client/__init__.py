@@ -36,6 +36,8 @@ _EXPORTS: dict[str, str] = {
     "AsyncTrackerClient": "tracker.client._async",
     "TrackerClient": "tracker.client._sync",
     "HistoryEntry": "tracker.client._history",
+    "OperationFuture": "tracker.client._future",
+    "Completions": "tracker.completions",
     "MetadataValue": "tracker.client._producers",
     "Producer": "tracker.client._producers",
     "default_source": "tracker.client._producers",
@@ -51,6 +53,7 @@ _EXPORTS: dict[str, str] = {
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from tracker.client._async import AsyncTrackerClient
     from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
+    from tracker.client._future import OperationFuture
     from tracker.client._history import HistoryEntry
     from tracker.client._producers import (
         MetadataValue,
@@ -61,6 +64,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from tracker.client._sync import TrackerClient
     from tracker.client.credentials import BearerToken, GoogleIdToken
+    from tracker.completions import Completions
     from tracker.constants import DEFAULT_URL
     from tracker.wire import metadata, operation_to_dict, parse_operation
 
@@ -69,10 +73,12 @@ __all__ = [
     "DEFAULT_URL",
     "AsyncTrackerClient",
     "BearerToken",
+    "Completions",
     "GoogleIdToken",
     "HistoryEntry",
     "MetadataValue",
     "Mode",
+    "OperationFuture",
     "Producer",
     "PublishResult",
     "TrackerClient",

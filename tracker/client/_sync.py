@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
 import httpx_sse
@@ -12,11 +12,17 @@ from google.longrunning import operations_proto_pb2 as operations_pb2  # without
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._future import M, OperationFuture
 from tracker.client._history import HistoryEntry, history_page
 from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from tracker.completions import Completions
 
 T = TypeVar("T")
 
@@ -192,6 +198,26 @@ class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
         (WaitOperation), so the call wakes the moment the terminal event lands.
         """
         return self._run(_core.wait(name, timeout))
+
+    def operation(
+        self,
+        name: str,
+        *,
+        completions: Completions | None = None,
+        result_type: type[M] | None = None,
+        metadata_type: type[Message] | None = None,
+    ) -> OperationFuture[M]:
+        """`name` as a future shaped like google.api_core's Operation: `result(timeout)`
+        returns the response (as `result_type`) or raises the mapped error. Resolved by
+        `completions` (one completion-topic subscription shared by every waiter) when
+        given, else by WaitOperation on this client."""
+        return OperationFuture(
+            self,
+            name,
+            completions=completions,
+            result_type=result_type,
+            metadata_type=metadata_type,
+        )
 
     def watch(self, name: str, timeout: float | None = None) -> Iterator[operations_pb2.Operation]:
         """The current state, then each change, until done (or `timeout` seconds pass).
