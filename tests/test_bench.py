@@ -197,3 +197,23 @@ def test_cli_bench_runs() -> None:
             re.search(r"median +[\d.]+ +min +[\d.]+ +max +[\d.]+ +cpu +[\d.]+ +x *[\d.]+", ln)
             for ln in lines
         ), out
+
+
+def test_notify_future_bench_runs(pubsub_env: str) -> None:
+    """bench/notify_future.py --quick on the session's emulator: both waiter counts, each
+    figure beside the raw arrival of the same messages."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "notify_future.py"), "--quick"],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ms = r"p50 +[\d.]+ ms +p99 +[\d.]+ ms +\(n=20\)"
+    for waiters in (1, 50):
+        for pattern in [
+            rf"raw publish -> subscriber \({waiters} waiters run\) +{ms}",
+            rf"notification -> future resolved, {waiters} waiters +{ms} +[\d.]+x / +[\d.]+x raw",
+        ]:
+            assert re.search(pattern, result.stdout), f"no {pattern!r} in:\n{result.stdout}"

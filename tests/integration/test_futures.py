@@ -4,6 +4,7 @@ emulators."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,13 @@ from google.protobuf import duration_pb2, struct_pb2
 from google.rpc import code_pb2
 
 from tests.pubsub_kit import PubSub
-from tracker.client import Completions, OperationFuture, TrackerClient
+from tracker.client import (
+    AsyncOperationFuture,
+    AsyncTrackerClient,
+    Completions,
+    OperationFuture,
+    TrackerClient,
+)
 from tracker.config import Config
 from tracker.server import Server, running
 
@@ -191,3 +198,47 @@ def test_ephemeral_refuses_a_bad_topic_with_a_clear_message(pubsub: PubSub) -> N
         Completions.ephemeral("tracker-done")
     with pytest.raises(InvalidArgument, match="does not exist"):
         Completions.ephemeral("projects/tracker-test/topics/no-such-topic")
+
+
+# ---- asyncio ------------------------------------------------------------------------------
+
+
+def test_async_futures_by_wait_operation_and_by_one_subscription(
+    server: Server, client: TrackerClient, pubsub: PubSub, done_topic: str
+) -> None:
+    sub = pubsub.subscription(done_topic, ordered=False)
+    waited, failed = _name(), _name()
+    shared = [_name() for _ in range(100)]
+    for name in [waited, failed, *shared]:
+        client.created(name)
+
+    async def main() -> None:
+        async with AsyncTrackerClient(server.http_url) as aclient:
+            future = aclient.operation(waited, result_type=struct_pb2.Struct)
+            with pytest.raises(TimeoutError):
+                await future.result(timeout=0.3)
+            called = asyncio.Event()
+            future.add_done_callback(lambda f: called.set())  # a task that waits
+            await aclient.succeeded(waited, {"n": 1})
+            assert (await future.result(timeout=30))["n"] == 1
+            await asyncio.wait_for(called.wait(), 30)
+            assert future.done() and await future.exception() is None
+
+            with Completions(sub) as completions:
+                futures: list[AsyncOperationFuture[struct_pb2.Struct]] = [
+                    aclient.operation(n, completions=completions, result_type=struct_pb2.Struct)
+                    for n in shared
+                ]
+                doomed: AsyncOperationFuture[Any] = aclient.operation(
+                    failed, completions=completions
+                )
+                assert await doomed.cancel() is True
+                for index, name in enumerate(shared):
+                    await aclient.succeeded(name, {"index": index})
+                results = await asyncio.gather(*(f.result(timeout=60) for f in futures))
+                assert [r["index"] for r in results] == list(range(100))
+                with pytest.raises(gexc.Cancelled):
+                    await doomed.result(timeout=60)
+                assert doomed.cancelled() and await doomed.cancel() is False
+
+    asyncio.run(main())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 import httpx_sse
@@ -15,11 +15,17 @@ from google.longrunning import operations_proto_pb2 as operations_pb2  # without
 
 from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
+from tracker.client._future import AsyncOperationFuture, M
 from tracker.client._history import HistoryEntry, history_page
 from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from tracker.completions import Completions
 
 T = TypeVar("T")
 
@@ -184,6 +190,23 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
         (WaitOperation), so the call wakes the moment the terminal event lands.
         """
         return await self._run(_core.wait(name, timeout))
+
+    def operation(
+        self,
+        name: str,
+        *,
+        completions: Completions | None = None,
+        result_type: type[M] | None = None,
+        metadata_type: type[Message] | None = None,
+    ) -> AsyncOperationFuture[M]:
+        """`TrackerClient.operation` for asyncio (call it inside the running loop)."""
+        return AsyncOperationFuture(
+            self,
+            name,
+            completions=completions,
+            result_type=result_type,
+            metadata_type=metadata_type,
+        )
 
     async def watch(
         self, name: str, timeout: float | None = None
