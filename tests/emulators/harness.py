@@ -179,12 +179,25 @@ GO_SERVERS: Final[dict[str, GoServer]] = {
 # --------------------------------------------------------------------------- building
 
 
+GO_INSTALL = (
+    "install Go 1.22 or newer (`sudo apt-get install golang-go` on Debian/Ubuntu, or"
+    " https://go.dev/dl/), put `go` on PATH or set $GO to it, then run ./scripts/test again"
+)
+
+
 def go_binary() -> str:
-    """The ``go`` command: ``$GO``, else ``go`` on PATH, else /usr/local/go/bin/go."""
-    for cand in (os.environ.get("GO"), shutil.which("go"), "/usr/local/go/bin/go"):
+    """The ``go`` command: ``$GO`` when set (only it), else ``go`` on PATH, else
+    /usr/local/go/bin/go."""
+    chosen = os.environ.get("GO")
+    candidates = [chosen] if chosen else [shutil.which("go"), "/usr/local/go/bin/go"]
+    for cand in candidates:
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return cand
-    raise HarnessError("no Go toolchain found (set $GO or put go on PATH)")
+    where = f"$GO={chosen} is not an executable" if chosen else "no `go` on PATH"
+    raise HarnessError(
+        f"the tests build pstest, handy-spanner and the Go examples with Go, and {where}:"
+        f" {GO_INSTALL}"
+    )
 
 
 def _go_version(go: str) -> str:
@@ -585,7 +598,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "build":
-        for key, path in build_all(verbose=True).items():
+        try:
+            built = build_all(verbose=True)
+        except HarnessError as exc:
+            print(f"tracker: error: {exc}", file=sys.stderr)
+            return 2
+        for key, path in built.items():
             print(f"{key}\t{path}")
         with contextlib.suppress(HarnessError):
             print(f"cloud-spanner-emulator\t{find_cloud_spanner_emulator()}")

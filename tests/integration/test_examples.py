@@ -84,10 +84,20 @@ class ToolMissing(RuntimeError):
     """A toolchain the examples need is not installed."""
 
 
+INSTALL = {
+    "node": "install Node.js 18 or newer with npm (`sudo apt-get install nodejs npm` on"
+    " Debian/Ubuntu, or https://nodejs.org/), then run ./scripts/test again",
+    "npm": "install npm (`sudo apt-get install npm` on Debian/Ubuntu; it comes with"
+    " https://nodejs.org/), then run ./scripts/test again",
+    "go": harness.GO_INSTALL,
+}
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise ToolMissing(f"{name} not found on PATH: the producer examples need it")
+        how = INSTALL.get(name, f"install {name}")
+        raise ToolMissing(f"{name} not found on PATH: the examples' tests need it; {how}")
     return path
 
 
@@ -628,7 +638,12 @@ def test_docs_excerpts_are_the_examples_code() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m tests.integration.test_examples`: build the examples now, print the time."""
     del argv
-    for name, seconds in build_all().items():
+    try:
+        took = build_all()
+    except (ToolMissing, harness.HarnessError) as exc:
+        print(f"tracker: error: {exc}", file=sys.stderr)
+        return 2
+    for name, seconds in took.items():
         print(f"example {name}\tready in {seconds:.1f}s", file=sys.stderr)
     return 0
 

@@ -69,6 +69,7 @@ class PullSubscriber:
         self.dead_letter_topic = dead_letter_topic
         self.max_outstanding = max_outstanding
         self.max_batch = max_batch
+        self.ordered: bool | None = None  # read from the subscription by run()
         self.subscriber = subscriber or gcp.client(
             f"--subscription {subscription}", pubsub_v1.SubscriberClient
         )
@@ -189,6 +190,7 @@ class PullSubscriber:
             if error is not None:
                 loop.call_soon_threadsafe(queue.put_nowait, _Ended(error))
 
+        self.ordered = await loop.run_in_executor(None, self.check_ordering)
         self._future = self.subscriber.subscribe(
             self.subscription,
             callback,
@@ -213,6 +215,35 @@ class PullSubscriber:
                         message.nack()
         finally:
             self.stop()
+
+    def check_ordering(self) -> bool | None:
+        """Whether the subscription delivers in order (None: it cannot be read, e.g. the
+        caller may consume but not get it). Unordered delivery is correct (the final state
+        does not depend on the order: docs/semantics.md) but applies more events as stale
+        or late, so it is worth a warning that names the fix: ordering is fixed when a
+        subscription is created."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            found = self.subscriber.get_subscription(
+                request={"subscription": self.subscription}, timeout=10
+            )
+        except gexc.GoogleAPICallError:
+            return None  # no such subscription: the stream says so, with the reason
+        if found.enable_message_ordering:
+            return True
+        short = self.subscription.rsplit("/", 1)[-1]
+        topic = found.topic.rsplit("/", 1)[-1]
+        log.warning(
+            "--subscription %s does not have message ordering: events will still apply "
+            "correctly, but out of order, with more of them stale or late. Ordering is set "
+            "when a subscription is created: `gcloud pubsub subscriptions create %s-ordered "
+            "--topic %s --enable-message-ordering`, then serve with that one",
+            self.subscription,
+            short,
+            topic,
+        )
+        return False
 
     def stop(self) -> None:
         if self._future is not None:

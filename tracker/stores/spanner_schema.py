@@ -193,6 +193,35 @@ def create_database(database: Database, *, timeout: float = 300) -> bool:
     return True
 
 
+def missing_schema_message(database: Database) -> str:
+    """What to do when `database` has no tracker schema: it, or its instance, may not
+    exist at all (a newcomer's first `serve`); each case names the command that fixes it."""
+    from google.api_core import exceptions as gexc
+
+    path = database.name
+    apply = f"tracker schema apply --store spanner --spanner-database {path}"
+    try:
+        instance_exists = database._instance.exists()
+        database_exists = instance_exists and database.exists()
+    except gexc.GoogleAPICallError as exc:
+        return f"Spanner database {path} has no tracker schema ({exc.message}): run `{apply}`"
+    if not instance_exists:
+        instance = path.rsplit("/databases/", 1)[0]
+        short = instance.rsplit("/", 1)[1]
+        return (
+            f"Spanner instance {instance} does not exist: create it (`gcloud spanner "
+            f"instances create {short} --config=regional-us-central1 --nodes=1`; on a "
+            f"laptop `tracker dev` starts an emulator with one), then run "
+            f"`{apply} --create-database`"
+        )
+    if not database_exists:
+        return (
+            f"Spanner database {path} does not exist: create it with the tracker's schema "
+            f"by `{apply} --create-database`"
+        )
+    return f"Spanner database {path} has no tracker schema: run `{apply}`"
+
+
 def applied_versions(database: Database, names: Names = PLAIN) -> dict[int, str]:
     """Version -> variant of what is applied; empty if the schema table is missing."""
     from google.api_core import exceptions as gexc
