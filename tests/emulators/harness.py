@@ -67,6 +67,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+from tracker.dev import EMULATOR_SPANNER_ENV
+
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent.parent
 
@@ -123,15 +125,8 @@ DEFAULT_SPANNER_SERVER: Final[SpannerServer] = "cloud-spanner-emulator"
 
 # Environment for the Python Spanner client (google-cloud-spanner 3.x) against any of
 # these servers. Test-harness only: production code must not set these.
-SPANNER_CLIENT_ENV: Final[Mapping[str, str]] = {
-    # Multiplexed sessions (the 3.x default) need server support that the fakes lack
-    # and that the emulator only partly has; regular pooled sessions work everywhere.
-    "GOOGLE_CLOUD_SPANNER_MULTIPLEXED_SESSIONS": "false",
-    "GOOGLE_CLOUD_SPANNER_MULTIPLEXED_SESSIONS_FOR_RW": "false",
-    "GOOGLE_CLOUD_SPANNER_MULTIPLEXED_SESSIONS_PARTITIONED_OPS": "false",
-    # No OpenTelemetry exporter to Cloud Monitoring (it would look for credentials).
-    "SPANNER_DISABLE_BUILTIN_METRICS": "true",
-}
+# The Spanner client's settings for an emulator, as `tracker dev` sets them (one source).
+SPANNER_CLIENT_ENV: Final[Mapping[str, str]] = EMULATOR_SPANNER_ENV
 
 DEFAULT_EMULATOR_PATHS: Final = (
     Path("/usr/lib/google-cloud-sdk/bin/cloud_spanner_emulator/emulator_main"),
