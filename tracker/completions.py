@@ -29,7 +29,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Self
+from typing import Any, Self
 
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as gexc
@@ -37,7 +37,7 @@ from google.longrunning import operations_pb2
 
 from tracker.bindings import DoneNotification, parse_done
 from tracker.done import subscribe_parsed
-from tracker.errors import InvalidArgument
+from tracker.errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,19 @@ class Completions:
         self._recent: OrderedDict[str, operations_pb2.Operation] = OrderedDict()
         self._closed = False
         self.received = 0  # notifications routed (not counting duplicates dropped by id)
+        self.error: Exception | None = None  # why the stream ended, if it ended by itself
+        try:
+            self._client.get_subscription(request={"subscription": subscription}, timeout=30)
+        except gexc.NotFound as exc:
+            if self._owns_client:
+                self._client.close()
+            raise NotFound(f"subscription {subscription} does not exist") from exc
+        except gexc.GoogleAPICallError:
+            pass  # may consume without the right to read it: the stream tells
         self._stream = subscribe_parsed(
             subscription, parse_done, self._route, subscriber=self._client
         )
+        self._stream.add_done_callback(self._ended)
 
     @classmethod
     def ephemeral(
@@ -178,6 +188,20 @@ class Completions:
             _call(callback, operation)
 
     # ---- lifetime -----------------------------------------------------------------------
+
+    def _ended(self, stream: Any) -> None:
+        if stream.cancelled():
+            return
+        error = stream.exception()
+        if error is not None and not self._closed:
+            self.error = error
+            log.error(
+                "the completion subscription %s stopped: %s; its %d waiters get no more "
+                "notifications",
+                self.subscription,
+                error,
+                self.waiting(),
+            )
 
     def close(self) -> None:
         """Stop pulling; delete the subscription when it was made by `ephemeral`."""

@@ -242,3 +242,11 @@ def test_async_futures_by_wait_operation_and_by_one_subscription(
                 assert doomed.cancelled() and await doomed.cancel() is False
 
     asyncio.run(main())
+
+
+def test_a_subscription_that_does_not_exist_is_a_clear_error(pubsub: PubSub) -> None:
+    from tracker.errors import NotFound
+
+    missing = "projects/tracker-test/subscriptions/no-such-subscription"
+    with pytest.raises(NotFound, match=f"subscription {missing} does not exist"):
+        Completions(missing)
