@@ -66,7 +66,38 @@ def error_of(operation: operations_pb2.Operation) -> Exception:
     return gexc.GoogleAPICallError(message)  # type: ignore[no-untyped-call]
 
 
-class OperationFuture(Generic[M]):
+class _Typed(Generic[M]):
+    """What both futures share: the operation's name, its types and how an outcome reads."""
+
+    def __init__(
+        self,
+        name: str,
+        completions: Completions | None,
+        result_type: type[M] | None,
+        metadata_type: type[message.Message] | None,
+    ) -> None:
+        self.name = name
+        self._completions = completions
+        self._result_type = result_type
+        self._metadata_type = metadata_type
+        self._operation = operations_pb2.Operation(name=name)
+        self._unwatch: Callable[[], None] | None = None
+
+    def _response(self, operation: operations_pb2.Operation) -> Any:
+        if operation.HasField("response"):
+            return unpack(operation.response, self._result_type)
+        raise error_of(operation)
+
+    def _error(self, operation: operations_pb2.Operation) -> Exception | None:
+        return None if operation.HasField("response") else error_of(operation)
+
+    def _metadata(self, operation: operations_pb2.Operation) -> Any:
+        if not operation.HasField("metadata"):
+            return None
+        return unpack(operation.metadata, self._metadata_type)
+
+
+class OperationFuture(_Typed[M]):
     """A future of one operation's outcome (see the module docstring).
 
     Args:
@@ -86,17 +117,12 @@ class OperationFuture(Generic[M]):
         result_type: type[M] | None = None,
         metadata_type: type[message.Message] | None = None,
     ) -> None:
+        super().__init__(name, completions, result_type, metadata_type)
         self._client = client
-        self.name = name
-        self._completions = completions
-        self._result_type = result_type
-        self._metadata_type = metadata_type
         self._lock = threading.Lock()
         self._resolved = threading.Event()
-        self._operation = operations_pb2.Operation(name=name)
         self._callbacks: list[Callable[[OperationFuture[M]], None]] = []
         self._poller: threading.Thread | None = None
-        self._unwatch: Callable[[], None] | None = None
         if completions is not None:
             # Watch first, then read: a notification between the two is caught by the
             # watch, one from before it by the read.
@@ -117,10 +143,7 @@ class OperationFuture(Generic[M]):
     @property
     def metadata(self) -> Any:
         """The latest metadata, as `metadata_type` when given; None when there is none."""
-        operation = self.operation
-        if not operation.HasField("metadata"):
-            return None
-        return unpack(operation.metadata, self._metadata_type)
+        return self._metadata(self.operation)
 
     def done(self) -> bool:
         """True once the operation is done. Without a Completions this reads the operation
@@ -141,15 +164,11 @@ class OperationFuture(Generic[M]):
         """The response (as `result_type` when given) once done; raises the mapped
         google.api_core error of a failed or cancelled operation, and TimeoutError when
         `timeout` seconds pass first."""
-        operation = self._wait(timeout)
-        if operation.HasField("response"):
-            return unpack(operation.response, self._result_type)
-        raise error_of(operation)
+        return self._response(self._wait(timeout))
 
     def exception(self, timeout: float | None = None) -> Exception | None:
         """The error `result()` would raise, or None for a success."""
-        operation = self._wait(timeout)
-        return None if operation.HasField("response") else error_of(operation)
+        return self._error(self._wait(timeout))
 
     def add_done_callback(self, fn: Callable[[OperationFuture[M]], None]) -> None:
         """Call `fn(future)` once done: at once if it is, else on the thread that
@@ -229,7 +248,7 @@ def _run(fn: Callable[[Any], None], future: Any) -> None:
         log.exception("a done-callback of %s failed", future.name)
 
 
-class AsyncOperationFuture(Generic[M]):
+class AsyncOperationFuture(_Typed[M]):
     """`OperationFuture` for asyncio (made by `AsyncTrackerClient.operation` inside a
     running loop): `await result(timeout)`, `await exception()`, `await cancel()`;
     `done()`, `cancelled()`, `metadata`, `operation` and `add_done_callback(fn)` read
@@ -245,18 +264,13 @@ class AsyncOperationFuture(Generic[M]):
         result_type: type[M] | None = None,
         metadata_type: type[message.Message] | None = None,
     ) -> None:
+        super().__init__(name, completions, result_type, metadata_type)
         self._client = client
-        self.name = name
-        self._completions = completions
-        self._result_type = result_type
-        self._metadata_type = metadata_type
         self._loop = asyncio.get_running_loop()
         self._resolved = self._loop.create_future()
-        self._operation = operations_pb2.Operation(name=name)
         self._callbacks: list[Callable[[AsyncOperationFuture[M]], None]] = []
         self._poller: asyncio.Task[None] | None = None
         self._read = False
-        self._unwatch: Callable[[], None] | None = None
         if completions is not None:
             self._unwatch = completions.watch(name, self._from_thread)
 
@@ -268,9 +282,7 @@ class AsyncOperationFuture(Generic[M]):
 
     @property
     def metadata(self) -> Any:
-        if not self._operation.HasField("metadata"):
-            return None
-        return unpack(self._operation.metadata, self._metadata_type)
+        return self._metadata(self._operation)
 
     def done(self) -> bool:
         return self._resolved.done()
@@ -279,14 +291,10 @@ class AsyncOperationFuture(Generic[M]):
         return self.done() and self._operation.error.code == code_pb2.CANCELLED
 
     async def result(self, timeout: float | None = None) -> Any:
-        operation = await self._wait(timeout)
-        if operation.HasField("response"):
-            return unpack(operation.response, self._result_type)
-        raise error_of(operation)
+        return self._response(await self._wait(timeout))
 
     async def exception(self, timeout: float | None = None) -> Exception | None:
-        operation = await self._wait(timeout)
-        return None if operation.HasField("response") else error_of(operation)
+        return self._error(await self._wait(timeout))
 
     def add_done_callback(self, fn: Callable[[AsyncOperationFuture[M]], None]) -> None:
         """Call `fn(future)` on the loop once done (soon, if it is)."""
