@@ -1,7 +1,8 @@
 """`tracker dev`: the Google Cloud path (Pub/Sub + Spanner) on one laptop, in one command.
 
-It starts Google's Pub/Sub and Spanner emulators (from the gcloud CLI), creates the
-topics, subscriptions and the database with the schema, serves the tracker on them and
+It starts Google's Pub/Sub and Spanner emulators (from the gcloud CLI; pstest and
+handy-spanner from the tools cache otherwise), creates the topics, subscriptions and the
+database with the schema, serves the tracker on them and
 prints what a worker and a consumer need. SIGINT or SIGTERM stops everything it started.
 """
 
@@ -116,27 +117,45 @@ def google_spanner_emulator() -> Path | None:
     return path if path and path.is_file() else None
 
 
-def choose(emulators: Emulators) -> tuple[str, str]:
-    """(Pub/Sub kind, Spanner kind) to start, or a ConfigError saying what to install.
+def go_server(name: str) -> Path | None:
+    """pstest or handy-spanner as a checkout's `./scripts/test` builds them (`pstest-server`,
+    `handy-spanner-server` in the user's tools cache, or on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    tools = Path(os.environ.get("TRACKER_TOOLS_DIR") or Path(cache) / "tracker" / "tools")
+    path = Path(os.environ.get("TRACKER_TOOLS_BIN") or tools / "bin") / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
 
-    Google's emulators only, for now: with pstest and handy-spanner the pull subscriber
-    receives nothing here yet (an open gap, see docs/gcp.md), so `--emulators go` is
-    refused rather than left to hang.
-    """
+
+GO_SERVERS: Final = {"pstest": "pstest-server", "handy-spanner": "handy-spanner-server"}
+
+
+def choose(emulators: Emulators) -> tuple[str, str]:
+    """(Pub/Sub kind, Spanner kind) to start, or a ConfigError saying what to install:
+    Google's emulators when the gcloud CLI has them, else pstest and handy-spanner."""
     google = google_pubsub_emulator(), google_spanner_emulator()
-    if emulators == "go":
-        raise ConfigError(
-            "--emulators go (pstest and handy-spanner) is not supported yet: install the "
-            "gcloud CLI's emulators and use --emulators google"
-        )
-    if all(google):
+    go = tuple(go_server(binary) for binary in GO_SERVERS.values())
+    if emulators != "go" and all(google):
         return "google-pubsub", "google-spanner"
+    if emulators != "google" and all(go):
+        return "pstest", "handy-spanner"
     missing = [n for n, p in zip(("Pub/Sub", "Spanner"), google, strict=True) if p is None]
-    raise ConfigError(
+    install_google = (
         f"Google's {' and '.join(missing)} emulator not found: install the gcloud CLI, then "
         "`gcloud components install pubsub-emulator cloud-spanner-emulator` (Pub/Sub's "
         "also needs `java` on PATH)"
     )
+    install_go = (
+        "pstest and handy-spanner not found: in a checkout, "
+        "`.venv/bin/python -m tests.emulators.harness build` builds them (needs Go)"
+    )
+    if emulators == "google":
+        raise ConfigError(install_google)
+    if emulators == "go":
+        raise ConfigError(install_go)
+    raise ConfigError(f"{install_google}; or {install_go}")
 
 
 # ---- starting them -----------------------------------------------------------------------
@@ -196,6 +215,8 @@ def start(kind: str, port: int, logs: Path) -> Emulator:
         command = [str(google_pubsub_emulator()), "--host=127.0.0.1", f"--port={port}"]
     elif kind == "google-spanner":
         command = [str(google_spanner_emulator()), f"--host_port={host}"]
+    elif kind in GO_SERVERS:
+        command = [str(go_server(GO_SERVERS[kind])), "-addr", host]
     else:
         raise ConfigError(f"unknown emulator {kind!r}")
     with log.open("ab") as out:
@@ -343,7 +364,8 @@ def running(
         url = f"http://127.0.0.1:{http_port}"
         push = f"{url}/v1/pubsub/push" if pubsub_kind == "google-pubsub" else None
         notes = create_pubsub(names, push)
-        create_spanner(names, "canonical")
+        google_spanner = spanner_kind == "google-spanner"
+        create_spanner(names, "canonical" if google_spanner else "emulator")
         config = Config(
             store="spanner",
             spanner_database=names.database,
@@ -351,6 +373,8 @@ def running(
             dead_letter_topic=names.dead_letter,
             done_topic=names.done,
             control_topic=names.control,
+            # handy-spanner returns no transaction id from an inline begin (docs/gcp.md).
+            spanner_explicit_begin=not google_spanner,
             http_port=http_port,
             grpc_port=grpc_port,
             log_level=log_level,

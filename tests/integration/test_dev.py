@@ -1,6 +1,7 @@
 """`tracker dev`: the emulators, topics, subscriptions and database in one command.
 
-A real `tracker dev` process, with Google's emulators: one operation
+A real `tracker dev` process, with Google's emulators (and once with pstest and
+handy-spanner): one operation
 goes through Pub/Sub (and, on Google's emulator, through the push subscription to the
 tracker itself) and its done-notification reaches a consumer of the printed subscription;
 SIGINT stops the tracker and every emulator it started.
@@ -187,5 +188,28 @@ def test_missing_emulators_say_what_to_install(tmp_path: Path) -> None:
         [TRACKER, "dev", "--emulators", "go"], capture_output=True, text=True, env=env, timeout=60
     )
     assert go.returncode == 2, go.stderr
-    assert "not supported yet" in go.stderr and "--emulators google" in go.stderr
-    assert "Traceback" not in google.stderr + go.stderr
+    assert "pstest and handy-spanner not found" in go.stderr
+    assert "`.venv/bin/python -m tests.emulators.harness build`" in go.stderr
+    auto = subprocess.run([TRACKER, "dev"], capture_output=True, text=True, env=env, timeout=60)
+    assert auto.returncode == 2 and "gcloud components install" in auto.stderr
+    assert "tests.emulators.harness build" in auto.stderr  # both ways named
+    assert "Traceback" not in google.stderr + go.stderr + auto.stderr
+
+
+def test_pstest_and_handy_spanner_when_asked_or_without_gcloud(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.emulators import harness
+
+    for kind in ("pstest", "handy-spanner"):
+        harness.build_go_server(kind)  # what ./scripts/test builds before pytest
+    with tracker_dev("--emulators", "go", env={"TRACKER_TOOLS_BIN": str(harness.TOOLS_BIN)}) as dev:
+        assert "pstest and handy-spanner" in "\n".join(dev.output)
+        assert "pstest delivers no push subscriptions" in "\n".join(dev.output)
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", dev.env["PUBSUB_EMULATOR_HOST"])
+        name = "operations/dev-go"
+        _send(dev.names["events topic (pull)"], name)
+        done = wait_done(dev.names["a subscription on it"], name, timeout=120)
+        assert done.name == name and done.done and not done.HasField("error")
+        dev.proc.send_signal(signal.SIGINT)
+        assert dev.proc.wait(60) == 0, "\n".join(dev.output)

@@ -15,8 +15,9 @@ from tracker.cli._base import CONTEXT, cli
     type=click.Choice(["auto", "google", "go"]),
     default="auto",
     show_default=True,
-    help="google (and auto): the gcloud CLI's Pub/Sub and Spanner emulators; go (pstest "
-    "and handy-spanner) is not supported yet.",
+    help="google: the gcloud CLI's Pub/Sub and Spanner emulators; go: pstest and "
+    "handy-spanner as a checkout's ./scripts/test builds them; auto: google when the gcloud "
+    "CLI has both, else go.",
 )
 @click.option("--project", default="tracker-dev", show_default=True, help="Emulator project.")
 @click.option("--http-port", type=int, default=8080, show_default=True, help="0: a free port.")
