@@ -20,7 +20,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,6 +40,7 @@ from google.rpc import code_pb2, status_pb2
 from tests.helpers import ROOT, T0, make_event, packed_struct
 from tests.pubsub_kit import PubSub
 from tracker.bindings import DoneNotification, parse_done, to_batch, to_binary, to_structured
+from tracker.dev import free_port
 from tracker.events import Event, Kind
 from tracker.stores.sqlite import SqliteStore
 from tracker.v1 import operation_pb2
@@ -50,12 +50,6 @@ COPIES = 3
 CLIENTS = 4
 KILLS = 4
 SEED = int(os.environ.get("TRACKER_CHAOS_SEED", "20261201"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stream(index: int, rng: random.Random) -> list[Event]:

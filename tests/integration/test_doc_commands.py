@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,16 +33,11 @@ from tests.pubsub_kit import PubSub
 from tracker.cli import cli
 from tracker.client import TrackerClient
 from tracker.config import Config
+from tracker.dev import free_port
 from tracker.errors import NotFound
 from tracker.server import running
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
