@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "TrackerClient": "tracker.client._sync",
     "HistoryEntry": "tracker.client._history",
     "OperationFuture": "tracker.client._future",
-    "AsyncOperationFuture": "tracker.client._future",
+    "AsyncOperationFuture": "tracker.client._async_future",
     "Completions": "tracker.completions",
     "MetadataValue": "tracker.client._producers",
     "Producer": "tracker.client._producers",
@@ -53,8 +53,9 @@ _EXPORTS: dict[str, str] = {
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from tracker.client._async import AsyncTrackerClient
+    from tracker.client._async_future import AsyncOperationFuture
     from tracker.client._core import DEFAULT_TIMEOUT, Mode, PublishResult, error_from_answer
-    from tracker.client._future import AsyncOperationFuture, OperationFuture
+    from tracker.client._future import OperationFuture
     from tracker.client._history import HistoryEntry
     from tracker.client._producers import (
         MetadataValue,

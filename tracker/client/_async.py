@@ -14,8 +14,9 @@ import httpx_sse
 from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
 
 from tracker.client import _core
+from tracker.client._async_future import AsyncOperationFuture
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
-from tracker.client._future import AsyncOperationFuture, M
+from tracker.client._future import M
 from tracker.client._history import HistoryEntry, history_page
 from tracker.client._producers import Producer
 from tracker.constants import DEFAULT_URL
