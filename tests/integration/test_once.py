@@ -58,6 +58,7 @@ def test_effect_runs_once_across_duplicates_restarts_and_a_failure(
         _until(lambda: sorted(ran) == ["flaky", "n-1"])
     finally:
         stream.cancel()
+        stream.result(timeout=30)  # stopped for good: what it held goes back (nacked)
     assert calls.count("flaky") == 2 and ran.count("n-1") == 1
 
     # A new consumer process would open the same file: the ids it finished stay finished.
