@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2  # noqa: F401  (standard Status details in JSON)
 
 from tracker.errors import InvalidEvent, clip, echo
+from tracker.resource_names import PARENT_PATTERN
 from tracker.v1 import events_pb2
 
 TYPE_PREFIX: Final = "tracker.operation.v1."
@@ -37,8 +38,12 @@ PROTOBUF_TYPES: Final = frozenset({"application/protobuf", "application/x-protob
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9.\-]+\+)?json$")
 # Every segment has a character other than "." (so "." and ".." segments are refused);
 # written without alternation or lookahead so that RE2 and ECMA-262 read it the same way.
+# An optional parent resource first, as Google APIs name operations
+# (`projects/P/locations/L/operations/ID`, tracker.resource_names).
 DEFAULT_NAME_PATTERN: Final = (
-    r"^operations/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$"
+    "^"
+    + PARENT_PATTERN
+    + r"operations/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*(/\.*[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*$"
 )
 
 # ---- limits ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from google.longrunning import operations_pb2
 
-from tracker import filtering, listing, tracing
+from tracker import filtering, listing, resource_names, tracing
 from tracker.bindings import parse_pubsub
 from tracker.commit import GroupCommit
 from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
@@ -236,9 +236,17 @@ class Tracker:
         return await asyncio.to_thread(self.store.checkpoint, check_name(name))
 
     async def list(
-        self, filter_text: str = "", page_size: int = 0, page_token: str = "", order_by: str = ""
+        self,
+        filter_text: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        order_by: str = "",
+        *,
+        parent: str = "",
     ) -> Page:
-        """One page in the order of `order_by` (AIP-132; `tracker.listing`)."""
+        """One page in the order of `order_by` (AIP-132; `tracker.listing`), of the
+        operations in `parent`'s collection (`tracker.resource_names`; "": all)."""
+        filter_text = resource_names.in_collection(filter_text, parent)
         if page_size < 0:
             raise InvalidArgument("page_size must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -254,10 +262,10 @@ class Tracker:
         token = listing.encode_token(rows[-1], filter_text, order) if more else ""
         return Page([r.operation for r in rows], token)
 
-    async def count(self, filter_text: str = "") -> tuple[int, bool]:
+    async def count(self, filter_text: str = "", *, parent: str = "") -> tuple[int, bool]:
         """(operations matching, whether that is a lower bound: the count stopped at
         its bound, `tracker.stores.query.COUNT_SCAN_LIMIT` rows read)."""
-        expr = filtering.parse(filter_text)
+        expr = filtering.parse(resource_names.in_collection(filter_text, parent))
         return await asyncio.to_thread(self.store.count_operations, expr)
 
     async def delete(self, name: str) -> None:

@@ -310,7 +310,7 @@ def test_negative_page_size_and_foreign_collection_are_invalid(
 ) -> None:
     for request in (
         operations_pb2.ListOperationsRequest(name="operations", page_size=-1),
-        operations_pb2.ListOperationsRequest(name="projects/p/operations"),
+        operations_pb2.ListOperationsRequest(name="folders/f/operations"),
     ):
         with pytest.raises(grpc.RpcError) as info:
             stub.ListOperations(request, timeout=10)

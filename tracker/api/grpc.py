@@ -26,16 +26,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from tracker import resource_names
 from tracker.api import status
-from tracker.errors import InvalidArgument, clip, echo
+from tracker.errors import InvalidArgument, clip
 from tracker.service import Tracker
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 SERVICE_NAME: Final[str] = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
-# Names ListOperations accepts as the collection (AIP-151 servers have one collection).
-COLLECTIONS: Final = frozenset({"", "operations"})
 # google.longrunning's ListOperationsRequest has no order_by field: AIP-132's order_by
 # comes as this request metadata (docs/api.md, "Ordering").
 ORDER_BY_METADATA: Final = "x-tracker-order-by"
@@ -88,12 +87,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
     async def _list(
         self, request: operations_pb2.ListOperationsRequest, order_by: str = ""
     ) -> operations_pb2.ListOperationsResponse:
-        if request.name not in COLLECTIONS:
-            raise InvalidArgument(
-                f"name {echo(request.name)} is not a collection here; use '' or 'operations'"
-            )
         page = await self.tracker.list(
-            request.filter, request.page_size, request.page_token, order_by
+            request.filter,
+            request.page_size,
+            request.page_token,
+            order_by,
+            parent=resource_names.parse_parent(request.name),
         )
         return operations_pb2.ListOperationsResponse(
             operations=page.operations, next_page_token=page.next_page_token

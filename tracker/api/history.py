@@ -1,4 +1,5 @@
-"""The event history over HTTP: `GET /v1/{name=operations/**}/events`.
+"""The event history over HTTP: `GET /v1/{name=operations/**}/events` (and of
+Google-style names, `/v1/projects/P/locations/L/operations/ID/events`).
 
     GET /v1/{name=operations/**}/events?pageSize=&pageToken=   -> {events, nextPageToken}
 
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from tracker import history
 from tracker.api.guard import require
-from tracker.api.http import ROUTE_METHODS, OperationsHttp, parse_page_size, query
+from tracker.api.http import ROUTE_METHODS, OperationsHttp, parse_page_size, path_name, query
 from tracker.api.web import guarded
 from tracker.auth import Permission
 from tracker.errors import MethodNotAllowed
@@ -35,10 +36,8 @@ class HistoryHttp:
 
     async def events(self, request: Request) -> Response:
         raw = request.scope.get("raw_path")
-        rest = str(request.path_params["rest"])
         if isinstance(raw, bytes) and not raw.decode("latin-1").split("?")[0].endswith(SUFFIX):
             # The slash (or a letter) was escaped: "/events" is part of the name.
-            request.scope["path_params"] = {"rest": rest + SUFFIX}
             return await self.operations.resource(request)
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(request.method, ("GET",))
@@ -54,7 +53,7 @@ class HistoryHttp:
         )
         found = await history.page(
             self.tracker,
-            "operations/" + rest,
+            path_name(request, SUFFIX),
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
         )
@@ -66,7 +65,8 @@ def routes(tracker: Tracker, keepalive_seconds: float) -> list[BaseRoute]:
     `operations/{rest:path}` would take it otherwise."""
     api = HistoryHttp(tracker, OperationsHttp(tracker, keepalive_seconds))
     return [
-        Route(f"/v1/operations/{{rest:path}}{SUFFIX}", guarded(api.events), methods=ROUTE_METHODS)
+        Route(f"/v1/{root}/{{rest:path}}{SUFFIX}", guarded(api.events), methods=ROUTE_METHODS)
+        for root in ("operations", "projects")
     ]
 
 

@@ -2,12 +2,17 @@
 
     GET    /v1/operations                         ListOperations (filter, pageSize, pageToken;
                                                   extensions: orderBy, count -> totalSize)
+    GET    /v1/{name=projects/*/locations/*}/operations   ListOperations of one parent
+                                                  (also projects/*; tracker.resource_names)
     GET    /v1/{name=operations/**}               GetOperation
     DELETE /v1/{name=operations/**}               DeleteOperation            -> {}
     POST   /v1/{name=operations/**}:cancel        CancelOperation            -> {}
     POST   /v1/{name=operations/**}:wait          WaitOperation (timeout in body or query)
     GET    /v1/{name=operations/**}:watch         extension: Server-Sent Events
     GET    /v1/{name=operations/**}:checkpoint    extension: the latest checkpoint bytes
+
+Every `{name=operations/**}` route serves Google-style names too:
+`/v1/projects/P/locations/L/operations/ID:wait` and so on.
 
 Bodies are the proto3 JSON mapping with lowerCamelCase names, as Google APIs send.
 `Operation.metadata` and `response` (and `error.details`) are `Any`: a type this
@@ -32,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tracker import resource_names
 from tracker.api import status
 from tracker.api.guard import require
 from tracker.api.web import guarded, read_message
@@ -196,7 +202,8 @@ class OperationsHttp:
         self.tracker = tracker
         self.keepalive_seconds = keepalive_seconds
 
-    async def collection(self, request: Request) -> Response:
+    async def collection(self, request: Request, parent: str = "") -> Response:
+        """ListOperations of the tracker's collection or of `parent`'s."""
         if _method(request) != "GET":
             raise MethodNotAllowed(request.method, ("GET",))
         await require(request, Permission.OPERATIONS_READ)
@@ -223,21 +230,29 @@ class OperationsHttp:
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
             params.get("order_by", ""),
+            parent=parent,
         )
         body = page_to_dict(page.operations, page.next_page_token)
         if count:
-            total, capped = await self.tracker.count(params.get("filter", ""))
+            total, capped = await self.tracker.count(params.get("filter", ""), parent=parent)
             body["totalSize"] = total
             if capped:
                 body["totalSizeIsLowerBound"] = True
         return JSONResponse(body)
 
+    async def parented(self, request: Request) -> Response:
+        """`/v1/projects/...`: a parent's collection (`.../operations`) or an operation
+        in it (`tracker.resource_names`)."""
+        name, verb = _name_and_verb(request)
+        if not verb and name.endswith("/" + resource_names.COLLECTION):
+            return await self.collection(request, resource_names.parse_parent(name))
+        return await self._resource(request, name, verb)
+
     async def resource(self, request: Request) -> Response:
-        raw = request.scope.get("raw_path")
-        name, verb = split_verb(
-            "operations/" + str(request.path_params["rest"]),
-            raw.decode("latin-1") if isinstance(raw, bytes) else None,
-        )
+        name, verb = _name_and_verb(request)
+        return await self._resource(request, name, verb)
+
+    async def _resource(self, request: Request, name: str, verb: str) -> Response:
         allowed = METHODS[verb]
         method = _method(request) if verb in ("", "checkpoint") else request.method
         if method not in allowed:
@@ -335,6 +350,17 @@ async def _aclose(stream: AsyncIterator[Any]) -> None:
         await aclose()
 
 
+def path_name(request: Request, suffix: str = "") -> str:
+    """What follows `/v1/` in the (decoded) path, without `suffix`: the resource name."""
+    path = str(request.scope["path"]).removeprefix("/v1/")
+    return path.removesuffix(suffix) if suffix else path
+
+
+def _name_and_verb(request: Request) -> tuple[str, str]:
+    raw = request.scope.get("raw_path")
+    return split_verb(path_name(request), raw.decode("latin-1") if isinstance(raw, bytes) else None)
+
+
 def _method(request: Request) -> str:
     """HEAD is GET without the body (the server drops it)."""
     return "GET" if request.method == "HEAD" else request.method
@@ -347,6 +373,8 @@ def routes(tracker: Tracker, keepalive_seconds: float = SSE_KEEPALIVE_SECONDS) -
     return [
         Route("/v1/operations", guarded(api.collection), methods=ROUTE_METHODS),
         Route("/v1/operations/{rest:path}", guarded(api.resource), methods=ROUTE_METHODS),
+        # Google-style names: projects/P[/locations/L]/operations[/ID] (resource_names).
+        Route("/v1/projects/{rest:path}", guarded(api.parented), methods=ROUTE_METHODS),
     ]
 
 

@@ -31,12 +31,17 @@ COLUMNS = ("NAME", "DONE", "PERCENT", "MESSAGE", "TYPE", "LABELS")
 
 
 def fetch(
-    client: TrackerClient, filter_text: str, page_size: int, order_by: str, limit: int | None
+    client: TrackerClient,
+    filter_text: str,
+    page_size: int,
+    order_by: str,
+    limit: int | None,
+    parent: str = "",
 ) -> list[operations_pb2.Operation]:
     """Every matching operation in order, or the first `limit` of them (no more pages
     fetched than needed)."""
     size = page_size or (min(limit, 1000) if limit else 0)
-    operations = client.list(filter_text, size, order_by)
+    operations = client.list(filter_text, size, order_by, parent=parent)
     return list(itertools.islice(operations, limit) if limit is not None else operations)
 
 
@@ -65,6 +70,11 @@ def table(operations: list[operations_pb2.Operation]) -> Table:
     "filter_text",
     default="",
     help='AIP-160 filter, e.g. done = false AND labels.team = "a" or result = failed.',
+)
+@click.option(
+    "--parent",
+    default="",
+    help="Only the operations of projects/P or projects/P/locations/L (default: all).",
 )
 @click.option(
     "--order-by",
@@ -107,6 +117,7 @@ def table(operations: list[operations_pb2.Operation]) -> Table:
 @client_options
 def list_(
     filter_text: str,
+    parent: str,
     order_by: str,
     limit: int | None,
     page_size: int,
@@ -124,12 +135,12 @@ def list_(
         fail("--watch shows a table: it does not go with --output json or --count")
     with connect.client() as client:
         if count:
-            click.echo(client.count(filter_text))
+            click.echo(client.count(filter_text, parent=parent))
             return
         if watch:
-            _watch(client, filter_text, page_size, order_by, limit, interval, watch_timeout)
+            _watch(client, filter_text, page_size, order_by, limit, interval, watch_timeout, parent)
             return
-        operations = fetch(client, filter_text, page_size, order_by, limit)
+        operations = fetch(client, filter_text, page_size, order_by, limit, parent)
     if as_json:
         click.echo(json.dumps([operation_to_dict(o) for o in operations], indent=2))
         return
@@ -144,6 +155,7 @@ def _watch(
     limit: int | None,
     interval: float,
     timeout: float | None,
+    parent: str = "",
 ) -> None:
     from rich.live import Live
 
@@ -156,7 +168,7 @@ def _watch(
         if live is not None:
             live.start()
         while True:
-            operations = fetch(client, filter_text, page_size, order_by, limit)
+            operations = fetch(client, filter_text, page_size, order_by, limit, parent)
             if operations != last:
                 last = operations
                 if live is not None:

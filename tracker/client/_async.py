@@ -113,26 +113,35 @@ class AsyncTrackerClient(_core.HttpClientBase, Producer[Coroutine[Any, Any, Publ
         return await self._run(_core.get(name))
 
     async def list_page(
-        self, filter: str = "", page_size: int = 0, page_token: str = "", order_by: str = ""
+        self,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        order_by: str = "",
+        *,
+        parent: str = "",
     ) -> tuple[builtins.list[operations_pb2.Operation], str]:
         """One page and the next page token ("" on the last page).
 
         `order_by` (AIP-132): create_time, update_time, end_time or name, each optionally
-        followed by desc, comma-separated; by name when empty.
+        followed by desc, comma-separated; by name when empty. `parent`: only the
+        operations of `projects/P` or `projects/P/locations/L` (docs/api.md).
         """
-        return await self._run(_core.list_page(filter, page_size, page_token, order_by))
+        return await self._run(_core.list_page(filter, page_size, page_token, order_by, parent))
 
-    async def count(self, filter: str = "") -> int:
+    async def count(self, filter: str = "", *, parent: str = "") -> int:
         """How many operations match `filter` (a lower bound past the server's bound)."""
-        return await self._run(_core.count(filter))
+        return await self._run(_core.count(filter, parent))
 
     async def list(
-        self, filter: str = "", page_size: int = 0, order_by: str = ""
+        self, filter: str = "", page_size: int = 0, order_by: str = "", *, parent: str = ""
     ) -> AsyncIterator[operations_pb2.Operation]:
         """Every operation matching `filter` (AIP-160 subset), fetching page after page."""
         token = ""
         while True:
-            operations, token = await self.list_page(filter, page_size, token, order_by)
+            operations, token = await self.list_page(
+                filter, page_size, token, order_by, parent=parent
+            )
             for operation in operations:
                 yield operation
             if not token:

@@ -321,8 +321,16 @@ def get(name: str) -> Plan[operations_pb2.Operation]:
     return parse_operation(json_of((yield Request("GET", operation_path(name)))))
 
 
+def collection_path(parent: str = "") -> str:
+    """`/v1/operations`, or a parent's collection `/v1/projects/P/locations/L/operations`."""
+    parent = parent.strip("/").removesuffix("/operations")
+    if parent in ("", "operations"):
+        return "/v1/operations"
+    return f"/v1/{quote(parent, safe='/~')}/operations"
+
+
 def list_page(
-    filter: str, page_size: int, page_token: str, order_by: str = ""
+    filter: str, page_size: int, page_token: str, order_by: str = "", parent: str = ""
 ) -> Plan[tuple[list[operations_pb2.Operation], str]]:
     """One page and the next page token ("" on the last page)."""
     params: dict[str, str | int] = {}
@@ -334,19 +342,20 @@ def list_page(
         params["pageSize"] = page_size
     if page_token:
         params["pageToken"] = page_token
-    answer = json_of((yield Request("GET", "/v1/operations", params=params)))
+    path = collection_path(parent)
+    answer = json_of((yield Request("GET", path, params=params)))
     if not isinstance(answer, dict):
-        raise errors.TrackerError(f"unexpected answer to GET /v1/operations: {str(answer)[:200]}")
+        raise errors.TrackerError(f"unexpected answer to GET {path}: {str(answer)[:200]}")
     operations = [parse_operation(o) for o in answer.get("operations") or []]
     return operations, str(answer.get("nextPageToken") or "")
 
 
-def count(filter: str) -> Plan[int]:
+def count(filter: str, parent: str = "") -> Plan[int]:
     """How many operations match (`totalSize`; a lower bound past the server's bound)."""
     params: dict[str, str | int] = {"count": "true", "pageSize": 1}
     if filter:
         params["filter"] = filter
-    answer = json_of((yield Request("GET", "/v1/operations", params=params)))
+    answer = json_of((yield Request("GET", collection_path(parent), params=params)))
     total = answer.get("totalSize") if isinstance(answer, dict) else None
     if isinstance(total, str) and total.isdigit():
         total = int(total)
