@@ -22,18 +22,29 @@ PROTO_ROOT = ROOT / "schemas" / "proto"
 OUT_PACKAGE = Path("tracker") / "v1"
 
 
-def _include_dirs() -> list[str]:
+def _include_dirs(scratch: Path) -> list[str]:
     dirs = [str(PROTO_ROOT), str(importlib.resources.files("grpc_tools") / "_proto")]
-    # google/rpc/status.proto ships with googleapis-common-protos.
+    # google/rpc/status.proto and google/api/*.proto ship with googleapis-common-protos.
     import google.rpc
 
-    dirs.append(str(Path(google.rpc.__path__[0]).parent.parent))
+    common = Path(google.rpc.__path__[0]).parent.parent
+    dirs.append(str(common))
+    # It ships google/longrunning/operations.proto as operations_proto.proto (the file's
+    # own name inside is operations.proto): put it where imports look for it.
+    longrunning = scratch / "google" / "longrunning"
+    longrunning.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(
+        common / "google" / "longrunning" / "operations_proto.proto",
+        longrunning / "operations.proto",
+    )
+    dirs.append(str(scratch))
     return dirs
 
 
 def generate(out_root: Path) -> list[Path]:
     protos = sorted(PROTO_ROOT.glob("tracker/v1/*.proto"))
-    args = ["protoc", *(f"-I{d}" for d in _include_dirs())]
+    scratch = out_root / "_include"
+    args = ["protoc", *(f"-I{d}" for d in _include_dirs(scratch))]
     args += [f"--python_out={out_root}", f"--pyi_out={out_root}"]
     args += [str(p.relative_to(PROTO_ROOT)) for p in protos]
     if protoc.main(args) != 0:

@@ -157,6 +157,9 @@ class Event:
     tracestate: str | None = field(default=None, compare=False)
     # It carried a traceparent (or tracestate) that was not valid, so it was left out.
     trace_dropped: bool = field(default=False, compare=False)
+    # A create that must not find the operation there already (ALREADY_EXISTS, AIP-133):
+    # set by `Tracker.create` only; no event from outside carries it.
+    create_only: bool = field(default=False, compare=False)
 
     @property
     def run(self) -> int:

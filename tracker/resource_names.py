@@ -67,6 +67,20 @@ def in_collection(filter_text: str, parent: str) -> str:
     return f"{prefix} AND ({filter_text})" if filter_text.strip() else prefix
 
 
+_NAME: Final = re.compile(rf"(?:(projects/{_ID}(?:/locations/{_ID})?)/)?operations/(.+)")
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """`projects/p/locations/l/operations/a/b` -> (`projects/p/locations/l`, `a/b`)."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise InvalidArgument(
+            f"{echo(name)} is not an operation name (operations/ID,"
+            " projects/P/operations/ID or projects/P/locations/L/operations/ID)"
+        )
+    return match.group(1) or "", match.group(2)
+
+
 def new_name(parent: str, operation_id: str = "", request_id: str = "") -> str:
     """The name of an operation being created: `operation_id` in `parent`'s collection;
     without one, a UUID, derived from `request_id` when there is one, so that a retried
@@ -86,4 +100,5 @@ __all__ = [
     "in_collection",
     "new_name",
     "parse_parent",
+    "split_name",
 ]

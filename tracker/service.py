@@ -18,15 +18,33 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from google.longrunning import operations_pb2
 
 from tracker import filtering, listing, resource_names, tracing
+from tracker.apply import Outcome
 from tracker.bindings import parse_pubsub
 from tracker.commit import GroupCommit
 from tracker.constants import DEFAULT_MAX_WAIT_SECONDS
-from tracker.errors import InvalidArgument, InvalidEvent, NotFound, StoreUnavailable, echo
-from tracker.events import DEFAULT_RULES, MAX_NAME_BYTES, Event, EventRules
+from tracker.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    InvalidEvent,
+    NotFound,
+    StoreUnavailable,
+    echo,
+)
+from tracker.events import (
+    DEFAULT_RULES,
+    MAX_ID_CHARS,
+    MAX_NAME_BYTES,
+    Event,
+    EventRules,
+    Kind,
+    check_rules,
+    check_text,
+)
 from tracker.hooks import AfterCommit, Committed, run_hooks
 from tracker.metrics import Metrics
 from tracker.notices import Notice, ReasonValue
@@ -35,6 +53,7 @@ from tracker.notify.cascade import ChildrenCascade
 from tracker.notify.outbox import Dispatcher, RetryPolicy, Sink, wanted_by
 from tracker.notify.waiters import ChangeHub
 from tracker.stores.base import ApplyResult, BatchResult, DeadLetter, ListQuery, Store
+from tracker.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +242,53 @@ class Tracker:
         await asyncio.to_thread(self.store.remove_dead_letter, letter_id)
         return result
 
+    # ---- create ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        data: events_pb2.Created,
+        *,
+        parent: str = "",
+        operation_id: str = "",
+        request_id: str = "",
+        route: str = "create",
+    ) -> operations_pb2.Operation:
+        """Create an operation and answer it once committed (`tracker.v1.Operations`).
+
+        It is the `created` event a producer would send, applied now: `data` is checked
+        as that event's data is (`decode_data` made it, or the caller checks it first).
+        Idempotent by `request_id` (AIP-155): the event's id, so a retry is a duplicate
+        and answers the operation as it stands; its name, when `operation_id` is empty,
+        derives from it. A name already there is ALREADY_EXISTS."""
+        check_text(request_id, "bad_request_id", "request_id", max_chars=MAX_ID_CHARS)
+        name = resource_names.new_name(
+            resource_names.parse_parent(parent), operation_id, request_id
+        )
+        self.rules.check_name(name)
+        check_rules(data, self.rules)
+        size = data.ByteSize()
+        if size > self.rules.max_event_bytes:
+            raise InvalidEvent(
+                "too_large",
+                f"the operation is {size} bytes; at most {self.rules.max_event_bytes}"
+                " are accepted (--max-event-bytes)",
+            )
+        event = Event(
+            id=request_id or uuid.uuid4().hex,
+            source=CREATE_SOURCE,
+            kind=Kind.CREATED,
+            operation=name,
+            time=datetime.now(UTC),
+            data=data,
+            create_only=True,
+        )
+        result = await self.ingest([event], route=route)
+        if result.results[0].outcome is Outcome.LATE:
+            raise AlreadyExists(
+                f"operation {echo(name)} was deleted or expired; a name is not used twice"
+            )
+        return await self.get(name)
+
     # ---- reads -------------------------------------------------------------------------
 
     async def get(self, name: str) -> operations_pb2.Operation:
@@ -393,6 +459,10 @@ class Tracker:
         self.dispatcher.stop()
         if task is not None:
             await task
+
+
+# The CloudEvents source of the `created` event a create records (its event history).
+CREATE_SOURCE: Final = "tracker/create"
 
 
 def _storable(name: str) -> bool:

@@ -127,6 +127,7 @@ class Run:
         self.attempt = attempt or 1
         self.checkpoint_data: bytes | None = None
         self.start: operations_pb2.Operation | None = None
+        self._unstarted = False  # it exists, and no run has reported on it yet
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.done = False
@@ -315,7 +316,10 @@ class Run:
             )
             return
         meta = metadata(self.start)
-        if self._given_attempt is None and meta is not None:
+        # Created by `Worker.create` (or any create) and no run has reported since: the
+        # first run, not a restart.
+        self._unstarted = meta is not None and meta.last_sequence == 0 and not self.start.done
+        if self._given_attempt is None and meta is not None and not self._unstarted:
             # A restart: one more than the operation's current attempt, so the events
             # of this run, numbered from 1 again, order after the previous run's.
             self.attempt = min(int(meta.attempt or 1) + 1, MAX_ATTEMPT)
@@ -323,6 +327,13 @@ class Run:
             self.checkpoint_data = self.worker.reader().get_checkpoint(self.name)
 
     def _send_created(self) -> object:
+        if self._unstarted and not any(self._created.values()):
+            # Created (`Worker.create`) and never run, and this run says nothing of what
+            # it is: a `created` would blank its type and labels. A heartbeat starts the
+            # run's sequence and is answered the same way.
+            return self.worker.producer.heartbeat(
+                self.name, "started", seq=self._next(), attempt=self.attempt
+            )
         answer = self.worker.producer.created(
             self.name, seq=self._next(), attempt=self.attempt, **self._created
         )
@@ -643,6 +654,35 @@ class Worker:
                 "heartbeat_timeout": heartbeat_timeout,
             },
             attempt,
+        )
+
+    def create(
+        self,
+        name: str = "",
+        *,
+        collection: str = "",
+        request_id: str | None = None,
+        operation_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        parent: str = "",
+        metadata: MetadataValue | None = None,
+        deadline: datetime | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+    ) -> operations_pb2.Operation:
+        """Create the operation now, committed, and return it (`TrackerClient.create`):
+        over HTTP to the tracker (`tracker_url`), whatever transport this worker's events
+        take, so that the caller's first GetOperation finds it. Run it later with
+        `worker.operation(op.name)`."""
+        return self.reader().create(
+            name,
+            collection=collection,
+            request_id=request_id,
+            operation_type=operation_type,
+            labels=labels,
+            parent=parent,
+            metadata=metadata,
+            deadline=deadline,
+            heartbeat_timeout=heartbeat_timeout,
         )
 
     def track(self, name: str, **created: Any) -> Track:

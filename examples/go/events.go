@@ -236,3 +236,62 @@ type Status struct {
 type Cancelled struct {
 	Reason string `json:"reason,omitempty"`
 }
+
+// CreateRequest is the body of POST /v1/{parent}/operations (tracker.v1.Operations
+// CreateOperation, docs/api.md "Creating an operation").
+type CreateRequest struct {
+	OperationID string  `json:"operationId,omitempty"` // empty: the tracker names it
+	RequestID   string  `json:"requestId"`             // one per create, the same on every retry
+	Operation   Created `json:"operation"`
+}
+
+// createOperation creates the operation now and returns its name once the tracker has
+// committed it: what an API method hands its caller before the work's events follow
+// (over Pub/Sub or HTTP). collection is "" or projects/P[/locations/L]. It retries a
+// failed call with the same request id, which answers the same operation (AIP-155).
+func createOperation(ctx context.Context, client *http.Client, url, token, collection string, r CreateRequest) (string, error) {
+	endpoint := strings.TrimRight(url, "/") + "/v1/operations"
+	if collection != "" {
+		endpoint = strings.TrimRight(url, "/") + "/v1/" + strings.Trim(collection, "/") + "/operations"
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return "", err
+	}
+	var last error
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 500 * time.Millisecond)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err // the tracker may have created it: the same request id finds it
+			continue
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			last = fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			return "", fmt.Errorf("tracker answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+		}
+		var operation struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(answer, &operation); err != nil || operation.Name == "" {
+			return "", fmt.Errorf("unexpected answer: %s", bytes.TrimSpace(answer))
+		}
+		return operation.Name, nil
+	}
+	return "", last
+}

@@ -13,6 +13,10 @@
 //
 //	go run . -topic projects/P/topics/T -operation operations/demo-1 [-outcome failed]
 //	TRACKER_TOKEN=... go run . -url http://127.0.0.1:8080 -operation operations/demo-2
+//	go run . -create http://127.0.0.1:8080 -collection projects/P/locations/L -topic projects/P/topics/T
+//
+// With -create it first creates the operation synchronously (POST /v1/operations, the
+// committed Operation back, idempotent by request id) and then publishes the rest.
 //
 // It honours PUBSUB_EMULATOR_HOST (the Go client does). With -print-vector CASE it
 // prints what Encode makes of a case of schemas/testdata/vectors.json instead.
@@ -41,6 +45,9 @@ func main() {
 	vectors := flag.String("vectors", "../../schemas/testdata/vectors.json", "test vector file for -print-vector")
 	attempt := flag.Int("attempt", 0, "the attempt to publish as (0: with -url, the operation's current attempt + 1, or 1)")
 	exitAfter := flag.Int("exit-after", 0, "exit after this many events, leaving the operation running (0: never)")
+	create := flag.String("create", "", "create the operation first at this tracker (POST /v1/{collection}/operations), then publish the rest")
+	collection := flag.String("collection", "", "with -create and no -operation: the tracker names it in projects/P[/locations/L]")
+	requestID := flag.String("request-id", "", "with -create: the request id (default: a new one, kept across this run's retries)")
 	flag.Parse()
 
 	var err error
@@ -49,7 +56,13 @@ func main() {
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		err = run(ctx, *topic, *url, *operation, *outcome, *source, int32(*attempt), *exitAfter)
+		name := *operation
+		if *create != "" {
+			name, err = created(ctx, *create, *collection, name, *requestID)
+		}
+		if err == nil {
+			err = run(ctx, *topic, *url, name, *outcome, *source, int32(*attempt), *exitAfter, *create != "")
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "producer:", err)
@@ -79,7 +92,34 @@ func sender(ctx context.Context, topic, url string) (func(Event) (Answer, error)
 	return func(e Event) (Answer, error) { return Answer{}, publish(ctx, pub, e) }, stop, nil
 }
 
-func run(ctx context.Context, topic, url, operation, outcome, source string, attempt int32, exitAfter int) error {
+// created makes the operation with the tracker at url synchronously and returns its
+// name: operation when given (operations/ID or projects/P/locations/L/operations/ID),
+// else one the tracker picks in collection.
+func created(ctx context.Context, url, collection, operation, requestID string) (string, error) {
+	if requestID == "" {
+		requestID = rand.Text()
+	}
+	r := CreateRequest{
+		RequestID: requestID,
+		Operation: Created{OperationType: "export", Labels: map[string]string{"example": "go"}},
+	}
+	if operation != "" {
+		head, id, found := strings.Cut(operation, "operations/")
+		if !found {
+			return "", fmt.Errorf("-operation %q: want .../operations/ID", operation)
+		}
+		collection, r.OperationID = strings.TrimSuffix(head, "/"), id
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	name, err := createOperation(ctx, client, url, os.Getenv("TRACKER_TOKEN"), collection, r)
+	if err != nil {
+		return "", fmt.Errorf("creating the operation: %w", err)
+	}
+	fmt.Printf("created %s (request id %s)\n", name, requestID)
+	return name, nil
+}
+
+func run(ctx context.Context, topic, url, operation, outcome, source string, attempt int32, exitAfter int, exists bool) error {
 	if operation == "" {
 		return fmt.Errorf("need -operation operations/NAME")
 	}
@@ -113,6 +153,9 @@ func run(ctx context.Context, topic, url, operation, outcome, source string, att
 		{"progress", Progress{Percent: 25, Message: "reading rows"}},
 		{"progress", Progress{Percent: 75, Message: "writing file"}},
 		{outcome, last},
+	}
+	if exists { // created already, with its type and labels: the events report the work
+		steps = steps[1:]
 	}
 	for i, step := range steps {
 		if exitAfter > 0 && i == exitAfter {

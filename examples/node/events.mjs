@@ -89,3 +89,38 @@ export async function currentAttempt(url, name, token) {
   if (!response.ok) throw new Error(`tracker answered ${response.status}: ${text.trim()}`);
   return Math.max(Number(JSON.parse(text).metadata?.attempt ?? 1), 1); // an int64: a string
 }
+
+/**
+ * Create the operation now (POST /v1/{collection}/operations, tracker.v1.Operations
+ * CreateOperation; docs/api.md "Creating an operation") and return the Operation once
+ * the tracker has committed it: what an API method hands its caller before the work's
+ * events follow, over Pub/Sub or HTTP. `collection` is '' or projects/P[/locations/L];
+ * `operationId` '' lets the tracker name it. A failed call is retried with the same
+ * `requestId`, which answers the same operation (AIP-155).
+ */
+export async function createOperation(url, { collection = '', operationId = '', requestId, operation }, token) {
+  const base = url.replace(/\/+$/, '');
+  const endpoint = collection ? `${base}/v1/${collection.replace(/^\/+|\/+$/g, '')}/operations` : `${base}/v1/operations`;
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const body = JSON.stringify({ requestId, operation, ...(operationId ? { operationId } : {}) });
+  let last;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (attempt) await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    let response;
+    try {
+      response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+    } catch (err) {
+      last = err; // it may have been created: the same request id finds it
+      continue;
+    }
+    const text = await response.text();
+    if (response.status >= 500) {
+      last = new Error(`tracker answered ${response.status}: ${text.trim()}`);
+      continue;
+    }
+    if (!response.ok) throw new Error(`tracker answered ${response.status}: ${text.trim()}`);
+    return JSON.parse(text);
+  }
+  throw last;
+}

@@ -13,6 +13,10 @@
 //
 //   node main.mjs --topic projects/P/topics/T --operation operations/demo-1 [--outcome failed]
 //   TRACKER_TOKEN=... node main.mjs --url http://127.0.0.1:8080 --operation operations/demo-2
+//   node main.mjs --create http://127.0.0.1:8080 --collection projects/P/locations/L --topic projects/P/topics/T
+//
+// With --create it first creates the operation synchronously (POST /v1/operations, the
+// committed Operation back, idempotent by request id) and then publishes the rest.
 //
 // Honours PUBSUB_EMULATOR_HOST (the client does). With --print-vector CASE it prints
 // what encode() makes of a case of schemas/testdata/vectors.json instead.
@@ -20,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { PubSub } from '@google-cloud/pubsub';
-import { currentAttempt, post, publish } from './events.mjs';
+import { createOperation, currentAttempt, post, publish } from './events.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +35,9 @@ const { values: args } = parseArgs({
     source: { type: 'string', default: '/examples/node' },
     attempt: { type: 'string', default: '0' },
     'exit-after': { type: 'string', default: '0' },
+    create: { type: 'string', default: '' },
+    collection: { type: 'string', default: '' },
+    'request-id': { type: 'string', default: '' },
     'print-vector': { type: 'string' },
     vectors: { type: 'string', default: fileURLToPath(new URL('../../schemas/testdata/vectors.json', import.meta.url)) },
   },
@@ -50,7 +57,25 @@ function sender(topicName, url) {
   return { send: async (event) => (await publish(topic, event), {}), close: () => pubsub.close() };
 }
 
-async function run({ topic, url, operation, outcome, source, attempt, 'exit-after': exitAfter }) {
+// --create URL: make the operation with that tracker synchronously and return its name:
+// --operation when given, else one the tracker picks in --collection.
+async function created({ create, collection, operation, 'request-id': requestId }) {
+  const request = {
+    collection,
+    requestId: requestId || randomUUID(), // one per create, the same on every retry
+    operation: { operationType: 'export', labels: { example: 'node' } },
+  };
+  if (operation) {
+    const match = /^(?:(.*)\/)?operations\/(.+)$/.exec(operation);
+    if (!match) throw new Error(`--operation ${operation}: want .../operations/ID`);
+    [request.collection, request.operationId] = [match[1] ?? '', match[2]];
+  }
+  const { name } = await createOperation(create, request, process.env.TRACKER_TOKEN);
+  console.log(`created ${name} (request id ${request.requestId})`);
+  return name;
+}
+
+async function run({ topic, url, operation, outcome, source, attempt, 'exit-after': exitAfter, create }) {
   if (!operation) throw new Error('need --operation operations/NAME');
   const last = {
     succeeded: { response: { rows: 1200, uri: 'gs://example/export.csv' } },
@@ -70,6 +95,7 @@ async function run({ topic, url, operation, outcome, source, attempt, 'exit-afte
     ['progress', { percent: 75, message: 'writing file' }],
     [outcome, last],
   ];
+  if (create) steps.shift(); // created already, with its type and labels
   try {
     for (const [i, [type, data]] of steps.entries()) {
       if (Number(exitAfter) && i === Number(exitAfter)) {
@@ -102,6 +128,7 @@ try {
     const { printVector } = await import('./vector.mjs');
     printVector(args.vectors, args['print-vector']);
   } else {
+    if (args.create) args.operation = await created(args);
     await run(args);
   }
 } catch (err) {

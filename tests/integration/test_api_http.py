@@ -482,8 +482,8 @@ def test_checkpoint_errors(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("POST", "/v1/operations", "GET"),
-        ("DELETE", "/v1/operations", "GET"),
+        ("PUT", "/v1/operations", "GET, POST"),
+        ("DELETE", "/v1/operations", "GET, POST"),
         ("POST", "/v1/operations/x", "GET, DELETE"),
         ("PUT", "/v1/operations/x", "GET, DELETE"),
         ("GET", "/v1/operations/x:cancel", "POST"),

@@ -262,6 +262,17 @@ def test_a_new_webhook_secret_starts_the_laptop_receiver(tmp_path: Path) -> None
 # ---- docs/publishing.md: the examples' command lines --------------------------------------
 
 
+def test_the_create_curl_example_runs_as_shown(laptop: Site, tmp_path: Path) -> None:
+    block = doc_block("docs/api.md", "create-curl")
+    done = run_sh(on_ports(block, laptop.http), env={"TOKEN": ""}, cwd=tmp_path)
+    created, again = json_values(ok(done))
+    assert created["name"].startswith("projects/demo/locations/eu/operations/")
+    assert created["metadata"]["labels"] == {"env": "prod"}
+    assert again["name"] == created["name"]
+    with TrackerClient(laptop.url) as client:
+        assert client.get(created["name"]).name == created["name"]
+
+
 def test_the_curl_example_lines_run_as_shown(laptop: Site) -> None:
     first, *rest = doc_block("docs/publishing.md", "curl-run").splitlines()
     assert first.startswith("./scripts/run &")  # the laptop fixture runs that

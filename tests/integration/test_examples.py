@@ -34,12 +34,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2
@@ -298,6 +300,44 @@ def test_pubsub_example_sequence_is_stored_by_the_tracker(
         assert m.attributes["ce-subject"] == name
         assert m.attributes["content-type"] == "application/json"
         assert RFC3339.match(m.attributes["ce-time"]), m.attributes["ce-time"]
+
+
+@pytest.mark.parametrize("example", ["go", "node"])
+def test_example_creates_synchronously_then_publishes_over_pubsub(
+    example: str,
+    pubsub: PubSub,
+    pubsub_env: str,
+    server: Server,
+    request: pytest.FixtureRequest,
+) -> None:
+    command: list[str] = request.getfixturevalue(f"{example}_example")
+    topic = pubsub.topic()
+    events = pubsub.subscription(topic)
+    collection = f"projects/demo-{example}/locations/eu"
+    request_id = f"req-{example}-{uuid.uuid4().hex[:8]}"
+    args = ["--create", server.http_url, "--collection", collection, "--topic", topic]
+    result = _run(
+        [*command, *args, "--request-id", request_id],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_env},
+    )
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"created {collection}/operations/"), result.stdout
+    name = first.split()[1]
+    # Committed before any event went out: the tracker has it, not yet run.
+    stored = server.store.get(name)
+    assert stored is not None and not stored.operation.done
+    assert drain(server, events) == 3  # progress, progress, succeeded: no `created`
+    op = server.store.get(name)
+    assert op is not None and op.operation.done
+    meta = operation_pb2.OperationMetadata()
+    assert op.operation.metadata.Unpack(meta)
+    assert (meta.operation_type, dict(meta.labels)) == (OPERATION_TYPE, {"example": example})
+    assert meta.last_sequence == 3 and meta.attempt == 1
+    # The same request id is the same operation (what the example's own retries rely on).
+    again = httpx.post(
+        f"{server.http_url}/v1/{collection}/operations", json={"requestId": request_id}
+    )
+    assert again.status_code == 200 and again.json()["name"] == name
 
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed"])

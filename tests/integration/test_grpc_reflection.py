@@ -36,6 +36,7 @@ SERVICES = {
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
     "tracker.v1.DeadLetters",
+    "tracker.v1.Operations",
 }
 
 

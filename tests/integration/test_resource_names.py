@@ -20,8 +20,8 @@ from tests.cli_kit import invoke
 from tests.helpers import google_error, ingest, make_event, running_op, succeed
 from tracker.bindings import parse_message, to_binary
 from tracker.client import TrackerClient
-from tracker.errors import InvalidEvent
 from tracker.config import Config
+from tracker.errors import InvalidEvent
 from tracker.events import Kind
 from tracker.server import Server, running
 

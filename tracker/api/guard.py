@@ -37,6 +37,8 @@ RPC_PERMISSIONS: Final[dict[str, Permission]] = {
     f"/{_OPERATIONS}/WaitOperation": Permission.OPERATIONS_READ,
     f"/{_OPERATIONS}/CancelOperation": Permission.OPERATIONS_WRITE,
     f"/{_OPERATIONS}/DeleteOperation": Permission.OPERATIONS_WRITE,
+    # tracker.v1.Operations (tracker/api/grpc.py): creating is the producers' own act.
+    "/tracker.v1.Operations/CreateOperation": Permission.EVENTS_PUBLISH,
     # tracker.v1.DeadLetters (tracker/api/dead_letters_grpc.py)
     **{f"/tracker.v1.DeadLetters/{m}": Permission.OPERATIONS_READ for m in _DL_READ},
     **{f"/tracker.v1.DeadLetters/{m}": Permission.OPERATIONS_WRITE for m in _DL_WRITE},

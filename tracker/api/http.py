@@ -4,6 +4,8 @@
                                                   extensions: orderBy, count -> totalSize)
     GET    /v1/{name=projects/*/locations/*}/operations   ListOperations of one parent
                                                   (also projects/*; tracker.resource_names)
+    POST   /v1/operations, /v1/{parent=projects/*/locations/*}/operations
+                                                  tracker.v1.Operations.CreateOperation
     GET    /v1/{name=operations/**}               GetOperation
     DELETE /v1/{name=operations/**}               DeleteOperation            -> {}
     POST   /v1/{name=operations/**}:cancel        CancelOperation            -> {}
@@ -27,10 +29,10 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from google.longrunning import operations_pb2
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 from google.protobuf.message import Message
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -40,10 +42,13 @@ from starlette.routing import BaseRoute, Route
 from tracker import resource_names
 from tracker.api import status
 from tracker.api.guard import require
-from tracker.api.web import guarded, read_message
+from tracker.api.web import guarded, read_body, read_message
 from tracker.auth import Permission
-from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, echo
+from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, clip, echo
+from tracker.events import JSON_CONTENT_TYPE, Kind, decode_data, load_json
 from tracker.service import Tracker
+from tracker.v1 import events_pb2
+from tracker.v1 import operations_pb2 as operations_v1_pb2
 from tracker.wire import operation_to_dict, page_to_dict
 
 T = TypeVar("T")
@@ -152,6 +157,31 @@ async def parse_body(request: Request, message: M, name: str) -> M:
     return message
 
 
+def create_request(body: bytes, parent: str = "") -> operations_v1_pb2.CreateOperationRequest:
+    """A CreateOperation body: the request message in the proto3 JSON mapping, its
+    `operation` read exactly as a `created` event's JSON data is (an object without
+    "@type" for metadata is a Struct); `parent` is the URL's, which the body may repeat."""
+    fields = load_json(body, "malformed_json", "request body") if body.strip() else {}
+    if not isinstance(fields, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    fields = dict(fields)
+    data = fields.pop("operation", None)
+    create = operations_v1_pb2.CreateOperationRequest()
+    try:
+        json_format.ParseDict(fields, create)
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"request body: {clip(exc, 300)}") from None
+    if create.parent and resource_names.parse_parent(create.parent) != parent:
+        raise InvalidArgument(
+            f"parent in the body ({echo(create.parent)}) differs from the URL's ({echo(parent)})"
+        )
+    create.parent = parent
+    if data is not None:
+        created = cast(events_pb2.Created, decode_data(Kind.CREATED, JSON_CONTENT_TYPE, data))
+        create.operation.CopyFrom(created)
+    return create
+
+
 def split_verb(path: str, raw_path: str | None = None) -> tuple[str, str]:
     """'operations/a/b:wait' -> ('operations/a/b', 'wait'); only known verbs split.
 
@@ -203,9 +233,11 @@ class OperationsHttp:
         self.keepalive_seconds = keepalive_seconds
 
     async def collection(self, request: Request, parent: str = "") -> Response:
-        """ListOperations of the tracker's collection or of `parent`'s."""
+        """ListOperations of the tracker's collection or of `parent`'s; POST creates."""
+        if request.method == "POST":
+            return await self.create(request, parent)
         if _method(request) != "GET":
-            raise MethodNotAllowed(request.method, ("GET",))
+            raise MethodNotAllowed(request.method, ("GET", "POST"))
         await require(request, Permission.OPERATIONS_READ)
         params = query(
             request,
@@ -239,6 +271,20 @@ class OperationsHttp:
             if capped:
                 body["totalSizeIsLowerBound"] = True
         return JSONResponse(body)
+
+    async def create(self, request: Request, parent: str) -> Response:
+        """tracker.v1.Operations.CreateOperation: the committed Operation."""
+        await require(request, Permission.EVENTS_PUBLISH)
+        query(request, {})
+        body = await read_body(request, self.tracker.rules.max_event_bytes + MAX_BODY_BYTES)
+        create = create_request(body, parent)
+        operation = await self.tracker.create(
+            create.operation,
+            parent=create.parent,
+            operation_id=create.operation_id,
+            request_id=create.request_id,
+        )
+        return JSONResponse(operation_to_dict(operation))
 
     async def parented(self, request: Request) -> Response:
         """`/v1/projects/...`: a parent's collection (`.../operations`) or an operation

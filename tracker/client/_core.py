@@ -20,12 +20,14 @@ from urllib.parse import quote
 
 import httpx
 from google.longrunning import operations_proto_pb2 as operations_pb2  # without grpc
+from google.protobuf import json_format
 from google.rpc import code_pb2
 
-from tracker import errors
+from tracker import errors, resource_names
 from tracker.bindings import to_batch, to_binary, to_structured
 from tracker.constants import DEFAULT_URL
 from tracker.events import Event
+from tracker.v1 import events_pb2
 from tracker.wire import parse_operation
 
 T = TypeVar("T")
@@ -315,6 +317,22 @@ def publish(events: Iterable[Event], mode: Mode, content_type: str) -> Plan[list
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def create(
+    data: events_pb2.Created, name: str, collection: str, request_id: str
+) -> Plan[operations_pb2.Operation]:
+    """CreateOperation (`POST /v1/{parent}/operations`): the committed Operation."""
+    parent, operation_id = resource_names.split_name(name) if name else (collection, "")
+    if name and collection and resource_names.parse_parent(collection) != parent:
+        raise errors.InvalidArgument(f"{name!r} is not in the collection {collection!r}")
+    body = {
+        "operation": json_format.MessageToDict(data),
+        "requestId": request_id,
+        **({"operationId": operation_id} if operation_id else {}),
+    }
+    request = Request("POST", collection_path(parent), json=body)
+    return parse_operation(json_of((yield request)))
 
 
 def get(name: str) -> Plan[operations_pb2.Operation]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Self, TypeVar
 
 import httpx
@@ -14,7 +16,7 @@ from tracker.client import _core
 from tracker.client._core import DEFAULT_TIMEOUT, Mode, Plan, PublishResult, Request
 from tracker.client._future import M, OperationFuture
 from tracker.client._history import HistoryEntry, history_page
-from tracker.client._producers import Producer
+from tracker.client._producers import MetadataValue, Producer, _created_data
 from tracker.constants import DEFAULT_URL
 from tracker.errors import TrackerError
 from tracker.events import JSON_CONTENT_TYPE, Event
@@ -116,6 +118,33 @@ class TrackerClient(_core.HttpClientBase, Producer[PublishResult]):
         return self._run(plan)
 
     # ---- consumers ---------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str = "",
+        *,
+        collection: str = "",
+        request_id: str | None = None,
+        operation_type: str = "",
+        labels: Mapping[str, str] | None = None,
+        parent: str = "",
+        metadata: MetadataValue | None = None,
+        deadline: datetime | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+    ) -> operations_pb2.Operation:
+        """Create an operation now and return it, committed: what an API method hands
+        its caller (docs/api.md, "Creating an operation"); the work's later events may
+        then take any transport.
+
+        `name` (`operations/ID`, `projects/P/locations/L/operations/ID`), or none: the
+        tracker names it in `collection` (`projects/P/locations/L`; default the
+        tracker's own). `request_id` (AIP-155): the same id again returns the same
+        operation instead of a second one; pass your own to be safe across your own
+        retries (None: a fresh UUID, so this call's retries are safe). A name that
+        exists already is `AlreadyExists`. The rest is what `created` carries."""
+        data = _created_data(operation_type, labels, parent, metadata, deadline, heartbeat_timeout)
+        plan = _core.create(data, name, collection, request_id or str(uuid.uuid4()))
+        return self._run(plan)
 
     def get(self, name: str) -> operations_pb2.Operation:
         return self._run(_core.get(name))

@@ -28,7 +28,7 @@ from tracker.apply import (
     request_cancel,
     to_datetime,
 )
-from tracker.errors import NotFound, echo
+from tracker.errors import AlreadyExists, NotFound, echo
 from tracker.events import DEFAULT_RULES, Event, Kind
 from tracker.notices import Notice, ReasonValue, Wanted, wanted
 from tracker.stores import history
@@ -269,6 +269,9 @@ def apply_batch(
             seen.add(event.identity)
             outcome, became_done = Outcome.LATE, False
             recorded.append((event.identity, outcome))
+        elif event.create_only and event.operation in states:
+            # Rolls the transaction back: the group applies its other requests alone.
+            raise AlreadyExists(f"operation {echo(event.operation)} already exists")
         else:
             seen.add(event.identity)
             transition = apply_event(states.get(event.operation), event, now, strict=strict)
