@@ -28,7 +28,9 @@ from tracker.server import Server, running
 from tracker.stores.base import Store
 from tracker.stores.sqlite import SqliteStore
 
-BACKENDS = ["sqlite", "spanner-handy", "spanner-google"]
+# sqlite-tenant: a SQLite store under a table prefix, in a file whose plain tables and
+# another tenant's hold operations of their own (`tracker.stores.tenants`).
+BACKENDS = ["sqlite", "sqlite-tenant", "spanner-handy", "spanner-google"]
 PUBSUB_SERVERS = ["pstest", "google"]
 SPANNER_SERVER = {"spanner-handy": "handy-spanner", "spanner-google": "cloud-spanner-emulator"}
 VARIANT = {"spanner-handy": "emulator", "spanner-google": "canonical"}
@@ -164,6 +166,64 @@ def session_database(backend: str, hosts: dict[str, str], monkeypatch: pytest.Mo
     return _session_databases[backend, host]
 
 
+TENANT_PREFIX = "tenant_"
+# What the other tenants of a sqlite-tenant file hold: the same names as tests use, so
+# that any query reading across tenants finds them.
+NEIGHBOUR_NAMES = ("operations/a", "operations/b", "operations/x/1", "operations/op")
+
+
+def neighbours(path: Path) -> None:
+    """The plain schema and tenant `other_` in `path`, each with a few operations (one of
+    them done) and a dead letter."""
+    from datetime import UTC, datetime
+
+    from tracker.events import Event, Kind
+    from tracker.stores.base import DeadLetter
+    from tracker.v1 import events_pb2
+
+    for prefix in ("", "other_"):
+        other = SqliteStore(path, table_prefix=prefix)
+        now = datetime.now(UTC)
+        events = [
+            Event(
+                id=f"n-{i}",
+                source="neighbour",
+                kind=Kind.CREATED,
+                operation=name,
+                time=now,
+                data=events_pb2.Created(operation_type="neighbour", labels={"team": "a"}),
+            )
+            for i, name in enumerate(NEIGHBOUR_NAMES)
+        ]
+        events.append(
+            Event(
+                id="n-end",
+                source="neighbour",
+                kind=Kind.CANCELLED,
+                operation=NEIGHBOUR_NAMES[0],
+                time=now,
+                data=events_pb2.Cancelled(reason="neighbour"),
+            )
+        )
+        other.apply(events)
+        other.add_dead_letter(
+            DeadLetter(
+                id=f"neighbour-{prefix or 'plain'}",
+                received_at=now,
+                route="push",
+                reason="bad_data",
+                detail="a neighbour's",
+                attributes={},
+                body=b"",
+            )
+        )
+        other.close()
+
+
+def is_sqlite(backend: str) -> bool:
+    return backend.startswith("sqlite")
+
+
 def open_backend(
     kind: str,
     tmp_path: Path,
@@ -174,6 +234,10 @@ def open_backend(
 ) -> Store:
     if kind == "sqlite":
         return SqliteStore(tmp_path / "tracker.db", strict=strict)
+    if kind == "sqlite-tenant":
+        file = tmp_path / "tracker.db"
+        neighbours(file)
+        return SqliteStore(file, strict=strict, table_prefix=TENANT_PREFIX)
     assert hosts is not None and monkeypatch is not None
     from tracker.stores import spanner_schema
     from tracker.stores.spanner import SpannerStore
@@ -222,7 +286,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Store]:
-    hosts = request.getfixturevalue("spanner_hosts") if backend != "sqlite" else None
+    hosts = request.getfixturevalue("spanner_hosts") if not is_sqlite(backend) else None
     s = open_backend(backend, tmp_path, hosts=hosts, monkeypatch=monkeypatch)
     yield s
     release(s)
@@ -232,7 +296,7 @@ def store(
 def strict_store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Store]:
-    hosts = request.getfixturevalue("spanner_hosts") if backend != "sqlite" else None
+    hosts = request.getfixturevalue("spanner_hosts") if not is_sqlite(backend) else None
     s = open_backend(backend, tmp_path, strict=True, hosts=hosts, monkeypatch=monkeypatch)
     yield s
     release(s)

@@ -22,6 +22,7 @@ from tracker.events import (
 )
 from tracker.notify.outbox import RetryPolicy
 from tracker.notify.ssrf import TargetPolicy
+from tracker.stores.tenants import check_prefix
 
 WEBHOOK_SECRETS_ENV = "TRACKER_WEBHOOK_SECRETS"
 
@@ -38,6 +39,13 @@ class Config:
     spanner_explicit_begin: bool = field(
         default=False,
         metadata={"help": "Begin Spanner transactions with their own RPC (for handy-spanner)."},
+    )
+    table_prefix: str = field(
+        default="",
+        metadata={
+            "help": "This deployment's tables in a shared database are the schema's under"
+            " this prefix (one tenant of many; `tracker schema apply --table-prefix`)."
+        },
     )
     subscription: str = field(
         default="",
@@ -257,6 +265,7 @@ class Config:
                 raise ConfigError(
                     f"--{_flag(port_name)}: {port} is not a port number ({low}..65535)"
                 )
+        check_prefix(self.table_prefix)
         try:
             re.compile(self.name_pattern)
         except re.error as exc:

@@ -65,8 +65,11 @@ def open_store(config: Config) -> Store:
             strict=config.strict,
             explicit_begin=config.spanner_explicit_begin,
             done_ttl=ttl,
+            table_prefix=config.table_prefix,
         )
-    return SqliteStore(config.db, strict=config.strict, done_ttl=ttl)
+    return SqliteStore(
+        config.db, strict=config.strict, done_ttl=ttl, table_prefix=config.table_prefix
+    )
 
 
 def config_sinks(config: Config) -> list[Sink]:

@@ -166,7 +166,8 @@ def label_rows(store: Store, names: list[str]) -> list[tuple[str, str]]:
         marks = ",".join("?" * len(names))
         with sqlite3.connect(store.path) as conn:
             rows = conn.execute(
-                f"SELECT key, value FROM operation_labels WHERE name IN ({marks})"
+                f"SELECT key, value FROM {store.table_prefix}operation_labels"
+                f" WHERE name IN ({marks})"
                 " ORDER BY name, key",
                 names,
             ).fetchall()

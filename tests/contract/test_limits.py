@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import open_backend
+from tests.conftest import is_sqlite, open_backend
 from tests.helpers import google_error, make_event
 from tracker import events
 from tracker.apply import apply_event, render
@@ -36,7 +36,7 @@ EMOJI = "\U0001f600"  # four UTF-8 bytes, one character
 def server(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Server]:
-    hosts = request.getfixturevalue("spanner_hosts") if backend != "sqlite" else None
+    hosts = request.getfixturevalue("spanner_hosts") if not is_sqlite(backend) else None
     store = open_backend(backend, tmp_path, hosts=hosts, monkeypatch=monkeypatch)
     config = Config(
         db=str(tmp_path / "unused.db"), http_port=0, grpc_port=-1, max_event_bytes=LIMIT

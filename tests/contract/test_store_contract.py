@@ -11,7 +11,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from tests.conftest import VARIANT, spanner_database
+from tests.conftest import TENANT_PREFIX, VARIANT, is_sqlite, spanner_database
 from tests.helpers import T0, make_event
 from tracker import filtering, notices
 from tracker.apply import Outcome
@@ -529,16 +529,18 @@ def test_rows_left_pending_by_schema_version_1_are_delivered_after_the_upgrade(
     monkeypatch.setenv("TRACKER_SCHEMAS_DIR", str(v1))
     payload = operations_pb2.Operation(name="operations/old", done=True).SerializeToString()
     rows = [("pending-1", T0, None), ("sent-1", T0, T0 + timedelta(seconds=1))]
-    if backend == "sqlite":
-        SqliteStore(tmp_path / "old.db").close()  # version 1 only
+    if is_sqlite(backend):
+        prefix = TENANT_PREFIX if backend == "sqlite-tenant" else ""
+        SqliteStore(tmp_path / "old.db", table_prefix=prefix).close()  # version 1 only
         with sqlite3.connect(tmp_path / "old.db") as conn:
             conn.executemany(
-                "INSERT INTO outbox (id, operation, payload, state, created_at, attempts, sent_at)"
+                f"INSERT INTO {prefix}outbox"
+                " (id, operation, payload, state, created_at, attempts, sent_at)"
                 " VALUES (?, 'operations/old', ?, x'', ?, 3, ?)",
                 [(i, payload, ts(c), ts(s) if s else None) for i, c, s in rows],
             )
         monkeypatch.delenv("TRACKER_SCHEMAS_DIR")
-        store: Store = SqliteStore(tmp_path / "old.db")
+        store: Store = SqliteStore(tmp_path / "old.db", table_prefix=prefix)
     else:
         from tracker.stores import spanner_schema
         from tracker.stores.spanner import SpannerStore

@@ -28,7 +28,7 @@ POLL = 0.05
 def second(store: Store) -> Store:
     """Another connection to the same data, as another process would open it."""
     if isinstance(store, SqliteStore):
-        return SqliteStore(store.path)
+        return SqliteStore(store.path, table_prefix=store.table_prefix)
     assert isinstance(store, SpannerStore)
     return SpannerStore(
         store.database, table_prefix=store.n.prefix, explicit_begin=store.explicit_begin

@@ -103,7 +103,7 @@ def drain(dispatcher: Dispatcher) -> int:
 def reopen(store: Store) -> Store:
     """A second store on the same database: another process, or this one after a restart."""
     if isinstance(store, SqliteStore):
-        return SqliteStore(store.path)
+        return SqliteStore(store.path, table_prefix=store.table_prefix)
     from tracker.stores.spanner import SpannerStore
 
     assert isinstance(store, SpannerStore)

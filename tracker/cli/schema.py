@@ -25,7 +25,7 @@ def _schema_options(func: F) -> F:
         help="Spanner DDL variant: canonical for Cloud Spanner and Google's emulator,"
         " emulator for handy-spanner (see docs/gcp.md, The emulator variant).",
     )(func)
-    for name in ("spanner_database", "db", "store"):
+    for name in ("table_prefix", "spanner_database", "db", "store"):
         setting = next(s for s in SETTINGS if s.name == name)
         func = setting_option(setting)(func)
     return func
@@ -39,15 +39,24 @@ def _schema_options(func: F) -> F:
     help="Spanner: create the database first if it does not exist.",
 )
 def schema_apply(
-    store: str, db: str, spanner_database: str, variant: str, create_database: bool
+    store: str,
+    db: str,
+    spanner_database: str,
+    table_prefix: str,
+    variant: str,
+    create_database: bool,
 ) -> None:
-    """Bring the store's schema up to the newest version in schemas/."""
-    config = Config(store=store, db=db, spanner_database=spanner_database).validate()
+    """Bring the store's schema up to the newest version in schemas/ (a tenant's tables
+    under --table-prefix)."""
+    config = Config(
+        store=store, db=db, spanner_database=spanner_database, table_prefix=table_prefix
+    ).validate()
+    tenant = f" tables {config.table_prefix}*" if config.table_prefix else ""
     if config.store == "sqlite":
         from tracker.stores.sqlite import SqliteStore
 
-        sqlite_store = SqliteStore(config.db)
-        click.echo(f"sqlite {config.db}: schema version {sqlite_store.schema_version()}")
+        sqlite_store = SqliteStore(config.db, table_prefix=config.table_prefix)
+        click.echo(f"sqlite {config.db}{tenant}: schema version {sqlite_store.schema_version()}")
         sqlite_store.close()
         return
     from tracker.stores import spanner_schema
@@ -55,9 +64,13 @@ def schema_apply(
     database = spanner_schema.open_database(config.spanner_database)
     if create_database and spanner_schema.create_database(database):
         click.echo(f"created {config.spanner_database}")
-    applied = spanner_schema.apply(database, variant)  # type: ignore[arg-type]
+    applied = spanner_schema.apply(
+        database,
+        variant,  # type: ignore[arg-type]
+        names=spanner_schema.Names(config.table_prefix),
+    )
     done = ", ".join(map(str, applied)) or "nothing new"
-    click.echo(f"spanner {config.spanner_database} ({variant}): applied {done}")
+    click.echo(f"spanner {config.spanner_database}{tenant} ({variant}): applied {done}")
 
 
 @schema.command("show", context_settings=CONTEXT)

@@ -31,6 +31,7 @@ from google.protobuf.descriptor import FileDescriptor
 from tracker import gcp
 from tracker.errors import ConfigError, Unavailable
 from tracker.schemas import migrations as schema_files
+from tracker.stores.tenants import check_prefix
 
 Variant = Literal["canonical", "emulator"]
 VARIANTS: Final = ("canonical", "emulator")
@@ -70,7 +71,6 @@ INDEXES: Final = (
 _IDENTIFIER = re.compile(
     r"\b(" + "|".join(sorted((*TABLES, *INDEXES), key=len, reverse=True)) + r")\b"
 )
-_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,7 @@ class Names:
     prefix: str = ""
 
     def __post_init__(self) -> None:
-        if self.prefix and not _PREFIX.fullmatch(self.prefix):
-            raise ConfigError(
-                f"--table-prefix: {self.prefix!r} must start with a letter and hold only"
-                " letters, digits and _ (at most 64)"
-            )
+        check_prefix(self.prefix)
 
     def __call__(self, table: str) -> str:
         return self.prefix + table

@@ -42,6 +42,7 @@ from tracker.stores.labels import write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries, row_columns
+from tracker.stores.tenants import Rewriter, check_prefix, ddl_names
 
 T = TypeVar("T")
 # Rows the retention sweep deletes per table and round, each round its own short
@@ -368,6 +369,23 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
+# Schema versions of prefixed tenants (`table_prefix`); the plain schema keeps its
+# version in PRAGMA user_version, as it always has.
+TENANT_VERSIONS: Final = "tracker_schema_versions"
+
+
+class _PrefixedConnection(sqlite3.Connection):
+    """A connection whose every statement names a tenant's tables (`tracker.stores.tenants`)."""
+
+    rewrite: Callable[[str], str]
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(self.rewrite(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(self.rewrite(sql), parameters)
+
+
 class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
     """Store on a SQLite file (`:memory:` works too, for one process).
 
@@ -385,8 +403,17 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         busy_timeout_ms: int = 5000,
         done_ttl: timedelta = timedelta(days=30),
         purge_batch: int = PURGE_BATCH,
+        table_prefix: str = "",
     ):
+        """`table_prefix`: this store's tables and indexes are the schema's under that
+        prefix (one file, many tenants: `tracker.stores.tenants`)."""
         self.path = str(path)
+        self.table_prefix = check_prefix(table_prefix)
+        self._rewriter = (
+            Rewriter(table_prefix, ddl_names(sql for _, sql in sqlite_migrations()))
+            if table_prefix
+            else None
+        )
         self.strict = strict
         self.done_ttl = done_ttl
         self.purge_batch = purge_batch
@@ -413,14 +440,35 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             check_same_thread=False,
             isolation_level=None,
             timeout=self._busy_timeout_ms / 1000,
+            factory=_PrefixedConnection if self._rewriter else sqlite3.Connection,
         )
+        if isinstance(conn, _PrefixedConnection) and self._rewriter is not None:
+            conn.rewrite = self._rewriter.sql
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         return conn
 
     # ---- schema ------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if not self.table_prefix:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TENANT_VERSIONS}"
+            " (prefix TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        row = self._conn.execute(
+            f"SELECT version FROM {TENANT_VERSIONS} WHERE prefix = ?", (self.table_prefix,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_version(self, version: int) -> None:
+        if not self.table_prefix:
+            self._conn.execute(f"PRAGMA user_version = {version}")
+            return
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO {TENANT_VERSIONS} (prefix, version) VALUES (?, ?)",
+            (self.table_prefix, version),
+        )
 
     def migrate(self) -> list[int]:
         """Apply pending schemas/sqlite/NNNN_*.sql files, each in its own transaction."""
@@ -435,7 +483,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                         for statement in sql.split(";\n"):
                             if statement.strip():
                                 self._conn.execute(statement)
-                        self._conn.execute(f"PRAGMA user_version = {version}")
+                        self._set_version(version)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
