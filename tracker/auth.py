@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import enum
 import hashlib
 import hmac
@@ -67,6 +68,7 @@ _MEMBER = re.compile(
     r"|token:[A-Za-z0-9._-]+)$"
 )
 MAX_TOKEN_CHARS: Final = 16 * 1024
+SCOPES_TABLE: Final = "scopes"
 
 
 class Permission(enum.StrEnum):
@@ -292,18 +294,133 @@ def check_permission(name: str, where: str) -> Permission:
         raise ConfigError(f"{where}: unknown permission {name!r}; known: {known}") from None
 
 
+# A scope's name prefix: what may stand in a filter's quoted prefix as it is.
+_SCOPE_PREFIX = re.compile(r"[A-Za-z0-9._~/-]+")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The operations a caller's permissions reach: those whose names start with one of
+    `prefixes` (None: every operation). Checked at every route and RPC that names an
+    operation, and said in the filter of every List, stream and bulk action."""
+
+    prefixes: tuple[str, ...] | None = None
+    member: str = ""
+
+    @property
+    def scoped(self) -> bool:
+        return self.prefixes is not None
+
+    def allows(self, name: str) -> bool:
+        return self.prefixes is None or name.startswith(self.prefixes)
+
+    def check(self, name: str) -> None:
+        """PermissionDenied (OUT_OF_SCOPE) unless `name` is in the scope."""
+        if not self.allows(name):
+            raise PermissionDenied(
+                f"{self.member} may touch only operations under"
+                f" {', '.join(map(repr, self.prefixes or ()))}, not {echo(name)}",
+                reason="OUT_OF_SCOPE",
+                metadata={"name": name[:256]},
+            )
+
+    def narrow(self, filter_text: str) -> str:
+        """`filter_text` AND one of the scope's name prefixes."""
+        if self.prefixes is None:
+            return filter_text
+        within = " OR ".join(f"name = {json.dumps(p + '*')}" for p in self.prefixes)
+        return f"({within}) AND ({filter_text})" if filter_text.strip() else f"({within})"
+
+    def unscoped_only(self, what: str) -> None:
+        """PermissionDenied for a scoped caller: `what` belongs to no operation's scope."""
+        if self.prefixes is not None:
+            raise PermissionDenied(
+                f"{self.member} is scoped to some operations; {what} needs an unscoped grant",
+                reason="OUT_OF_SCOPE",
+            )
+
+
+UNSCOPED: Final = Scope()
+# The scope of the request or RPC being served: set where its caller is checked
+# (`tracker.api.guard`), read at the routes' entry (each request runs in its own task).
+CURRENT_SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar(
+    "tracker_scope", default=UNSCOPED
+)
+
+
+def check_scope_prefix(prefix: str, where: str) -> str:
+    if not _SCOPE_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"{where}: {prefix!r} is not a name prefix (letters, digits and . _ ~ / -),"
+            ' e.g. "projects/billing/"'
+        )
+    return prefix
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Permission -> members holding it."""
+    """Permission -> members holding it; member -> the name prefixes it is scoped to."""
 
     grants: Mapping[Permission, frozenset[str]]
+    scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, pairs: Iterable[tuple[Permission, str]]) -> Policy:
+    def build(
+        cls,
+        pairs: Iterable[tuple[Permission, str]],
+        scopes: Iterable[tuple[str, str]] = (),
+    ) -> Policy:
         grants: dict[Permission, set[str]] = {}
         for permission, member in pairs:
             grants.setdefault(permission, set()).add(member)
-        return cls({p: frozenset(m) for p, m in grants.items()})
+        scoped: dict[str, set[str]] = {}
+        for member, prefix in scopes:
+            scoped.setdefault(member, set()).add(prefix)
+        return cls(
+            {p: frozenset(m) for p, m in grants.items()},
+            {m: frozenset(p) for m, p in scoped.items()},
+        )
+
+    @classmethod
+    def parse_scope(cls, text: str) -> tuple[str, str]:
+        """`MEMBER=PREFIX` (a --grant-scope value)."""
+        member, sep, prefix = text.rpartition("=")
+        if not sep:
+            raise ConfigError(f"--grant-scope: {text!r} is not MEMBER=PREFIX")
+        return (
+            check_member(member.strip(), "--grant-scope"),
+            check_scope_prefix(prefix.strip(), "--grant-scope"),
+        )
+
+    @classmethod
+    def scopes_from_file(cls, path: str | Path) -> list[tuple[str, str]]:
+        """The `[scopes]` table of a policy file: `"MEMBER" = ["prefix/", ...]`."""
+        where = f"--auth-policy {path}"
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{where}: cannot read it: {exc}") from None
+        table = data.get(SCOPES_TABLE, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [{SCOPES_TABLE}] must be a table of member = [prefixes]")
+        pairs = []
+        for member, prefixes in table.items():
+            if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+                raise ConfigError(f"{where}: scopes.{member} must be a list of name prefixes")
+            check_member(member, where)
+            pairs += [(member, check_scope_prefix(p, where)) for p in prefixes]
+        return pairs
+
+    def scope_of(self, principal: Principal) -> Scope:
+        """Where `principal`'s permissions reach: the union of the prefixes its member
+        (and its domain) is scoped to; every operation when neither is."""
+        keys = [principal.member]
+        if principal.domain:
+            keys.append(f"domain:{principal.domain}")
+        prefixes = sorted(p for k in keys for p in self.scopes.get(k, ()))
+        if not prefixes:
+            return UNSCOPED
+        return Scope(tuple(prefixes), principal.member)
 
     @classmethod
     def parse_grant(cls, text: str) -> tuple[Permission, str]:
@@ -323,6 +440,8 @@ class Policy:
             raise ConfigError(f"{where}: cannot read it: {exc}") from None
         pairs = []
         for name, members in data.items():
+            if name == SCOPES_TABLE:
+                continue  # scopes_from_file
             permission = check_permission(name, where)
             if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
                 raise ConfigError(f"{where}: {name} must be a list of members")
@@ -397,7 +516,9 @@ OPEN: Final = Guard(Policy.build((p, "allUsers") for p in Permission))
 
 __all__ = [
     "ANONYMOUS",
+    "CURRENT_SCOPE",
     "OPEN",
+    "UNSCOPED",
     "Authenticator",
     "CertificateCache",
     "GoogleIdTokens",
@@ -405,6 +526,7 @@ __all__ = [
     "Permission",
     "Policy",
     "Principal",
+    "Scope",
     "StaticTokens",
     "token_digest",
 ]

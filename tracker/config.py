@@ -156,6 +156,13 @@ class Config:
             " (environment: space-separated)."
         },
     )
+    grant_scope: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Scope MEMBER=PREFIX: that member's permissions reach only operations whose"
+            " names start with PREFIX (e.g. projects/billing/); repeatable."
+        },
+    )
     allow_unauthenticated: bool = field(
         default=False,
         metadata={
@@ -352,7 +359,7 @@ class Config:
                 "--allow-unauthenticated: cannot be combined with authentication settings"
                 " (--auth-audience, --auth-tokens-file, --push-audience, --grant, --auth-policy)"
             )
-        if (self.grant or self.auth_policy) and not self.authenticated:
+        if (self.grant or self.auth_policy or self.grant_scope) and not self.authenticated:
             raise ConfigError(
                 "--grant/--auth-policy: grant to members nobody can prove to be; set"
                 " --auth-audience or --auth-tokens-file too (or grant allUsers with"

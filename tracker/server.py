@@ -118,11 +118,13 @@ def build_guard(config: Config) -> Guard:
     if config.auth_tokens_file:
         authenticators.append(StaticTokens.from_file(config.auth_tokens_file))
     pairs = [Policy.parse_grant(g) for g in config.grant]
+    scopes = [Policy.parse_scope(s) for s in config.grant_scope]
     if config.auth_policy:
         pairs += Policy.from_file(config.auth_policy)
+        scopes += Policy.scopes_from_file(config.auth_policy)
     if config.push_service_account:
         pairs.append((Permission.PUBSUB_PUSH, f"serviceAccount:{config.push_service_account}"))
-    return Guard(Policy.build(pairs), authenticators)
+    return Guard(Policy.build(pairs, scopes), authenticators)
 
 
 def build_app(tracker: Tracker, config: Config, guard: Guard = OPEN) -> Starlette:

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -252,6 +252,7 @@ class Tracker:
         operation_id: str = "",
         request_id: str = "",
         route: str = "create",
+        allowed: Callable[[str], None] | None = None,
     ) -> operations_pb2.Operation:
         """Create an operation and answer it once committed (`tracker.v1.Operations`).
 
@@ -259,12 +260,15 @@ class Tracker:
         as that event's data is (`decode_data` made it, or the caller checks it first).
         Idempotent by `request_id` (AIP-155): the event's id, so a retry is a duplicate
         and answers the operation as it stands; its name, when `operation_id` is empty,
-        derives from it. A name already there is ALREADY_EXISTS."""
+        derives from it. A name already there is ALREADY_EXISTS. `allowed` may refuse the
+        name once it is known (the caller's scope, `tracker.auth.Scope.check`)."""
         check_text(request_id, "bad_request_id", "request_id", max_chars=MAX_ID_CHARS)
         name = resource_names.new_name(
             resource_names.parse_parent(parent), operation_id, request_id
         )
         self.rules.check_name(name)
+        if allowed is not None:
+            allowed(name)
         check_rules(data, self.rules)
         size = data.ByteSize()
         if size > self.rules.max_event_bytes:

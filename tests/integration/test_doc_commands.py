@@ -262,6 +262,25 @@ def test_a_new_webhook_secret_starts_the_laptop_receiver(tmp_path: Path) -> None
 # ---- docs/publishing.md: the examples' command lines --------------------------------------
 
 
+def test_the_tenants_block_runs_as_shown(tmp_path: Path) -> None:
+    lines = doc_block("docs/gcp.md", "tenants").splitlines()
+    applies = [line for line in lines if line.startswith("tracker schema apply")]
+    serves = [line.removesuffix("&").strip() for line in lines if line.startswith("tracker serve")]
+    assert len(applies) == 2 and len(serves) == 2
+    done = run_sh("\n".join(applies), env={"PATH": doc_blocks.venv_path()}, cwd=tmp_path)
+    assert ok(done).count("schema version") == 2
+    # `started` puts its own free port where a block says 8080.
+    billing_line = serves[0].replace("8091", "8080")
+    search_line = serves[1].replace("8092", "8080")
+    with started(billing_line, tmp_path) as billing, started(search_line, tmp_path) as search:
+        with TrackerClient(billing.url) as b, TrackerClient(search.url) as s:
+            b.create("operations/shared", operation_type="billing")
+            s.create("operations/shared", operation_type="search")
+            b.cancel("operations/shared")
+            assert b.get("operations/shared").done and not s.get("operations/shared").done
+            assert [o.name for o in s.list()] == ["operations/shared"]
+
+
 def test_the_create_curl_example_runs_as_shown(laptop: Site, tmp_path: Path) -> None:
     block = doc_block("docs/api.md", "create-curl")
     done = run_sh(on_ports(block, laptop.http), env={"TOKEN": ""}, cwd=tmp_path)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.http import ROUTE_METHODS, query
 from tracker.api.web import guarded, read_body
 from tracker.auth import Permission
@@ -76,6 +76,7 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
             await require(request, Permission.OPERATIONS_WRITE)
             query(request, {})
             text, dry, rate = _fields(await _body(request))
+            text = scope().narrow(text)
             if dry:
                 check_rate(rate)  # the same answer a real run would get
                 matched, capped = await bulk.matched(action, text)

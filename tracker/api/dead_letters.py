@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.http import MAX_BODY_BYTES, ROUTE_METHODS, parse_page_size, query
 from tracker.api.web import guarded, read_message
 from tracker.auth import Permission
@@ -63,6 +63,7 @@ class DeadLettersHttp:
     async def collection(self, request: Request) -> Response:
         _method(request, ("GET",))
         await require(request, Permission.OPERATIONS_READ)
+        scope().unscoped_only("dead letters")
         params = query(
             request,
             {
@@ -85,6 +86,7 @@ class DeadLettersHttp:
     async def replay_all(self, request: Request) -> Response:
         _method(request, ("POST",))
         await require(request, Permission.OPERATIONS_WRITE)
+        scope().unscoped_only("dead letters")
         query(request, {})
         body = await parse(request, admin_pb2.ReplayDeadLettersRequest())
         return to_json(await self.api.ReplayDeadLetters(body))
@@ -92,6 +94,7 @@ class DeadLettersHttp:
     async def purge(self, request: Request) -> Response:
         _method(request, ("POST",))
         await require(request, Permission.OPERATIONS_WRITE)
+        scope().unscoped_only("dead letters")
         query(request, {})
         body = await parse(request, admin_pb2.PurgeDeadLettersRequest())
         return to_json(await self.api.PurgeDeadLetters(body))
@@ -99,6 +102,7 @@ class DeadLettersHttp:
     async def replay_messages(self, request: Request) -> Response:
         _method(request, ("POST",))
         await require(request, Permission.OPERATIONS_WRITE)
+        scope().unscoped_only("dead letters")
         query(request, {})
         body = await parse(request, admin_pb2.ReplayMessagesRequest(), self.messages_limit)
         return to_json(await self.api.ReplayMessages(body))
@@ -110,6 +114,7 @@ class DeadLettersHttp:
         if rest.endswith(":replay") and raw_path.endswith(":replay"):
             _method(request, ("POST",))
             await require(request, Permission.OPERATIONS_WRITE)
+            scope().unscoped_only("dead letters")
             query(request, {})
             name = PREFIX + rest[: -len(":replay")]
             body = await parse(request, admin_pb2.ReplayDeadLetterRequest())
@@ -122,11 +127,13 @@ class DeadLettersHttp:
         name = PREFIX + rest
         if method == "DELETE":
             await require(request, Permission.OPERATIONS_WRITE)
+            scope().unscoped_only("dead letters")
             query(request, {})
             return to_json(
                 await self.api.DeleteDeadLetter(admin_pb2.DeleteDeadLetterRequest(name=name))
             )
         await require(request, Permission.OPERATIONS_READ)
+        scope().unscoped_only("dead letters")
         query(request, {})
         return to_json(await self.api.GetDeadLetter(admin_pb2.GetDeadLetterRequest(name=name)))
 

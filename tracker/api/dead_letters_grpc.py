@@ -16,6 +16,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from tracker.api.grpc import Context, _answer, _parsing
+from tracker.api.guard import scope
 from tracker.dead_letters import DeadLetterService
 from tracker.service import Tracker
 from tracker.v1 import admin_pb2
@@ -26,9 +27,14 @@ SERVICE_NAME: Final[str] = SERVICE.full_name
 
 def _method(call: Callable[[Any], Awaitable[Message]]) -> Callable[[Any, Context], Any]:
     async def handler(request: Any, context: Context) -> Message:
-        return await _answer(context, call(request))
+        return await _answer(context, _unscoped(call, request))
 
     return handler
+
+
+async def _unscoped(call: Callable[[Any], Awaitable[Message]], request: Any) -> Message:
+    scope().unscoped_only("dead letters")  # they belong to no operation's scope
+    return await call(request)
 
 
 def handler(tracker: Tracker) -> grpc.GenericRpcHandler:

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from tracker import resource_names
 from tracker.api import status
+from tracker.api.guard import scope
 from tracker.errors import InvalidArgument, clip
 from tracker.events import PROTOBUF_CONTENT_TYPE, Kind, decode_data
 from tracker.service import Tracker
@@ -61,9 +62,11 @@ async def _answer(context: Context, work: Awaitable[T]) -> T:
     await status.abort(context, error)
 
 
-def _require_name(name: str) -> str:
+def _in_scope(name: str) -> str:
+    """`name`, required, and in the caller's scope."""
     if not name:
         raise InvalidArgument("name is required")
+    scope().check(name)
     return name
 
 
@@ -79,7 +82,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         return await _answer(context, self._get(request.name))
 
     async def _get(self, name: str) -> operations_pb2.Operation:
-        return await self.tracker.get(_require_name(name))
+        return await self.tracker.get(_in_scope(name))
 
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: Context
@@ -91,7 +94,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         self, request: operations_pb2.ListOperationsRequest, order_by: str = ""
     ) -> operations_pb2.ListOperationsResponse:
         page = await self.tracker.list(
-            request.filter,
+            scope().narrow(request.filter),
             request.page_size,
             request.page_token,
             order_by,
@@ -108,7 +111,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         return empty_pb2.Empty()
 
     async def _delete(self, name: str) -> None:
-        await self.tracker.delete(_require_name(name))
+        await self.tracker.delete(_in_scope(name))
 
     async def CancelOperation(
         self, request: operations_pb2.CancelOperationRequest, context: Context
@@ -117,7 +120,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
         return empty_pb2.Empty()
 
     async def _cancel(self, name: str) -> None:
-        await self.tracker.cancel(_require_name(name))
+        await self.tracker.cancel(_in_scope(name))
 
     async def WaitOperation(
         self, request: operations_pb2.WaitOperationRequest, context: Context
@@ -132,7 +135,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):  # type: ignor
 
         Timing out is not an error: the answer is the latest state, done or not.
         """
-        name = _require_name(request.name)
+        name = _in_scope(request.name)
         budget: float | None = None  # None: the tracker's max_wait_seconds
         if request.HasField("timeout"):
             budget = request.timeout.seconds + request.timeout.nanos / 1e9
@@ -170,6 +173,7 @@ class CreateServicer:
             parent=request.parent,
             operation_id=request.operation_id,
             request_id=request.request_id,
+            allowed=scope().check,
         )
 
 

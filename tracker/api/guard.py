@@ -18,7 +18,7 @@ from google.longrunning import operations_pb2
 from starlette.requests import Request
 
 from tracker.api import status
-from tracker.auth import Guard, Permission, Principal
+from tracker.auth import CURRENT_SCOPE, Guard, Permission, Principal, Scope
 from tracker.errors import PermissionDenied
 
 _OPERATIONS: Final = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
@@ -53,8 +53,17 @@ def guard_of(request: Request) -> Guard:
 
 
 async def require(request: Request, permission: Permission) -> Principal:
-    """The caller of `request` if it holds `permission`; raises 401/403 otherwise."""
-    return await guard_of(request).check(request.headers.get("authorization"), permission)
+    """The caller of `request` if it holds `permission`; raises 401/403 otherwise. Its
+    scope is then the request's (`scope()`)."""
+    guard = guard_of(request)
+    principal = await guard.check(request.headers.get("authorization"), permission)
+    CURRENT_SCOPE.set(guard.policy.scope_of(principal))
+    return principal
+
+
+def scope() -> Scope:
+    """The operations the current request's or RPC's caller may touch."""
+    return CURRENT_SCOPE.get()
 
 
 def _metadata_value(details: grpc.HandlerCallDetails, key: str) -> str | None:
@@ -89,10 +98,33 @@ class GrpcGuard(grpc.aio.ServerInterceptor):
         try:
             if permission is None:
                 raise PermissionDenied(f"{method} declares no permission", reason="NO_PERMISSION")
-            await self.guard.check(_metadata_value(details, "authorization"), permission)
+            principal = await self.guard.check(
+                _metadata_value(details, "authorization"), permission
+            )
         except Exception as exc:
             return _refusal(status.from_exception(exc))
-        return await continuation(details)
+        handler = await continuation(details)
+        caller = self.guard.policy.scope_of(principal)
+        if handler is None or not caller.scoped:
+            return handler
+        return _in_scope(handler, caller)
+
+
+def _in_scope(
+    handler: grpc.RpcMethodHandler[Any, Any], caller: Scope
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` (unary, like every guarded RPC) run with `caller` as the RPC's scope."""
+    inner: Any = handler.unary_unary
+
+    async def scoped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        CURRENT_SCOPE.set(caller)  # this RPC's own task: no other call sees it
+        return await inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        scoped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _refusal(error: status.ApiError) -> grpc.RpcMethodHandler[Any, Any]:
@@ -104,4 +136,4 @@ def _refusal(error: status.ApiError) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-__all__ = ["OPEN_SERVICES", "RPC_PERMISSIONS", "GrpcGuard", "require"]
+__all__ = ["OPEN_SERVICES", "RPC_PERMISSIONS", "GrpcGuard", "require", "scope"]

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker import history
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.http import ROUTE_METHODS, OperationsHttp, parse_page_size, path_name, query
 from tracker.api.web import guarded
 from tracker.auth import Permission
@@ -42,6 +42,8 @@ class HistoryHttp:
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(request.method, ("GET",))
         await require(request, Permission.OPERATIONS_READ)
+        name = path_name(request, SUFFIX)
+        scope().check(name)
         params = query(
             request,
             {
@@ -53,7 +55,7 @@ class HistoryHttp:
         )
         found = await history.page(
             self.tracker,
-            path_name(request, SUFFIX),
+            name,
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
         )

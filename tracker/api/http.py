@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from tracker import resource_names
 from tracker.api import status
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.web import guarded, read_body, read_message
 from tracker.auth import Permission
 from tracker.errors import InvalidArgument, MethodNotAllowed, NotFound, clip, echo
@@ -257,8 +257,9 @@ class OperationsHttp:
             },
         )
         count = parse_flag("count", params.get("count"))
+        filter_text = scope().narrow(params.get("filter", ""))
         page = await self.tracker.list(
-            params.get("filter", ""),
+            filter_text,
             parse_page_size(params.get("page_size")),
             params.get("page_token", ""),
             params.get("order_by", ""),
@@ -266,7 +267,7 @@ class OperationsHttp:
         )
         body = page_to_dict(page.operations, page.next_page_token)
         if count:
-            total, capped = await self.tracker.count(params.get("filter", ""), parent=parent)
+            total, capped = await self.tracker.count(filter_text, parent=parent)
             body["totalSize"] = total
             if capped:
                 body["totalSizeIsLowerBound"] = True
@@ -283,6 +284,7 @@ class OperationsHttp:
             parent=create.parent,
             operation_id=create.operation_id,
             request_id=create.request_id,
+            allowed=scope().check,
         )
         return JSONResponse(operation_to_dict(operation))
 
@@ -304,6 +306,7 @@ class OperationsHttp:
         if method not in allowed:
             raise MethodNotAllowed(request.method, allowed)
         await require(request, PERMISSIONS[verb, method])
+        scope().check(name)
         if verb == "cancel":
             return await self.cancel(request, name)
         if verb == "wait":

@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 
 from tracker import filtering, wire
 from tracker.api import status
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.http import ROUTE_METHODS, SSE_KEEPALIVE_SECONDS, parse_timeout, query
 from tracker.api.web import guarded
 from tracker.auth import Permission
@@ -145,7 +145,8 @@ class OperationsStream:
             raise MethodNotAllowed(request.method, ("GET",))
         await require(request, Permission.OPERATIONS_READ)
         params = query(request, {"filter": "filter", "timeout": "timeout"})
-        text = params.get("filter", "")
+        filtering.parse(params.get("filter", ""))  # its errors in its own words
+        text = scope().narrow(params.get("filter", ""))
         expr = filtering.parse(text)  # a bad filter is a 400 before the stream starts
         timeout = parse_timeout(params["timeout"]) if "timeout" in params else None
         # timeout=0s: only `ready`, then the end (a probe); otherwise capped like :watch.

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.web import error_response, read_body
 from tracker.auth import Permission
 from tracker.bindings import parse_message
@@ -60,6 +60,9 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
             )
             if not events:
                 raise InvalidEvent("empty_batch", "the batch holds no events")
+            caller = scope()
+            for event in events:  # all of the batch or none of it
+                caller.check(event.operation)
             result = await tracker.ingest(events, route=ROUTE)
         except InvalidEvent as exc:
             tracker.rejected(ROUTE, exc)

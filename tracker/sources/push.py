@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
-from tracker.api.guard import require
+from tracker.api.guard import require, scope
 from tracker.api.web import error_response, read_body
 from tracker.auth import Permission
 from tracker.bindings import parse_pubsub
@@ -166,6 +166,13 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
                     (attributes, message_id, published), data = bare, body
                 # Without a CloudEvents time, the publish time is the best event time.
                 event = parse_pubsub(attributes, data, tracker.rules, received=published)
+                if not scope().allows(event.operation):
+                    # The push identity may not write there: the same every redelivery.
+                    raise InvalidEvent(
+                        "out_of_scope",
+                        f"the push identity may not write {echo(event.operation)}",
+                        event_id=event.id,
+                    )
                 await tracker.ingest([event], route=ROUTE)
             except Unavailable:
                 raise
