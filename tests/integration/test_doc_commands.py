@@ -272,13 +272,17 @@ def test_the_tenants_block_runs_as_shown(tmp_path: Path) -> None:
     # `started` puts its own free port where a block says 8080.
     billing_line = serves[0].replace("8091", "8080")
     search_line = serves[1].replace("8092", "8080")
-    with started(billing_line, tmp_path) as billing, started(search_line, tmp_path) as search:
-        with TrackerClient(billing.url) as b, TrackerClient(search.url) as s:
-            b.create("operations/shared", operation_type="billing")
-            s.create("operations/shared", operation_type="search")
-            b.cancel("operations/shared")
-            assert b.get("operations/shared").done and not s.get("operations/shared").done
-            assert [o.name for o in s.list()] == ["operations/shared"]
+    with (
+        started(billing_line, tmp_path) as billing,
+        started(search_line, tmp_path) as search,
+        TrackerClient(billing.url) as b,
+        TrackerClient(search.url) as s,
+    ):
+        b.create("operations/shared", operation_type="billing")
+        s.create("operations/shared", operation_type="search")
+        b.cancel("operations/shared")
+        assert b.get("operations/shared").done and not s.get("operations/shared").done
+        assert [o.name for o in s.list()] == ["operations/shared"]
 
 
 def test_the_create_curl_example_runs_as_shown(laptop: Site, tmp_path: Path) -> None:
