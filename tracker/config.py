@@ -98,6 +98,13 @@ class Config:
         default=DEFAULT_NAME_PATTERN,
         metadata={"help": "Regular expression every operation name must match."},
     )
+    proto_descriptors: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "FileDescriptorSet files (or folders of *.binpb) of the producers' own"
+            " metadata and response types; repeatable (schemas/types/ is always read)."
+        },
+    )
     max_event_bytes: int = field(
         default=DEFAULT_MAX_EVENT_BYTES,
         metadata={"help": "Largest accepted event (attributes and data), in bytes; at most 2 MiB."},

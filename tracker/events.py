@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import descriptor_pool, json_format, message_factory, struct_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2  # noqa: F401  (standard Status details in JSON)
 
@@ -337,6 +337,31 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+_UNKNOWN_TYPE: Final = re.compile(r"Can not find message descriptor by type_url: (\S+?)(?: at |$)")
+
+
+def _check_known_any(kind: Kind, message: Message) -> None:
+    """A protobuf event's Any of a type this process knows must read as that type (one
+    it does not know is kept as it came: `tracker.producer_types`)."""
+    for name in _ANY_FIELDS.get(kind, ()):
+        if not message.HasField(name):
+            continue
+        value = getattr(message, name)
+        try:
+            descriptor = descriptor_pool.Default().FindMessageTypeByName(
+                value.type_url.rpartition("/")[2]
+            )
+        except KeyError:
+            continue
+        try:
+            message_factory.GetMessageClass(descriptor).FromString(value.value)
+        except (DecodeError, RecursionError) as exc:
+            raise InvalidEvent(
+                "invalid_data",
+                f"{kind.value} {name} does not read as {descriptor.full_name}: {clip(exc)}",
+            ) from None
+
+
 def _wrap_plain_any(value: Any) -> Any:
     """A JSON object without "@type" in an Any field is taken as google.protobuf.Struct."""
     if isinstance(value, dict) and "@type" not in value:
@@ -367,6 +392,7 @@ def decode_data(kind: Kind, content_type: str | None, data: Any, *, fast: bool =
             raise InvalidEvent(
                 "invalid_data", f"data is not a valid {kind.value} message: {clip(exc)}"
             ) from None
+        _check_known_any(kind, message)
     elif _JSON_TYPE.match(media):
         if isinstance(data, (bytes, str)):
             data = load_json(data, "malformed_json", "data")
@@ -387,6 +413,14 @@ def decode_data(kind: Kind, content_type: str | None, data: Any, *, fast: bool =
         try:
             json_format.ParseDict(data, message)
         except json_format.ParseError as exc:
+            unknown = _UNKNOWN_TYPE.search(str(exc))
+            if unknown is not None:
+                raise InvalidEvent(
+                    "unknown_type_url",
+                    f"{kind.value} data: {echo(unknown.group(1))} is a message type this"
+                    " tracker does not know; register its FileDescriptorSet with"
+                    " --proto-descriptors (docs/publishing.md, Your own message types)",
+                ) from None
             raise InvalidEvent("invalid_data", f"{kind.value} data: {clip(exc, 300)}") from None
         except Exception as exc:
             # Whatever else the proto3 JSON parser raises is about the data too: it raises

@@ -102,6 +102,18 @@ def config_sinks(config: Config) -> list[Sink]:
     return sinks
 
 
+def load_producer_types(config: Config) -> list[str]:
+    """Register the producers' message types: --proto-descriptors, then the schemas'
+    `types/` folder (`tracker.producer_types`). Returns the message types added."""
+    from tracker import producer_types
+
+    folder = producer_types.schema_types_folder()
+    added = producer_types.load([*config.proto_descriptors, *([folder] if folder else [])])
+    if added:
+        log.info("producer message types: %s", ", ".join(added))
+    return added
+
+
 def build_guard(config: Config) -> Guard:
     """Who may do what, from the settings (docs/auth.md).
 
@@ -310,6 +322,8 @@ class Server:
         self, config: Config, store: Store | None = None, sinks: Sequence[Sink] = ()
     ) -> None:
         self.config = config
+        # Before the store: a bad descriptor set stops start-up with nothing opened.
+        self.producer_types = load_producer_types(config)
         self.store = store or open_store(config)
         self.store.history_limit = config.history_per_operation
         self.store.dead_letter_ttl = timedelta(days=config.dead_letter_retention_days)

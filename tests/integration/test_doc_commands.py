@@ -285,6 +285,38 @@ def test_the_tenants_block_runs_as_shown(tmp_path: Path) -> None:
         assert [o.name for o in s.list()] == ["operations/shared"]
 
 
+def test_the_proto_descriptors_block_runs_as_shown(tmp_path: Path) -> None:
+    from grpc_tools import protoc  # type: ignore[import-untyped]
+
+    from tests.integration.test_producer_types import META, PROTO
+
+    compile_line, serve_line = doc_block("docs/publishing.md", "proto-descriptors").splitlines()
+    source = tmp_path / "protos" / "acme" / "export" / "v1" / "export.proto"
+    source.parent.mkdir(parents=True)
+    source.write_text(PROTO)
+    # protoc as the grpcio-tools package ships it, with the well-known types it bundles.
+    include = Path(protoc.__file__).parent / "_proto"
+    shim = f'protoc() {{ python -m grpc_tools.protoc -I{include} "$@"; }}\n'
+    ok(run_sh(shim + compile_line, cwd=tmp_path))
+    assert (tmp_path / "acme.binpb").stat().st_size > 0
+    with started(serve_line, tmp_path) as site:
+        answer = httpx.post(
+            f"{site.url}/v1/events",
+            json={"metadata": {"@type": META, "table": "orders"}},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "1",
+                "ce-source": "doc",
+                "ce-type": "tracker.operation.v1.created",
+                "ce-subject": "operations/typed",
+                "content-type": "application/json",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        with TrackerClient(site.url) as client:
+            assert client.get("operations/typed").metadata.type_url == META
+
+
 def test_the_create_curl_example_runs_as_shown(laptop: Site, tmp_path: Path) -> None:
     block = doc_block("docs/api.md", "create-curl")
     done = run_sh(on_ports(block, laptop.http), env={"TOKEN": ""}, cwd=tmp_path)
