@@ -47,6 +47,7 @@ import httpx
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
+from tracker import filtering
 from tracker.constants import GOOGLE_CERTS_URL
 from tracker.errors import (
     ConfigError,
@@ -328,6 +329,9 @@ class Scope:
         """`filter_text` AND one of the scope's name prefixes."""
         if self.prefixes is None:
             return filter_text
+        # A whole expression on its own, so no text of the caller's can close the
+        # parenthesis and stand outside the scope's AND (and its errors are its own).
+        filtering.parse(filter_text)
         within = " OR ".join(f"name = {json.dumps(p + '*')}" for p in self.prefixes)
         return f"({within}) AND ({filter_text})" if filter_text.strip() else f"({within})"
 

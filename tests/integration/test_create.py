@@ -150,6 +150,8 @@ def test_metadata_without_type_is_a_struct_as_in_events(http: httpx.Client, uid:
         (json.dumps({"operationId": "../etc"}).encode(), 400, "does not match"),
         (json.dumps({"operationId": "a", "requestId": "x" * 300}).encode(), 400, "request_id"),
         (json.dumps({"operation": {"labels": {"k": 5}}}).encode(), 400, "created"),
+        (json.dumps({"operation": "export"}).encode(), 400, "must be a JSON object"),
+        (json.dumps({"operation": [1]}).encode(), 400, "must be a JSON object"),
         (json.dumps({"operation": {"operationType": "x" * 300}}).encode(), 400, "operationType"),
         (
             json.dumps(

@@ -146,6 +146,10 @@ def test_lists_counts_and_bulk_actions_say_the_scope(
         headers=bearer("billing"),
     ).json()
     assert counted["totalSize"] == sum(1 for n in listed("billing", filter="done = false"))
+    # A filter that tries to close the scope's parenthesis is not a filter.
+    escape = 'done = false) OR (name = "projects/search/*"'
+    tricked = http.get("/v1/operations", params={"filter": escape}, headers=bearer("billing"))
+    assert tricked.status_code == 400
     dry = http.post(
         "/v1/operations:batchCancel",
         json={"filter": 'operation_type = "search"', "dryRun": True},

@@ -176,6 +176,11 @@ def create_request(body: bytes, parent: str = "") -> operations_v1_pb2.CreateOpe
             f"parent in the body ({echo(create.parent)}) differs from the URL's ({echo(parent)})"
         )
     create.parent = parent
+    if data is not None and not isinstance(data, dict):
+        raise InvalidArgument(
+            "operation must be a JSON object: what a created event carries"
+            ' ({"operationType": ..., "labels": {...}, ...})'
+        )
     if data is not None:
         created = cast(events_pb2.Created, decode_data(Kind.CREATED, JSON_CONTENT_TYPE, data))
         create.operation.CopyFrom(created)
