@@ -117,15 +117,28 @@ def google_spanner_emulator() -> Path | None:
     return path if path and path.is_file() else None
 
 
+def tools_dir() -> Path:
+    """Where a checkout's `./scripts/test` keeps the tools it builds, shared by every
+    clone of this machine's user: `$TRACKER_TOOLS_DIR`, else
+    `${XDG_CACHE_HOME:-~/.cache}/tracker/tools`."""
+    if os.environ.get("TRACKER_TOOLS_DIR"):
+        return Path(os.environ["TRACKER_TOOLS_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "tracker" / "tools"
+
+
+def tools_bin() -> Path:
+    """The built binaries' folder (`$TRACKER_TOOLS_BIN`, else `tools_dir()/bin`)."""
+    return Path(os.environ.get("TRACKER_TOOLS_BIN") or tools_dir() / "bin")
+
+
 def go_server(name: str) -> Path | None:
     """pstest or handy-spanner as a checkout's `./scripts/test` builds them (`pstest-server`,
     `handy-spanner-server` in the user's tools cache, or on PATH)."""
     found = shutil.which(name)
     if found:
         return Path(found)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    tools = Path(os.environ.get("TRACKER_TOOLS_DIR") or Path(cache) / "tracker" / "tools")
-    path = Path(os.environ.get("TRACKER_TOOLS_BIN") or tools / "bin") / name
+    path = tools_bin() / name
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 

@@ -67,21 +67,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from tracker.dev import EMULATOR_SPANNER_ENV
+from tracker.dev import EMULATOR_SPANNER_ENV, tools_bin
 
 HERE: Final = Path(__file__).resolve().parent
 REPO_ROOT: Final = HERE.parent.parent
 
 
-def tools_dir() -> Path:
-    """Where built tools live: shared by every clone of this machine's user, keyed by pin."""
-    if os.environ.get("TRACKER_TOOLS_DIR"):
-        return Path(os.environ["TRACKER_TOOLS_DIR"])
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tracker" / "tools"
-
-
-TOOLS_BIN: Final = Path(os.environ.get("TRACKER_TOOLS_BIN", tools_dir() / "bin"))
+# Built tools are shared by every clone of this machine's user, keyed by pin.
+TOOLS_BIN: Final = tools_bin()
 # Builds of other pins nobody used for this long are removed when a new one is built.
 UNUSED_FOR_S: Final = 30 * 24 * 3600
 
