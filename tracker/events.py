@@ -416,7 +416,7 @@ def decode_data(kind: Kind, content_type: str | None, data: Any, *, fast: bool =
             unknown = _UNKNOWN_TYPE.search(str(exc))
             if unknown is not None:
                 raise InvalidEvent(
-                    "unknown_type_url",
+                    "invalid_data",
                     f"{kind.value} data: {echo(unknown.group(1))} is a message type this"
                     " tracker does not know; register its FileDescriptorSet with"
                     " --proto-descriptors (docs/publishing.md, Your own message types)",

@@ -737,7 +737,8 @@ def build() -> Vectors:
     unknown_any = {"@type": "type.googleapis.com/acme.export.v1.ExportResponse", "rows": 1}
     v.structured(
         "any_unknown_type_url",
-        "JSON Any whose @type the tracker has no descriptor for (send protobuf instead).",
+        "JSON Any whose @type the tracker has no descriptor for (register it with"
+        " --proto-descriptors, or send protobuf).",
         with_data(e, {"response": unknown_any}),
         invalid("invalid_data", schema_rejects=False),
     )

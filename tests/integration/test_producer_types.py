@@ -185,7 +185,7 @@ def test_the_sdk_sends_its_own_messages_and_reads_them_back(
         ({"metadata": {"@type": META, "rowsDone": "many"}}, "INVALID_DATA", "rowsdone"),
         (
             {"metadata": {"@type": "type.googleapis.com/acme.v9.Unknown"}},
-            "UNKNOWN_TYPE_URL",
+            "INVALID_DATA",
             "--proto-descriptors",
         ),
     ],
