@@ -395,4 +395,7 @@ def test_two_tenants_side_by_side_in_one_database(
         other = Config(**{**billing.__dict__, "table_prefix": "never" + uuid.uuid4().hex[:6] + "_"})
         with pytest.raises(Exception) as info, running(other):
             time.sleep(0)
-        assert "schema apply" in str(info.value)
+        assert f"schema apply --store spanner --spanner-database {billing.spanner_database}" in (
+            str(info.value)
+        )
+        assert f"--table-prefix {other.table_prefix}" in str(info.value)

@@ -271,7 +271,7 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         with self._guard():
             versions = spanner_schema.applied_versions(self.database, self.n)
         if not versions:
-            raise ConfigError(spanner_schema.missing_schema_message(self.database))
+            raise ConfigError(spanner_schema.missing_schema_message(self.database, self.n))
         self.layout = _Layout(variant=next(iter(versions.values())))
 
     @contextmanager

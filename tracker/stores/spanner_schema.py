@@ -189,13 +189,16 @@ def create_database(database: Database, *, timeout: float = 300) -> bool:
     return True
 
 
-def missing_schema_message(database: Database) -> str:
-    """What to do when `database` has no tracker schema: it, or its instance, may not
-    exist at all (a newcomer's first `serve`); each case names the command that fixes it."""
+def missing_schema_message(database: Database, names: Names = PLAIN) -> str:
+    """What to do when `database` has no tracker schema (for the tenant `names`): it, or
+    its instance, may not exist at all (a newcomer's first `serve`); each case names the
+    command that fixes it."""
     from google.api_core import exceptions as gexc
 
     path = database.name
     apply = f"tracker schema apply --store spanner --spanner-database {path}"
+    if names.prefix:
+        apply += f" --table-prefix {names.prefix}"
     try:
         instance_exists = database._instance.exists()
         database_exists = instance_exists and database.exists()
@@ -215,7 +218,8 @@ def missing_schema_message(database: Database) -> str:
             f"Spanner database {path} does not exist: create it with the tracker's schema "
             f"by `{apply} --create-database`"
         )
-    return f"Spanner database {path} has no tracker schema: run `{apply}`"
+    tenant = f" for tables {names.prefix}*" if names.prefix else ""
+    return f"Spanner database {path} has no tracker schema{tenant}: run `{apply}`"
 
 
 def applied_versions(database: Database, names: Names = PLAIN) -> dict[int, str]:
