@@ -135,6 +135,9 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         while self._queue:
+            # One turn of the loop first: requests whose bodies arrived with this one
+            # are queued by their tasks' first steps, which run after this task's.
+            await asyncio.sleep(0)
             group = [r for r in self._take() if not r.future.done()]
             if group:
                 await self._run(group)
