@@ -32,7 +32,7 @@ from tracker.dev import free_port
 
 PROTO = """
 syntax = "proto3";
-package acme.export.v1;
+package trackertest.export.v1;
 import "google/protobuf/timestamp.proto";
 
 message ExportMetadata {
@@ -48,15 +48,17 @@ message ExportResponse {
   google.protobuf.Timestamp finished = 3;
 }
 """
-META = "type.googleapis.com/acme.export.v1.ExportMetadata"
-RESPONSE = "type.googleapis.com/acme.export.v1.ExportResponse"
+META = "type.googleapis.com/trackertest.export.v1.ExportMetadata"
+RESPONSE = "type.googleapis.com/trackertest.export.v1.ExportResponse"
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModuleType]:
     """(the FileDescriptorSet, the generated Python module) of PROTO."""
     root = tmp_path_factory.mktemp("acme")
-    source = root / "src" / "acme" / "export" / "v1" / "export.proto"
+    # Its own package, named by no test vector: the module imported here stays in this
+    # process's descriptor pool for every later test.
+    source = root / "src" / "trackertest" / "export" / "v1" / "export.proto"
     source.parent.mkdir(parents=True)
     source.write_text(PROTO)
     out = root / "gen"
@@ -70,12 +72,12 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModuleType
         "--include_imports",
         f"--descriptor_set_out={binpb}",
         f"--python_out={out}",
-        "acme/export/v1/export.proto",
+        "trackertest/export/v1/export.proto",
     ]
     assert protoc.main(args) == 0
     sys.path.insert(0, str(out))
     try:
-        module = importlib.import_module("acme.export.v1.export_pb2")
+        module = importlib.import_module("trackertest.export.v1.export_pb2")
     finally:
         sys.path.remove(str(out))
     return binpb, module
@@ -229,7 +231,10 @@ def test_protobuf_data_of_a_registered_type_must_read_as_it(
             )
         )
     assert [a.status_code for a in answers] == [200, 400, 200]
-    assert "does not read as acme.export.v1.ExportMetadata" in answers[1].json()["error"]["message"]
+    assert (
+        "does not read as trackertest.export.v1.ExportMetadata"
+        in answers[1].json()["error"]["message"]
+    )
 
 
 def test_the_schemas_types_folder_registers_them_too(
