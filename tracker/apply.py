@@ -464,18 +464,31 @@ def metadata_message(state: OperationState) -> operation_pb2.OperationMetadata:
         percent=100.0 if state.done and state.HasField("response") else state.percent,
         message=state.message,
         operation_type=state.operation_type,
-        labels=dict(state.labels),
         parent=state.parent,
         cancel_requested=state.cancel_requested,
         last_sequence=state.last_sequence,
         attempt=attempt_of(state),
         attempt_reason=state.attempt_reason,
     )
-    names = ("create_time", "update_time", "end_time", "last_heartbeat_time", "deadline")
-    for name in (*names, "last_attempt_error", "children", "attempt_start_time"):
+    if state.labels:
+        meta.labels.update(state.labels)
+    for name in _METADATA_MESSAGES:
         if state.HasField(name):
             getattr(meta, name).CopyFrom(getattr(state, name))
     return meta
+
+
+# The message fields OperationMetadata copies from the state, under the same names.
+_METADATA_MESSAGES: Final = (
+    "create_time",
+    "update_time",
+    "end_time",
+    "last_heartbeat_time",
+    "deadline",
+    "last_attempt_error",
+    "children",
+    "attempt_start_time",
+)
 
 
 _METADATA_URL: Final = "type.googleapis.com/" + operation_pb2.OperationMetadata.DESCRIPTOR.full_name

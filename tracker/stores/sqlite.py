@@ -204,7 +204,7 @@ class _SqliteTx(SqliteHistoryTx):
             "done": int(row.done),
             "operation_type": row.operation_type,
             "parent": row.parent,
-            "labels": json.dumps(row.labels, sort_keys=True),
+            "labels": json.dumps(row.labels, sort_keys=True) if row.labels else "{}",
             "create_time": ts(row.create_time),
             "update_time": ts(now),
             "end_time": _ts_or_none(row.end_time),
