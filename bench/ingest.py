@@ -10,6 +10,11 @@ event per transaction and batches of 100. Then the store applying the same event
 concurrent producers one event per call (group commit) beside the same calls one at a
 time. Each figure is the median of three runs; ratios are store / raw.
 
+Beside each store figure, its SQL alone: the very statements and parameters the store
+issued for that stream (recorded by a connection subclass), replayed by raw sqlite3 on a
+fresh file of the same schema. Its ratio is the ceiling the store's statement shape
+allows with no Python of ours at all; the rest of the gap to it is the store's Python.
+
 The last block is a cProfile summary of the store's one-event-per-transaction path,
 for the record.
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -97,6 +103,58 @@ def through_store(path: Path, events: list[Event], size: int, history: int) -> f
         store.apply(events[i : i + size])
     took = time.perf_counter() - start
     store.close()
+    return took
+
+
+class _Recording(sqlite3.Connection):
+    """A connection that keeps every statement it runs, with its parameters."""
+
+    log: list[tuple[str, Any, bool]]
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self.log.append((sql, parameters, False))
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        rows = list(parameters)
+        self.log.append((sql, rows, True))
+        return super().executemany(sql, rows)
+
+
+class _RecordingStore(SqliteStore):
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, factory=_Recording
+        )
+        assert isinstance(conn, _Recording)
+        conn.log = []
+        return conn
+
+
+def sql_alone(root: Path, events: list[Event], size: int, history: int) -> float:
+    """Seconds for raw sqlite3 to run the statements the store ran for these events."""
+    store = _RecordingStore(root / "recorded.db")
+    store.history_limit = history
+    conn = store._conn
+    assert isinstance(conn, _Recording)
+    conn.log.clear()  # the schema's statements are not the store's work
+    for i in range(0, len(events), size):
+        store.apply(events[i : i + size])
+    log = list(conn.log)
+    store.close()
+    SqliteStore(root / "replayed.db").close()
+    raw_conn = sqlite3.connect(root / "replayed.db", isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+        raw_conn.execute(f"PRAGMA {pragma}")
+    start = time.perf_counter()
+    for sql, parameters, many in log:
+        if many:
+            raw_conn.executemany(sql, parameters)
+        else:
+            for _ in raw_conn.execute(sql, parameters):  # RETURNING rows are read
+                pass
+    took = time.perf_counter() - start
+    raw_conn.close()
     return took
 
 
@@ -193,6 +251,20 @@ def main() -> None:
                 ]
                 rate = n / statistics.median(times)
                 print(f"{'  store, ' + what:52}{rate:10.0f}{rate / base:8.2f}")
+                alone = [
+                    sql_alone(
+                        Path(tempfile.mkdtemp(dir=root)),
+                        stream(ops, per, f"q{i}", interleaved=mixed),
+                        size,
+                        history,
+                    )
+                    for i in range(RUNS)
+                ]
+                floor = n / statistics.median(alone)
+                print(
+                    f"{'    its SQL alone, replayed by raw sqlite3':52}{floor:10.0f}"
+                    f"{floor / base:8.2f}   (Python: {1 - rate / floor:.0%} of the store's time)"
+                )
         single = [
             through_tracker(root / f"t1-{i}.db", stream(ops, per, f"t{i}"), 1)[0]
             for i in range(RUNS)
