@@ -504,32 +504,91 @@ class Applied:
 _pushed = itertools.count()
 
 
+class Endpoint:
+    """A push endpoint in a process of its own (`bench/pubsub.py endpoint raw|tracker`),
+    as a Cloud Run service is: the bench's publisher, a Python gRPC client, then never
+    takes the endpoint's GIL. It counts what arrived (raw: requests answered 204; tracker:
+    events applied, by an after-commit hook) and says when a count it was told to expect
+    is in."""
+
+    def __init__(self, kind: str, db: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "endpoint", kind, "--db", str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in, self._out = self.proc.stdin, self.proc.stdout
+        first = self._out.readline().split()
+        if first[:1] != ["port"]:
+            self.close()
+            raise RuntimeError(f"endpoint {kind} did not start: {first}")
+        self.url = f"http://127.0.0.1:{first[1]}"
+        self.count = 0
+        self.max_in_flight = 0
+
+    def expect(self, n: int, timeout: float) -> None:
+        self._in.write(f"expect {n} {timeout}\n")
+        self._in.flush()
+
+    def wait(self) -> bool:
+        """Block until the endpoint reports (all in, or its timeout passed)."""
+        word, count, most = self._out.readline().split()
+        self.count, self.max_in_flight = int(count), max(self.max_in_flight, int(most))
+        return word == "done"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def endpoint_main(kind: str, db: str) -> None:
+    """The endpoint process: `port N`, then for each `expect N TIMEOUT` line on stdin one
+    line, `done|timeout COUNT MAX_IN_FLIGHT`, once N arrived or the timeout passed."""
+    target: Counter | Applied
+    with contextlib.ExitStack() as stack:
+        if kind == "raw":
+            target = Counter()
+            port = stack.enter_context(serving(counting_app(target)))
+        else:
+            target = Applied()
+            config = Config(db=db, http_port=0, grpc_port=-1, log_level="warning")
+            server = stack.enter_context(running(config))
+            server.tracker.add_hook(target.hook)
+            port = server.http_port
+        print(f"port {port}", flush=True)
+        for line in sys.stdin:
+            _, n, timeout = line.split()
+            target.expect(int(n))
+            word = "done" if target.all_in.wait(float(timeout)) else "timeout"
+            most = target.max_in_flight if isinstance(target, Counter) else 0
+            print(f"{word} {target.count} {most}", flush=True)
+
+
 def delivered(
-    ps: PubSub,
-    endpoint: str,
-    wrapped: bool,
-    events: list[tuple[dict[str, str], bytes]],
-    all_in: threading.Event,
-    seen: Callable[[], int],
+    ps: PubSub, endpoint: Endpoint, path: str, events: list[tuple[dict[str, str], bytes]]
 ) -> float:
-    """Seconds from the first publish until `all_in`: the emulator pushing each message of
-    a fresh topic to `endpoint` through a push subscription made before the clock starts."""
+    """Seconds from the first publish until `endpoint` has them all: the emulator pushing
+    each message of a fresh topic to `path` through a push subscription made before the
+    clock starts (wrapped to PUSH_PATH; else no_wrapper with write_metadata)."""
     topic = ps.topic()
     name = f"projects/{PROJECT}/subscriptions/{ps.prefix}sub-{next(_pushed)}"
-    push: dict[str, Any] = {"push_endpoint": endpoint}
-    if not wrapped:
+    push: dict[str, Any] = {"push_endpoint": endpoint.url + path}
+    if path != PUSH_PATH:
         push["no_wrapper"] = {"write_metadata": True}  # the attributes as headers too
     ps.subscriber.create_subscription(
         request={"name": name, "topic": topic, "push_config": push, "ack_deadline_seconds": 60}
     )
     publisher = pubsub_v1.PublisherClient()
     try:
+        endpoint.expect(len(events), max(60, len(events) / 20))
         start = time.perf_counter()
         futures = [publisher.publish(topic, body, **attrs) for attrs, body in events]
         for f in futures:
             f.result(60)
-        if not all_in.wait(max(60, len(events) / 20)):
-            raise TimeoutError(f"{endpoint} got {seen()} of {len(events)}")
+        if not endpoint.wait():
+            raise TimeoutError(f"{endpoint.url}{path} got {endpoint.count} of {len(events)}")
         return time.perf_counter() - start
     finally:
         ps.subscriber.delete_subscription(subscription=name)
@@ -556,61 +615,38 @@ def emulator_push_figures(server: str, host: str, n: int, runs: int, tmp: Path) 
     and (b) the tracker (all n applied), wrapped (/v1/pubsub/push) and unwrapped
     (no_wrapper: the attributes as headers, a binary-mode CloudEvent for /v1/events);
     runs interleaved raw, tracker, raw, tracker; medians."""
-    counter = Counter()
-    applied = Applied()
     seconds: dict[str, list[float]] = {}
-    config = Config(db=str(tmp / "pushed.db"), http_port=0, grpc_port=-1, log_level="warning")
     with (
         google_pubsub(server, host, tmp) as google,
-        serving(counting_app(counter)) as raw_port,
-        running(config) as tracker,
+        contextlib.closing(Endpoint("raw", tmp / "unused.db")) as raw,
+        contextlib.closing(Endpoint("tracker", tmp / "pushed.db")) as tracker,
     ):
-        tracker.tracker.add_hook(applied.hook)
         ps = BenchPubSub()
         ps.prefix += "pushed-"
-        raw_url = f"http://127.0.0.1:{raw_port}"
-        targets = {
-            "wrapped": (PUSH_PATH, True),
-            "unwrapped": ("/v1/events", False),
-        }
+        targets = {"wrapped": PUSH_PATH, "unwrapped": "/v1/events"}
         for run in range(runs):
-            for how, (path, wrapped) in targets.items():
+            for how, path in targets.items():
                 events = created_events(f"pushed-{how}-{run}", n)
-                counter.expect(n)
-                seconds.setdefault(f"raw {how}", []).append(
-                    delivered(
-                        ps, raw_url + path, wrapped, events, counter.all_in, lambda: counter.count
-                    )
-                )
-                applied.expect(n)
-                seconds.setdefault(f"tracker {how}", []).append(
-                    delivered(
-                        ps,
-                        tracker.http_url + path,
-                        wrapped,
-                        events,
-                        applied.all_in,
-                        lambda: applied.count,
-                    )
-                )
+                for label, endpoint in ((f"raw {how}", raw), (f"tracker {how}", tracker)):
+                    seconds.setdefault(label, []).append(delivered(ps, endpoint, path, events))
     lines = [
         f"push delivered by Google's emulator ({google}): {n} messages a run, {runs} runs"
-        f" interleaved, medians; the raw endpoint saw at most {counter.max_in_flight}"
-        " pushes in flight"
+        f" interleaved, medians; each endpoint a process of its own; the raw endpoint saw at"
+        f" most {raw.max_in_flight} pushes in flight"
     ]
-    for how, (path, _) in targets.items():
-        raw, ours = seconds[f"raw {how}"], seconds[f"tracker {how}"]
-        ratios = sorted(r / o for r, o in zip(raw, ours, strict=True))
+    for how, path in targets.items():
+        base, ours = seconds[f"raw {how}"], seconds[f"tracker {how}"]
+        ratios = sorted(r / o for r, o in zip(base, ours, strict=True))
         spread = f"  runs {ratios[0]:.2f}-{ratios[-1]:.2f}x"
         lines.append(
-            rate_line(f"push emulator, {how}: raw endpoint, 204 only", n, statistics.median(raw))
+            rate_line(f"push emulator, {how}: raw endpoint, 204 only", n, statistics.median(base))
         )
         lines.append(
             rate_line(
                 f"push emulator, {how}: tracker {path} (applied)",
                 n,
                 statistics.median(ours),
-                statistics.median(raw),
+                statistics.median(base),
             )
             + spread
         )
@@ -812,6 +848,14 @@ async def client(port: int, count: int, seconds: float, connections: int, prefix
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "endpoint":
+        parser = argparse.ArgumentParser()
+        parser.add_argument("mode")
+        parser.add_argument("kind", choices=["raw", "tracker"])
+        parser.add_argument("--db", required=True)
+        a = parser.parse_args()
+        endpoint_main(a.kind, a.db)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         parser = argparse.ArgumentParser()
         parser.add_argument("mode")

@@ -33,6 +33,13 @@ def test_ingest_bench_runs() -> None:
         assert line in out, out
     ratios = [ln for ln in out.splitlines() if ln.startswith("  store, ")]
     assert len(ratios) == 6 and all(float(ln.split()[-1]) > 0 for ln in ratios), out
+    # Each store figure has its SQL alone beside it, with the Python share of its time.
+    alone = re.findall(
+        r"^    its SQL alone, replayed by raw sqlite3 +\d+ +([\d.]+) +\(Python: (-?\d+)% of",
+        out,
+        re.MULTILINE,
+    )
+    assert len(alone) == 6 and all(float(r) > 0 for r, _ in alone), out
     assert "events per transaction)" in out and "ncalls" in out, out
 
 
@@ -128,7 +135,8 @@ def test_pubsub_bench_runs(pubsub_env: str) -> None:
         rf"push, same stack, 8 connections, ack-only handler{rate} +\{{'204': 200\}}",
         rf"push, same stack, 8 connections, /v1/pubsub/push{rate} +[\d.]+x raw +\{{'204': 200\}}",
         r"push delivered by Google's emulator \(127\.0\.0\.1:\d+\): 100 messages a run, 2 runs"
-        r" interleaved, medians; the raw endpoint saw at most \d+ pushes in flight",
+        r" interleaved, medians; each endpoint a process of its own; the raw endpoint saw at"
+        r" most \d+ pushes in flight",
         rf"push emulator, wrapped: raw endpoint, 204 only{pushed}",
         rf"push emulator, wrapped: tracker /v1/pubsub/push \(applied\){pushed}{runs}",
         rf"push emulator, unwrapped: raw endpoint, 204 only{pushed}",
