@@ -36,18 +36,6 @@ OPERATION_METADATA = "type.googleapis.com/tracker.v1.OperationMetadata"
 STRUCT = "type.googleapis.com/google.protobuf.Struct"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        yield client
-
-
 @pytest.fixture
 def prefix() -> str:
     """A fresh name prefix, so tests sharing the module's server do not see each other."""

@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -22,25 +21,12 @@ from tests.helpers import google_error
 from tests.pubsub_kit import PubSub, drain
 from tests.tokens import READER_TOKEN, TOKEN
 from tracker import AsyncTrackerClient, TrackerClient, errors
-from tracker.config import Config
-from tracker.server import Server, running
+from tracker.server import Server
 from tracker.v1 import operations_pb2 as create_pb2
 from tracker.wire import metadata
 from tracker.worker import Worker
 
 CREATE = "/tracker.v1.Operations/CreateOperation"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -13,20 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from tests.helpers import google_error
 from tracker.api import status
-from tracker.config import Config
-from tracker.server import Server, running
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.http_url, timeout=10) as c:
-        yield c
+from tracker.server import Server
 
 
 def agrees(http_status: int, name: str) -> bool:

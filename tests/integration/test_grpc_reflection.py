@@ -26,8 +26,7 @@ from tests.doc_blocks import doc_block
 from tests.emulators import harness
 from tracker.api.grpc import REFLECTION_V1, REFLECTION_V1_FILE, reflection_v1_file
 from tracker.client import TrackerClient
-from tracker.config import Config
-from tracker.server import Server, running
+from tracker.server import Server
 
 VERSIONS = ("v1", "v1alpha")
 SERVICES = {
@@ -38,12 +37,6 @@ SERVICES = {
     "tracker.v1.DeadLetters",
     "tracker.v1.Operations",
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

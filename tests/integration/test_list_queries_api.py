@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -19,15 +18,8 @@ from google.rpc import code_pb2, status_pb2
 from tests.helpers import T0, google_error, ingest, make_event
 from tracker import errors
 from tracker.client import AsyncTrackerClient, TrackerClient
-from tracker.config import Config
 from tracker.events import Kind
-from tracker.server import Server, running
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
+from tracker.server import Server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -20,10 +19,9 @@ from tests.cli_kit import invoke
 from tests.helpers import google_error, ingest, make_event, running_op, succeed
 from tracker.bindings import parse_message, to_binary
 from tracker.client import TrackerClient
-from tracker.config import Config
 from tracker.errors import InvalidEvent
 from tracker.events import Kind
-from tracker.server import Server, running
+from tracker.server import Server
 
 # The HTTP rules Google services put on their Operations mixin (e.g. Vertex AI, Cloud Run).
 GOOGLE_RULES = {
@@ -44,18 +42,6 @@ GOOGLE_RULES = {
         }
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture
