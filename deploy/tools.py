@@ -43,17 +43,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from tracker.dev import tools_dir
+
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
 
-def _tools_dir() -> Path:
-    if os.environ.get("TRACKER_TOOLS_DIR"):
-        return Path(os.environ["TRACKER_TOOLS_DIR"])
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "tracker" / "tools"
-
-
-TOOLS: Final = _tools_dir()
+# The same folder the test harness builds its tools in (one definition, tracker.dev).
+TOOLS: Final = tools_dir()
 UNUSED_FOR_S: Final = 30 * 24 * 3600
 TOOLS_BIN: Final = TOOLS / "bin"
 PLUGIN_MIRROR: Final = TOOLS / "tofu-plugins"
