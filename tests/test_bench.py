@@ -161,7 +161,8 @@ def test_http_bench_runs() -> None:
     ).stdout
     for line in (
         r"empty handler, 1 request at a time x8 +\d+ requests/s",
-        r"tracker, binary single events x8 +\d+ events/s",
+        r"tracker, binary single events x8 +\d+ events/s +\([\d.]+ ms server CPU per event,"
+        r" [\d.]+ events per transaction\)",
         r"ratio tracker/empty handler +[\d.]+",
         r"ratio of server CPU per request, empty/tracker +[\d.]+",
         r"parse, binary mode: [\d.]+ us CPU per event; SDK/json_format path [\d.]+ us",

@@ -424,3 +424,32 @@ def test_retention_deletes_done_operations_after_the_ttl(tmp_path: Path) -> None
 def _dispatcher(server: Server) -> Dispatcher:
     assert server.tracker.dispatcher is not None, "a durable sink is configured"
     return server.tracker.dispatcher
+
+
+def test_events_counter_counts_each_outcome_per_route(server: Server, http: httpx.Client) -> None:
+    """The per-(route, outcome) counters the after-commit hook keeps looked up: every
+    event still counts once, under its own outcome."""
+    headers, body = to_binary(make_event(Kind.PROGRESS, "operations/counted", data={}))
+
+    def counted(outcome: str) -> float:
+        value = server.tracker.metrics.registry.get_sample_value(
+            "tracker_events_total", {"route": "http", "outcome": outcome}
+        )
+        return value or 0.0
+
+    for _ in range(3):
+        assert http.post("/v1/events", headers=headers, content=body).status_code == 200
+    assert (counted("applied"), counted("duplicate")) == (1.0, 2.0)
+    text = http.get("/metrics").text
+    assert 'tracker_events_total{outcome="duplicate",route="http"} 2.0' in text
+
+
+def test_a_repeated_ce_header_counts_by_its_first_value(http: httpx.Client) -> None:
+    """Headers reach the parser as `dict(request.headers)` gave them: the first value of a
+    name sent twice."""
+    headers, body = to_binary(make_event(Kind.PROGRESS, "operations/twice", data={}))
+    raw = [(k, v) for k, v in headers.items() if k != "ce-id"]
+    raw += [("ce-id", "first-id"), ("ce-id", "second-id")]
+    response = http.post("/v1/events", headers=raw, content=body)
+    assert response.status_code == 200, response.text
+    assert [r["id"] for r in response.json()["results"]] == ["first-id"]

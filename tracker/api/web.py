@@ -23,6 +23,18 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def header_dict(request: Request) -> dict[str, str]:
+    """The request's headers by (lower-case) name, the first value of a repeated one: what
+    `dict(request.headers)` gives, in one pass (that looks each name up again, a scan of
+    every header per name).
+
+    ASGI servers hand header names lower-cased; Starlette decodes both as latin-1."""
+    out: dict[str, str] = {}
+    for key, value in request.headers.raw:
+        out.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+    return out
+
+
 def error_response(error: status.ApiError | BaseException) -> JSONResponse:
     """The JSON error answer for an ApiError or any exception."""
     if not isinstance(error, status.ApiError):

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tracker.api.guard import require, scope
-from tracker.api.web import error_response, read_body
+from tracker.api.web import error_response, header_dict, read_body
 from tracker.auth import Permission
 from tracker.bindings import parse_message
 from tracker.errors import InvalidEvent, Unavailable
@@ -56,7 +56,7 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
         try:
             body = await read_body(request, limit, _too_large)
             events = parse_message(
-                dict(request.headers), body, tracker.rules, received=datetime.now(UTC)
+                header_dict(request), body, tracker.rules, received=datetime.now(UTC)
             )
             if not events:
                 raise InvalidEvent("empty_batch", "the batch holds no events")
