@@ -158,3 +158,17 @@ def test_an_unknown_command_suggests_from_every_command(tmp_path: Path) -> None:
     done, _ = run(tmp_path, "histroy")
     assert done.returncode == 2
     assert "No such command 'histroy'. Did you mean 'history'?" in done.stderr
+
+
+def test_the_embedded_default_server_loads_no_spanner_client() -> None:
+    """`tracker serve` on SQLite imports the server and the SQLite store, but not the
+    Spanner client library (~0.5 s of start-up): the shared labels module imports it only
+    where a Spanner store calls it."""
+    code = (
+        "import sys, tracker.server, tracker.stores.sqlite; "
+        "print(sorted(m for m in sys.modules if m.startswith('google.cloud.spanner')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()
+    )
+    assert out.stdout.strip() == "[]", out.stdout

@@ -18,8 +18,6 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from google.cloud.spanner_v1.keyset import KeySet
-
 from tracker.apply import OperationState
 
 # The last code point, and the first and last surrogate (not encodable: skipped).
@@ -94,6 +92,10 @@ def write_spanner(
 ) -> None:
     """Bring the `OperationLabels` rows of `name` to `labels` by mutations (after the
     Operations row's own: an interleaved row needs its parent); none when unchanged."""
+    # Here, not at the top: the SQLite store imports this module too, and the Spanner
+    # client library costs ~0.5 s to import.
+    from google.cloud.spanner_v1.keyset import KeySet
+
     before = tx.loaded_labels(name, insert=insert)
     if before is not None and before == labels:
         return
@@ -141,6 +143,8 @@ def backfill_spanner(database: Any, names: Any, batch: int = 500) -> int:
     Idempotent (insert_or_update), in transactions of `batch` operations; returns the rows
     written."""
     import json
+
+    from google.cloud.spanner_v1.keyset import KeySet
 
     table, labels_table = names("Operations"), names("OperationLabels")
     with database.snapshot() as snapshot:
