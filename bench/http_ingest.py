@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from tests.helpers import make_event
@@ -140,7 +140,10 @@ def drive_main(url: str, requests_file: str) -> None:
 # ---- the servers (--serve) --------------------------------------------------------------------
 
 
-def serve_empty() -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+Stats = Callable[[], dict[str, int]]
+
+
+def serve_empty() -> Iterator[tuple[str, asyncio.AbstractEventLoop, Stats]]:
     """An empty handler (reads the body, answers a small JSON) on the tracker's stack."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -163,24 +166,30 @@ def serve_empty() -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", loop
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", loop, dict
     loop.call_soon_threadsafe(setattr, server, "should_exit", True)
     thread.join(10)
 
 
-def serve_tracker(db: str) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+def serve_tracker(db: str) -> Iterator[tuple[str, asyncio.AbstractEventLoop, Stats]]:
     from tracker.config import Config
     from tracker.server import running
 
     config = Config(db=db, http_port=0, grpc_port=0, log_level="warning")
     with running(config) as server:
-        yield server.http_url, server.loop  # type: ignore[attr-defined]
+        stats = server.tracker.group.stats
+        yield (
+            server.http_url,
+            server.loop,  # type: ignore[attr-defined]
+            lambda: {"transactions": stats.transactions, "events": stats.events},
+        )
 
 
 def serve_main(kind: str, db: str, profile: str) -> None:
-    """Print the URL, serve until stdin closes."""
+    """Print the URL, serve until stdin closes; a `stats` line on stdin is answered with
+    the group commit's counters (JSON; empty for the empty handler)."""
     servers = serve_tracker(db) if kind == "tracker" else serve_empty()
-    url, loop = next(servers)
+    url, loop, stats = next(servers)
     profiler = None
     if profile:  # cProfile of the event loop's thread (when py-spy cannot run)
         import cProfile
@@ -190,7 +199,9 @@ def serve_main(kind: str, db: str, profile: str) -> None:
         loop.call_soon_threadsafe(lambda: (profiler.enable(), enabled.set()))
         enabled.wait(10)
     print(url, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            print(json.dumps(stats()), flush=True)
     if profiler is not None:
         loop.call_soon_threadsafe(profiler.disable)
         time.sleep(0.5)
@@ -223,6 +234,14 @@ class Served:
         self.proc.kill()
         self.proc.wait()
         return self.proc.stderr.read()[-2000:]
+
+    def stats(self) -> dict[str, int]:
+        """The server's group-commit counters so far (empty for the empty handler)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        answer: dict[str, int] = json.loads(self.proc.stdout.readline())
+        return answer
 
     def cpu(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -275,12 +294,20 @@ def drive(url: str, lanes: list[list[bytes]], tmp: Path) -> dict[str, Any]:
     return result
 
 
-def measure(served: Served, lanes: list[list[bytes]], tmp: Path) -> tuple[float, float]:
-    """(requests/s, server CPU ms per request)."""
-    before = served.cpu()
+def measure(
+    served: Served, lanes: list[list[bytes]], tmp: Path
+) -> tuple[float, float, float | None]:
+    """(requests/s, server CPU ms per request, events per store transaction: None for the
+    empty handler)."""
+    before, counted = served.cpu(), served.stats()
     result = drive(served.url, lanes, tmp)
     cpu = served.cpu() - before
-    return result["requests"] / result["seconds"], cpu * 1000 / result["requests"]
+    after = served.stats()
+    per_tx = None
+    if after:
+        txs = after["transactions"] - counted["transactions"]
+        per_tx = (after["events"] - counted["events"]) / max(1, txs)
+    return result["requests"] / result["seconds"], cpu * 1000 / result["requests"], per_tx
 
 
 def summarize_spy(path: Path, top: int) -> list[str]:
@@ -407,7 +434,7 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
         lanes = single_requests(singles, conns)
         with Served("empty", "") as empty:
             drive(empty.url, lanes[:1], tmp)  # warm-up
-            empty_rate, empty_cpu = measure(empty, lanes, tmp)
+            empty_rate, empty_cpu, _ = measure(empty, lanes, tmp)
         print(
             f"empty handler, 1 request at a time x{conns}   {empty_rate:9.0f} requests/s"
             f"  ({empty_cpu:.3f} ms server CPU per request)",
@@ -416,10 +443,10 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
         with Served("tracker", str(tmp / "single.db")) as served:
             warm = single_requests(stream(conns, 2, "warm"), conns)
             drive(served.url, warm, tmp)
-            rate, cpu = measure(served, lanes, tmp)
+            rate, cpu, per_tx = measure(served, lanes, tmp)
         print(
             f"tracker, binary single events x{conns}        {rate:9.0f} events/s"
-            f"  ({cpu:.3f} ms server CPU per event)",
+            f"  ({cpu:.3f} ms server CPU per event, {per_tx:.1f} events per transaction)",
             file=out,
         )
         print(f"ratio tracker/empty handler                 {rate / empty_rate:9.2f}", file=out)
@@ -430,7 +457,7 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
             print(line, file=out)
         store_rate, store_cpu = store_alone(groups, tmp / "store.db")
         with Served("tracker", str(tmp / "batch.db")) as served:
-            batch_rate, batch_cpu = measure(served, batch_requests(groups, conns), tmp)
+            batch_rate, batch_cpu, _ = measure(served, batch_requests(groups, conns), tmp)
         n = sum(len(g) for g in groups)
         batch_rate, batch_cpu = batch_rate * n / len(groups), batch_cpu * len(groups) / n
         print(
