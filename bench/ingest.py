@@ -17,6 +17,13 @@ allows with no Python of ours at all; the rest of the gap to it is the store's P
 
 The last block is a cProfile summary of the store's one-event-per-transaction path,
 for the record.
+
+`--instructions` prints instead the CPU instructions per event, counted by valgrind's
+callgrind (user-space instructions of the whole process, the same on every run: a
+measure of the work that machine noise does not move), of raw sqlite3 and of the store
+on each shape, and their ratio. Each figure is a run with the work less a run that
+only sets it up. Instructions leave out the time the kernel spends writing the WAL, so
+the ratio is not the time ratio; it is what a change of the store's own code moves.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ import asyncio
 import cProfile
 import io
 import pstats
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -206,15 +215,81 @@ def profile(path: Path, events: list[Event]) -> str:
     return "\n".join(lines[start:])
 
 
+SHAPES: Final = (
+    (1, False, "one event per transaction"),
+    (100, False, "batches of 100"),
+    (100, True, "batches of 100, interleaved"),
+)
+
+
+def one_piece(what: str, size: int, mixed: bool, ops: int, per: int, dry: bool) -> None:
+    """One measured piece, for `--instructions`: set up, then (unless `dry`) do the work."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        blob = blob_size(root / "size.db", stream(1, per, "size"))
+        events = stream(ops, per, "i", interleaved=mixed)
+        if what == "raw":
+            if dry:
+                SqliteStore(root / "raw.db").close()
+            else:
+                raw(root / "raw.db", events, size, blob)
+            return
+        store = SqliteStore(root / "store.db")
+        if not dry:
+            for i in range(0, len(events), size):
+                store.apply(events[i : i + size])
+        store.close()
+
+
+def instructions(args: argparse.Namespace) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+
+    def counted(what: str, size: int, mixed: bool, dry: bool) -> int:
+        cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+               __file__, "--one", what, "--size", str(size), "--operations", str(args.operations),
+               "--events", str(args.events)]  # fmt: skip
+        cmd += ["--mixed"] if mixed else []
+        cmd += ["--dry"] if dry else []
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+        return int(next(ln for ln in out.splitlines() if "Collected" in ln).split()[-1])
+
+    n = args.operations * args.events
+    print(f"{n} events ({args.operations} operations x {args.events}); CPU instructions per event")
+    print(f"{'path':52}{'instr/event':>12}{'raw/store':>10}")
+    for size, mixed, label in SHAPES[:1] if args.quick else SHAPES:
+        per = {
+            what: (counted(what, size, mixed, False) - counted(what, size, mixed, True)) / n
+            for what in ("raw", "store")
+        }
+        print(f"{'raw sqlite3, ' + label:52}{per['raw']:12.0f}{1.0:10.2f}")
+        print(f"{'  store, history on (default)':52}{per['store']:12.0f}"
+              f"{per['raw'] / per['store']:10.2f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--operations", type=int, default=300)
     parser.add_argument("--events", type=int, default=10, help="events per operation")
     parser.add_argument("--producers", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="small sizes (tests)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="instructions per event (valgrind)"
+    )
+    parser.add_argument("--one", choices=["raw", "store"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--mixed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dry", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one_piece(args.one, args.size, args.mixed, args.operations, args.events, args.dry)
+        return
     if args.quick:
         args.operations = 20
+    if args.instructions:
+        instructions(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         blob = blob_size(root / "size.db", stream(1, args.events, "size"))
@@ -222,12 +297,7 @@ def main() -> None:
         print(f"{n} events ({args.operations} operations x {args.events}), blobs {blob} B")
         print(f"{'path':52}{'events/s':>10}{'ratio':>8}")
         ops, per = args.operations, args.events
-        shapes = (
-            (1, False, "one event per transaction"),
-            (100, False, "batches of 100"),
-            (100, True, "batches of 100, interleaved"),
-        )
-        for size, mixed, label in shapes:
+        for size, mixed, label in SHAPES:
             times = [
                 raw(
                     root / f"raw-{size}-{mixed}-{i}.db",

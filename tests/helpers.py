@@ -9,16 +9,18 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from tracker.events import Event, Kind
-from tracker.server import Server
 from tracker.stores.base import BatchResult, OutboxItem
 from tracker.v1 import events_pb2
+
+if TYPE_CHECKING:  # the server's import is heavy: benches build events from here too
+    from tracker.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 
 
@@ -41,6 +43,18 @@ def test_ingest_bench_runs() -> None:
     )
     assert len(alone) == 6 and all(float(r) > 0 for r, _ in alone), out
     assert "events per transaction)" in out and "ncalls" in out, out
+
+
+@pytest.mark.timeout(600)  # four Python processes under valgrind, ~30 s each
+def test_ingest_bench_counts_instructions() -> None:
+    """bench/ingest.py --instructions --quick under valgrind: raw sqlite3's and the
+    store's instructions per event on one shape, and their ratio."""
+    out = _run("bench/ingest.py", "--instructions", "--quick", "--operations", "2", "--events", "3")
+    raw = re.search(r"^raw sqlite3, one event per transaction +(\d+) +1\.00$", out, re.M)
+    store = re.search(r"^  store, history on \(default\) +(\d+) +([\d.]+)$", out, re.M)
+    assert raw and store, out
+    assert int(raw.group(1)) > 0 and int(store.group(1)) > 0, out
+    assert float(store.group(2)) == pytest.approx(int(raw.group(1)) / int(store.group(1)), abs=0.01)
 
 
 def test_spanner_bench_runs() -> None:
