@@ -26,12 +26,6 @@ from tracker.v1 import operation_pb2
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
 def channel(server: Server) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(server.grpc_target) as ch:
         yield ch

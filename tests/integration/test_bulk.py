@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,8 @@ from google.rpc import code_pb2
 from tests.helpers import ROOT, google_error, make_event
 from tests.tokens import READER_TOKEN, TOKEN
 from tracker.client import TrackerClient, metadata
-from tracker.config import Config
 from tracker.events import Kind
-from tracker.server import Server, running
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
+from tracker.server import Server
 
 
 def make_ops(url: str, n: int, done: int = 0) -> str:

@@ -11,14 +11,7 @@ import pytest
 
 from tests.cli_kit import TRACKER, assert_one_error_line, clean_env, invoke
 from tracker.client import TrackerClient
-from tracker.config import Config
-from tracker.server import Server, running
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with running(Config(db=":memory:", http_port=0, grpc_port=0)) as s:
-        yield s
+from tracker.server import Server
 
 
 @pytest.fixture
