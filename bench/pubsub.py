@@ -511,9 +511,10 @@ class Endpoint:
     events applied, by an after-commit hook) and says when a count it was told to expect
     is in."""
 
-    def __init__(self, kind: str, db: Path) -> None:
+    def __init__(self, kind: str, db: Path | None = None) -> None:
+        database = ["--db", str(db)] if db is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "endpoint", kind, "--db", str(db)],
+            [sys.executable, __file__, "endpoint", kind, *database],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -618,7 +619,7 @@ def emulator_push_figures(server: str, host: str, n: int, runs: int, tmp: Path) 
     seconds: dict[str, list[float]] = {}
     with (
         google_pubsub(server, host, tmp) as google,
-        contextlib.closing(Endpoint("raw", tmp / "unused.db")) as raw,
+        contextlib.closing(Endpoint("raw")) as raw,
         contextlib.closing(Endpoint("tracker", tmp / "pushed.db")) as tracker,
     ):
         ps = BenchPubSub()
@@ -852,7 +853,7 @@ def main() -> None:
         parser = argparse.ArgumentParser()
         parser.add_argument("mode")
         parser.add_argument("kind", choices=["raw", "tracker"])
-        parser.add_argument("--db", required=True)
+        parser.add_argument("--db", default="", help="the tracker's SQLite file")
         a = parser.parse_args()
         endpoint_main(a.kind, a.db)
         return

@@ -12,6 +12,7 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self._event_counters: dict[tuple[str, str], Counter] = {}
         self.events = Counter(
             "tracker_events",
             "Events by route and outcome.",
@@ -56,6 +57,16 @@ class Metrics:
             "Event batches handed to the store and not yet committed or failed.",
             registry=self.registry,
         )
+
+    def count_event(self, route: str, outcome: str) -> None:
+        """One event of `route` ended with `outcome`. Each labelled counter is looked up
+        once: `labels` takes a lock and checks its arguments on every call, and this runs
+        per event on the hot path."""
+        key = (route, outcome)
+        child = self._event_counters.get(key)
+        if child is None:
+            child = self._event_counters[key] = self.events.labels(route=route, outcome=outcome)
+        child.inc()
 
     def value(self, counter: Counter | Gauge, **labels: str) -> float:
         """Current value of a labelled counter (for tests and the CLI)."""

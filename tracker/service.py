@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Final
 
 from google.longrunning import operations_pb2
-from prometheus_client import Counter
 
 from tracker import filtering, listing, resource_names, tracing
 from tracker.apply import Outcome
@@ -92,7 +91,6 @@ class Tracker:
         store.is_operation = rules.is_name
         self.hub = ChangeHub()
         self.metrics = metrics or Metrics()
-        self._event_counters: dict[tuple[str, str], Counter] = {}
         # The cascade of a parent's cancel to its children is an outbox sink too, so the
         # outbox is always there; but only rows some sink delivers are written (`Wanted`):
         # the embedded default writes none for a done operation.
@@ -120,17 +118,8 @@ class Tracker:
         run_hooks(self.hooks, committed)
 
     def _count(self, committed: Committed) -> None:
-        # Each (route, outcome) counter looked up once: `labels` takes a lock and checks
-        # its arguments on every call, per event on the hot path.
-        children = self._event_counters
         for outcome in committed.outcomes:
-            key = (committed.route, outcome)
-            child = children.get(key)
-            if child is None:
-                child = children[key] = self.metrics.events.labels(
-                    route=committed.route, outcome=outcome
-                )
-            child.inc()
+            self.metrics.count_event(committed.route, outcome)
 
     def _wake(self, committed: Committed) -> None:
         for operation in committed.changed.values():

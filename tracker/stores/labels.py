@@ -92,10 +92,6 @@ def write_spanner(
 ) -> None:
     """Bring the `OperationLabels` rows of `name` to `labels` by mutations (after the
     Operations row's own: an interleaved row needs its parent); none when unchanged."""
-    # Here, not at the top: the SQLite store imports this module too, and the Spanner
-    # client library costs ~0.5 s to import.
-    from google.cloud.spanner_v1.keyset import KeySet
-
     before = tx.loaded_labels(name, insert=insert)
     if before is not None and before == labels:
         return
@@ -111,6 +107,10 @@ def write_spanner(
     gone = [k for k in before if k not in labels]
     new = [(name, k, v) for k, v in labels.items() if before.get(k) != v]
     if gone:
+        # Imported here, not at the top: the SQLite store imports this module too, and
+        # the Spanner client library costs ~0.5 s to import.
+        from google.cloud.spanner_v1.keyset import KeySet
+
         transaction.delete(table, KeySet(keys=[[name, k] for k in gone]))
     if new:
         transaction.insert_or_update(table, ("key", "LabelKey", "Value"), new)
