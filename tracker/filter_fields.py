@@ -85,15 +85,28 @@ def result_of(state: OperationState) -> str:
     return "cancelled" if state.error.code == code_pb2.CANCELLED else "failed"
 
 
+def columns(state: OperationState) -> tuple[str, int, float, int]:
+    """(result, error_code, percent, attempt) of a state: what a store writes beside its
+    blobs on every save, so without `facts`' end time (a slow conversion, and the stores
+    keep the end time from the state themselves)."""
+    attempt = state.attempt or 1
+    if not state.done:
+        return "running", state.error.code, state.percent, attempt  # 0: no error set
+    if state.HasField("response"):
+        return "succeeded", 0, 100.0, attempt
+    code = state.error.code
+    return ("cancelled" if code == code_pb2.CANCELLED else "failed"), code, state.percent, attempt
+
+
 def facts(state: OperationState) -> dict[str, Any]:
     """The Row fields of this module for a stored state."""
-    done_ok = state.done and state.HasField("response")
+    result, error_code, percent, attempt = columns(state)
     return {
-        "result": result_of(state),
-        "error_code": state.error.code if state.HasField("error") else 0,
+        "result": result,
+        "error_code": error_code,
         "end_time": state.end_time.ToDatetime(UTC) if state.done else None,
-        "percent": 100.0 if done_ok else state.percent,
-        "attempt": state.attempt or 1,
+        "percent": percent,
+        "attempt": attempt,
     }
 
 
@@ -107,4 +120,4 @@ def evaluate(expr: Cmp, row: Row) -> bool:
     return COMPARE[expr.op](actual, value)
 
 
-__all__ = ["ATTRIBUTE", "COMPARE", "evaluate", "facts", "result_of", "typed"]
+__all__ = ["ATTRIBUTE", "COMPARE", "columns", "evaluate", "facts", "result_of", "typed"]

@@ -258,25 +258,26 @@ def apply_batch(
     states = changes.states
     missing = [n for n in names if n not in states]
     gone = tx.removed(missing) if missing else set()
-    seen = tx.seen([e.identity for e in events], now)
+    identities = [e.identity for e in events]
+    seen = tx.seen(identities, now)
     recorded: list[tuple[Identity, Outcome]] = []
     results: list[tuple[Event, Outcome, bool]] = []
-    for event in events:
-        if event.identity in seen:
+    for event, identity in zip(events, identities, strict=True):
+        if identity in seen:
             outcome, became_done = Outcome.DUPLICATE, False
         elif event.operation in gone:
             # Deleted or expired: a late event must not bring it back as a new operation.
-            seen.add(event.identity)
+            seen.add(identity)
             outcome, became_done = Outcome.LATE, False
-            recorded.append((event.identity, outcome))
+            recorded.append((identity, outcome))
         elif event.create_only and event.operation in states:
             # Rolls the transaction back: the group applies its other requests alone.
             raise AlreadyExists(f"operation {echo(event.operation)} already exists")
         else:
-            seen.add(event.identity)
+            seen.add(identity)
             transition = apply_event(states.get(event.operation), event, now, strict=strict)
             outcome, became_done = transition.outcome, transition.became_done
-            recorded.append((event.identity, outcome))
+            recorded.append((identity, outcome))
             if outcome is Outcome.APPLIED:
                 changes.changed(
                     transition.state, became_done=became_done, caused=transition.notices

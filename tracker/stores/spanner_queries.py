@@ -40,7 +40,7 @@ from google.cloud.spanner_v1.keyset import KeyRange, KeySet
 from tracker import filtering
 from tracker.apply import OperationState
 from tracker.errors import InvalidArgument
-from tracker.filter_fields import facts
+from tracker.filter_fields import columns
 from tracker.stores import query as q
 from tracker.stores.base import ListQuery, SortKey, Stored
 from tracker.stores.spanner_schema import LIST_INDEXES_VERSION, Names, applied_versions
@@ -94,12 +94,12 @@ PLAIN_FILTERS: Final = _dialect(
 
 def row_columns(state: OperationState) -> dict[str, Any]:
     """The columns of schema version 5 for a row being written."""
-    f = facts(state)
+    result, error_code, percent, attempt = columns(state)
     return {
-        "Result": f["result"],
-        "ErrorCode": f["error_code"],
-        "Percent": f["percent"],
-        "Attempt": f["attempt"],
+        "Result": result,
+        "ErrorCode": error_code,
+        "Percent": percent,
+        "Attempt": attempt,
     }
 
 

@@ -22,6 +22,7 @@ from google.longrunning import operations_pb2
 from tracker.apply import OperationState, Outcome
 from tracker.errors import StoreUnavailable
 from tracker.events import Event
+from tracker.filter_fields import columns
 from tracker.notices import Notice, Wanted
 from tracker.schemas import sqlite_migrations
 from tracker.stores.base import (
@@ -41,7 +42,7 @@ from tracker.stores.history import Entry
 from tracker.stores.labels import write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
-from tracker.stores.sqlite_queries import SqliteQueries, row_columns
+from tracker.stores.sqlite_queries import SqliteQueries
 from tracker.stores.tenants import Rewriter, check_prefix, ddl_names
 
 T = TypeVar("T")
@@ -55,12 +56,18 @@ SENT_RETENTION = timedelta(days=7)
 def ts(when: datetime) -> str:
     """Fixed-width UTC text, so that string order is time order. Formatted by hand (the
     years before 1000 zero-padded, which glibc's %Y does not do); it runs several times
-    per event, and strftime costs several times more."""
+    per event, and strftime costs several times more (%-formatting ~1.1 us, an f-string
+    with format specs ~2 us)."""
     if when.tzinfo is not UTC:
         when = when.astimezone(UTC)
-    return (
-        f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
-        f"{when.second:02d}.{when.microsecond:06d}Z"
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031  (faster than f"")
+        when.year,
+        when.month,
+        when.day,
+        when.hour,
+        when.minute,
+        when.second,
+        when.microsecond,
     )
 
 
@@ -197,6 +204,7 @@ class _SqliteTx(SqliteHistoryTx):
         now: datetime,
     ) -> None:
         row = RowValues.of(state, now, self.done_ttl)
+        result, error_code, percent, attempt = columns(state)
         values: dict[str, Any] = {
             "name": row.name,
             "operation": operation.SerializeToString(),
@@ -210,7 +218,11 @@ class _SqliteTx(SqliteHistoryTx):
             "end_time": _ts_or_none(row.end_time),
             "due_time": _ts_or_none(row.due_time),
             "expire_time": _ts_or_none(row.expire_time),
-            **row_columns(state),
+            # The columns of schema version 6.
+            "result": result,
+            "error_code": error_code,
+            "percent": percent,
+            "attempt": attempt,
         }
         stored = self.rows.get(row.name)
         self.rows[row.name] = {k: values[k] for k in _VALUE_COLUMNS}

@@ -15,7 +15,6 @@ from google.longrunning import operations_pb2
 
 from tracker import filtering
 from tracker.apply import OperationState
-from tracker.filter_fields import facts
 from tracker.stores import query as q
 from tracker.stores.base import ListQuery, Stored
 
@@ -50,17 +49,6 @@ DIALECT: Final = q.Dialect(
     true=1,
     false=0,
 )
-
-
-def row_columns(state: OperationState) -> dict[str, Any]:
-    """The columns of schema version 6 for a row being written."""
-    f = facts(state)
-    return {
-        "result": f["result"],
-        "error_code": f["error_code"],
-        "percent": f["percent"],
-        "attempt": f["attempt"],
-    }
 
 
 # The name as the label driver's join yields it (`_select`): order and position by it.
@@ -214,4 +202,4 @@ class SqliteQueries:
         )
 
 
-__all__ = ["DIALECT", "SqliteQueries", "row_columns"]
+__all__ = ["DIALECT", "SqliteQueries"]
