@@ -98,7 +98,7 @@ class _SqliteTx(SqliteHistoryTx):
         # The stored column values of each row this transaction loaded: an update sets
         # only the columns that change, so SQLite touches only the indexes that must move
         # (what a commit costs is mostly the pages it writes).
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, tuple[Any, ...]] = {}  # in the order of _VALUE_COLUMNS
         # What `load` learned of each name it was asked for, so no later statement asks
         # again: the history head of a row (0: none), and for a name without a row
         # whether it has de-duplication records (deleted or expired: its tombstone).
@@ -157,7 +157,7 @@ class _SqliteTx(SqliteHistoryTx):
                     continue
                 out[name] = OperationState.FromString(state)
                 self.heads[name] = row[2] or 0
-                self.rows[name] = dict(zip(_VALUE_COLUMNS, row[4:], strict=True))
+                self.rows[name] = row[4:]
         return out
 
     def history_heads(self, names: Sequence[str]) -> dict[str, int]:
@@ -205,52 +205,49 @@ class _SqliteTx(SqliteHistoryTx):
     ) -> None:
         row = RowValues.of(state, now, self.done_ttl)
         result, error_code, percent, attempt = columns(state)
-        values: dict[str, Any] = {
-            "name": row.name,
-            "operation": operation.SerializeToString(),
-            "state": state.SerializeToString(),
-            "done": int(row.done),
-            "operation_type": row.operation_type,
-            "parent": row.parent,
-            "labels": json.dumps(row.labels, sort_keys=True) if row.labels else "{}",
-            "create_time": ts(row.create_time),
-            "update_time": ts(now),
-            "end_time": _ts_or_none(row.end_time),
-            "due_time": _ts_or_none(row.due_time),
-            "expire_time": _ts_or_none(row.expire_time),
-            # The columns of schema version 6.
-            "result": result,
-            "error_code": error_code,
-            "percent": percent,
-            "attempt": attempt,
-        }
-        stored = self.rows.get(row.name)
-        self.rows[row.name] = {k: values[k] for k in _VALUE_COLUMNS}
+        name = row.name
+        labels = json.dumps(row.labels, sort_keys=True) if row.labels else "{}"
+        plain = (  # in the order of _VALUE_COLUMNS
+            int(row.done),
+            row.operation_type,
+            row.parent,
+            labels,
+            ts(row.create_time),
+            ts(now),
+            _ts_or_none(row.end_time),
+            _ts_or_none(row.due_time),
+            _ts_or_none(row.expire_time),
+            result,  # result .. attempt: the columns of schema version 6
+            error_code,
+            percent,
+            attempt,
+        )
+        stored = self.rows.get(name)
+        self.rows[name] = plain
+        blobs = (operation.SerializeToString(), state.SerializeToString())
         # The label rows follow the labels column: rewritten only when it changes.
         if insert:
             before: dict[str, str] | None = {}
         elif stored is None:
             before = None  # not loaded in this transaction: replaced whole
-        elif stored["labels"] != values["labels"]:
-            before = json.loads(stored["labels"])
+        elif stored[_LABELS] != labels:
+            before = json.loads(stored[_LABELS])
         else:
             before = row.labels  # unchanged: nothing to write
         if insert:
-            values["checkpoint"] = checkpoint
-            cols = ", ".join(values)
-            marks = ", ".join(f":{k}" for k in values)
-            self.conn.execute(f"INSERT INTO operations ({cols}) VALUES ({marks})", values)
-            write_sqlite(self.conn, row.name, row.labels, before)
+            self.conn.execute(_INSERT, (name, *blobs, *plain, checkpoint))
+            write_sqlite(self.conn, name, row.labels, before)
             return
-        if checkpoint is not None:
-            values["checkpoint"] = checkpoint
-        if stored is not None:
-            values = {
-                k: v for k, v in values.items() if k not in stored or stored[k] != v or k == "name"
-            }
-        sets = ", ".join(f"{k} = :{k}" for k in values if k != "name")
-        self.conn.execute(f"UPDATE operations SET {sets} WHERE name = :name", values)
-        write_sqlite(self.conn, row.name, row.labels, before)
+        changed = (
+            _VALUE_INDEXES
+            if stored is None
+            else tuple(i for i in _VALUE_INDEXES if plain[i] != stored[i])
+        )
+        extra = (checkpoint,) if checkpoint is not None else ()
+        self.conn.execute(
+            _update(changed, bool(extra)), (*blobs, *(plain[i] for i in changed), *extra, name)
+        )
+        write_sqlite(self.conn, name, row.labels, before)
 
     def record(self, identities: Sequence[tuple[Identity, Outcome]], now: datetime) -> None:
         claimed = self.claimed
@@ -317,6 +314,25 @@ _VALUE_COLUMNS: Final = (
     "attempt",
 )
 _VALUE_LIST: Final = ", ".join(f"o.{c}" for c in _VALUE_COLUMNS)
+_VALUE_INDEXES: Final = tuple(range(len(_VALUE_COLUMNS)))
+_LABELS: Final = _VALUE_COLUMNS.index("labels")
+_INSERT: Final = (
+    f"INSERT INTO operations (name, operation, state, {', '.join(_VALUE_COLUMNS)}, checkpoint)"
+    f" VALUES ({', '.join('?' * (len(_VALUE_COLUMNS) + 4))})"
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _update(changed: tuple[int, ...], checkpoint: bool) -> str:
+    """The UPDATE of a row's blobs, the plain columns at `changed` (indexes into
+    _VALUE_COLUMNS) and the checkpoint if given, by position: an update sets only what
+    changes, so SQLite moves only the indexes that must move."""
+    names = ["operation", "state", *(_VALUE_COLUMNS[i] for i in changed)]
+    if checkpoint:
+        names.append("checkpoint")
+    return f"UPDATE operations SET {', '.join(f'{n} = ?' for n in names)} WHERE name = ?"
+
+
 # Each asked name: its row's state and plain columns, its history head (the end of its
 # range of the history's primary key: one seek), and, only when there is no row, whether
 # de-duplication records remain (one seek of that primary key's prefix).
