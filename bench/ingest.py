@@ -48,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers import make_event
 from tracker.events import Event, Kind
 from tracker.service import Tracker
-from tracker.stores.sqlite import SqliteStore, ts
+from tracker.stores.sqlite import SqliteStore
+from tracker.stores.sqlite_times import ts
 
 RUNS = 3
 

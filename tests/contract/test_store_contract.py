@@ -18,7 +18,8 @@ from tracker.apply import Outcome
 from tracker.errors import InvalidEvent, NotFound
 from tracker.events import Kind
 from tracker.stores.base import DeadLetter, ListQuery, OutboxItem, Store
-from tracker.stores.sqlite import SqliteStore, ts
+from tracker.stores.sqlite import SqliteStore
+from tracker.stores.sqlite_times import ts
 from tracker.v1 import operation_pb2
 
 OP = "operations/job-1"

@@ -20,8 +20,9 @@ from tracker.config import Config
 from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
-from tracker.stores.sqlite import CLAIM, LOAD, PURGE_STATEMENTS, SqliteStore, ts
+from tracker.stores.sqlite import CLAIM, LOAD, PURGE_STATEMENTS, SqliteStore
 from tracker.stores.sqlite_history import HEADS
+from tracker.stores.sqlite_times import ts
 
 OP = "operations/job-1"
 

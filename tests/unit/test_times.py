@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracker.apply import timestamp, to_datetime
-from tracker.stores.sqlite import _from_ts, ts
+from tracker.stores.sqlite_times import from_ts, ts
 
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
@@ -28,7 +28,7 @@ def test_timestamp_is_from_datetime(when: datetime) -> None:
 def test_ts_is_the_fixed_width_utc_text(when: datetime) -> None:
     utc = when.astimezone(UTC)
     assert ts(when) == f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ")
-    assert _from_ts(ts(when)) == utc
+    assert from_ts(ts(when)) == utc
 
 
 @given(aware, aware)

@@ -43,6 +43,7 @@ from tracker.stores.labels import write_sqlite
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries
+from tracker.stores.sqlite_times import from_ts, ts, ts_or_none
 from tracker.stores.tenants import Rewriter, check_prefix, ddl_names
 
 T = TypeVar("T")
@@ -50,33 +51,6 @@ T = TypeVar("T")
 # transaction, so that it never holds the writer for long.
 PURGE_BATCH = 1000
 SENT_RETENTION = timedelta(days=7)
-
-
-@functools.lru_cache(maxsize=256)
-def ts(when: datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order. Formatted by hand (the
-    years before 1000 zero-padded, which glibc's %Y does not do); it runs several times
-    per event, and strftime costs several times more (%-formatting ~1.1 us, an f-string
-    with format specs ~2 us)."""
-    if when.tzinfo is not UTC:
-        when = when.astimezone(UTC)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031  (faster than f"")
-        when.year,
-        when.month,
-        when.day,
-        when.hour,
-        when.minute,
-        when.second,
-        when.microsecond,
-    )
-
-
-def _ts_or_none(when: datetime | None) -> str | None:
-    return None if when is None else ts(when)
-
-
-def _from_ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 _TRANSIENT = ("locked", "busy", "unable to open", "disk i/o", "readonly")
@@ -214,9 +188,9 @@ class _SqliteTx(SqliteHistoryTx):
             labels,
             ts(row.create_time),
             ts(now),
-            _ts_or_none(row.end_time),
-            _ts_or_none(row.due_time),
-            _ts_or_none(row.expire_time),
+            ts_or_none(row.end_time),
+            ts_or_none(row.due_time),
+            ts_or_none(row.expire_time),
             result,  # result .. attempt: the columns of schema version 6
             error_code,
             percent,
@@ -675,11 +649,11 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             id=r[0],
             operation=operations_pb2.Operation.FromString(r[1]),
             notice=Notice.FromString(r[2] or b""),
-            created_at=_from_ts(r[3]),
+            created_at=from_ts(r[3]),
             attempts=r[4],
-            next_attempt_at=_from_ts(r[5]) if r[5] else None,
+            next_attempt_at=from_ts(r[5]) if r[5] else None,
             last_error=r[6] or "",
-            gave_up_at=_from_ts(r[7]) if r[7] else None,
+            gave_up_at=from_ts(r[7]) if r[7] else None,
         )
 
     def outbox_pending(self, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
@@ -787,7 +761,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         return [
             DeadLetter(
                 id=r[0],
-                received_at=_from_ts(r[1]),
+                received_at=from_ts(r[1]),
                 route=r[2],
                 reason=r[3],
                 detail=r[4],

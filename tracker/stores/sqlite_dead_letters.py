@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from tracker.stores.base import DeadLetter
 from tracker.stores.dead_letters import DEAD_LETTER_BATCH, DeadLetterQuery
+from tracker.stores.sqlite_times import from_ts, ts
 
 _COLUMNS = "id, received_at, route, reason, detail, message_id, attributes, body"
 
 
 def _where(query: DeadLetterQuery, *, page: bool) -> tuple[str, list[Any]]:
     """The WHERE clause of a query (with its page cursor if `page`), and its parameters."""
-    from tracker.stores.sqlite import ts  # late: sqlite.py imports this module
-
     clauses: list[str] = []
     params: list[Any] = []
     if query.reason is not None:
@@ -59,11 +58,9 @@ def purge_statement(query: DeadLetterQuery) -> tuple[str, list[Any]]:
 
 
 def _letter(row: Sequence[Any]) -> DeadLetter:
-    from tracker.stores.sqlite import _from_ts
-
     return DeadLetter(
         id=row[0],
-        received_at=_from_ts(row[1]),
+        received_at=from_ts(row[1]),
         route=row[2],
         reason=row[3],
         detail=row[4],

@@ -17,6 +17,7 @@ from tracker import filtering
 from tracker.apply import OperationState
 from tracker.stores import query as q
 from tracker.stores.base import ListQuery, Stored
+from tracker.stores.sqlite_times import ts
 
 COLUMNS: Final[dict[str, str | None]] = {
     "done": "done",
@@ -33,16 +34,10 @@ COLUMNS: Final[dict[str, str | None]] = {
 }
 
 
-def _ts(when: Any) -> str:
-    from tracker.stores.sqlite import ts
-
-    return ts(when)
-
-
 DIALECT: Final = q.Dialect(
     columns=COLUMNS,
     placeholder=lambda name: f":{name}",
-    time_value=_ts,
+    time_value=ts,
     prefix=lambda column, p: f"instr({column}, {p}) = 1",
     # By name: the list of names (the index range) can drive the read, in name order.
     label_in=lambda cond: f"name IN (SELECT name FROM operation_labels WHERE {cond})",
