@@ -150,7 +150,12 @@ def _event(
             "missing_subject", "subject (the operation name) is required", event_id=event_id
         )
     rules.check_name(str(subject))
-    extensions = {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
+    # Most events carry no extension: one set difference in C says so.
+    extensions = (
+        {k: str(v) for k, v in attrs.items() if k not in _CORE_ATTRIBUTES}
+        if attrs.keys() - _CORE_ATTRIBUTES
+        else {}
+    )
     traceparent = tracestate = None
     dropped = False
     if TRACEPARENT_ATTR in extensions or TRACESTATE_ATTR in extensions:
@@ -216,7 +221,7 @@ def _sdk_accepts(attrs: Mapping[str, Any]) -> bool:
         if name in attrs and (not attrs[name] or type(attrs[name]) is not str):
             return False
     return all(
-        name in _SDK_NAMED or (name != "data" and _SDK_EXTENSION_NAME.match(name)) for name in attrs
+        name != "data" and _SDK_EXTENSION_NAME.match(name) for name in attrs.keys() - _SDK_NAMED
     )
 
 
