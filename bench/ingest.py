@@ -85,12 +85,21 @@ RAW_DEDUP = (
 )
 
 
-def raw(path: Path, events: list[Event], size: int, blob: int) -> float:
-    """Seconds for raw sqlite3 to write the same rows, `size` events per transaction."""
-    SqliteStore(path).close()  # the tracker's schema, migrations and all
+def raw_connection(path: Path, *, foreign_keys: bool = False) -> sqlite3.Connection:
+    """A bare sqlite3 connection in the store's journal mode; with the store's foreign
+    keys for a replay of its statements (its history rows reference the operation's)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    if foreign_keys:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def raw(path: Path, events: list[Event], size: int, blob: int) -> float:
+    """Seconds for raw sqlite3 to write the same rows, `size` events per transaction."""
+    SqliteStore(path).close()  # the tracker's schema, migrations and all
+    conn = raw_connection(path)
     payload = b"x" * blob
     rows = [(e.operation, e.source, e.id, ts(e.time), i % 100) for i, e in enumerate(events)]
     start = time.perf_counter()
@@ -119,7 +128,9 @@ def through_store(path: Path, events: list[Event], size: int, history: int) -> f
 class _Recording(sqlite3.Connection):
     """A connection that keeps every statement it runs, with its parameters."""
 
-    log: list[tuple[str, Any, bool]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log: list[tuple[str, Any, bool]] = []
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         self.log.append((sql, parameters, False))
@@ -132,13 +143,7 @@ class _Recording(sqlite3.Connection):
 
 
 class _RecordingStore(SqliteStore):
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, factory=_Recording
-        )
-        assert isinstance(conn, _Recording)
-        conn.log = []
-        return conn
+    connection_class = _Recording
 
 
 def sql_alone(root: Path, events: list[Event], size: int, history: int) -> float:
@@ -153,9 +158,7 @@ def sql_alone(root: Path, events: list[Event], size: int, history: int) -> float
     log = list(conn.log)
     store.close()
     SqliteStore(root / "replayed.db").close()
-    raw_conn = sqlite3.connect(root / "replayed.db", isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-        raw_conn.execute(f"PRAGMA {pragma}")
+    raw_conn = raw_connection(root / "replayed.db", foreign_keys=True)
     start = time.perf_counter()
     for sql, parameters, many in log:
         if many:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from google.longrunning import operations_pb2
 
@@ -397,6 +397,10 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
     or another process) holds the lock. `:memory:` has one connection for everything.
     """
 
+    # The class of every connection the store opens (a subclass may record statements:
+    # bench/ingest.py does); a tenant's store uses one that rewrites table names instead.
+    connection_class: ClassVar[type[sqlite3.Connection]] = sqlite3.Connection
+
     def __init__(
         self,
         path: str | Path,
@@ -442,7 +446,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             check_same_thread=False,
             isolation_level=None,
             timeout=self._busy_timeout_ms / 1000,
-            factory=_PrefixedConnection if self._rewriter else sqlite3.Connection,
+            factory=_PrefixedConnection if self._rewriter else self.connection_class,
         )
         if isinstance(conn, _PrefixedConnection) and self._rewriter is not None:
             conn.rewrite = self._rewriter.sql
