@@ -1,7 +1,7 @@
 """HTTP ingest against its own server stack and the store alone. Prints figures; asserts nothing.
 
     .venv/bin/python bench/http_ingest.py [--operations 400] [--events 10] [--connections 8]
-                                   [--quick] [--no-profile]
+                                   [--rounds 5] [--quick] [--no-profile]
 
 Three processes, so that each one's CPU is its own on a 2-core machine: this one
 (orchestrates, runs the store alone), a server (`--serve tracker`: the tracker through
@@ -11,7 +11,10 @@ same uvicorn + Starlette stack, `tracker.server.http_server`), and a load genera
 one after the other over raw asyncio streams (a client costing as little CPU as it can,
 the same for both servers, so the ratio compares the servers).
 
-Figures, each with its baseline measured in the same run:
+Figures, each with its baseline measured in the same run: `--rounds` rounds (1 with
+--quick), each figure measured beside its baseline in every round (the servers stay up;
+every round sends fresh events), printed as medians with each run's range, as a shared
+machine moves single runs by +-30%:
 
 - the parser alone, CPU per event, its fast path against the SDK/json_format path;
 - one event per request (binary mode): empty-handler requests/s, tracker events/s, ratio,
@@ -40,6 +43,7 @@ import pickle
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -416,8 +420,16 @@ def _can_spy(tmp: Path) -> bool:
     return out.returncode == 0 and (tmp / "probe.txt").exists()
 
 
+def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    """`  runs LOW-HIGH (N)` after a median, when there was more than one round."""
+    if len(values) < 2:
+        return ""
+    return f"  runs {fmt.format(min(values))}-{fmt.format(max(values))} ({len(values)})"
+
+
 def main(args: argparse.Namespace, out: IO[str]) -> None:
     ops, per_op, conns = args.operations, args.events, args.connections
+    rounds = 1 if args.quick else args.rounds
     if args.quick:
         ops, per_op = 16, 5
     with tempfile.TemporaryDirectory() as name:
@@ -427,51 +439,79 @@ def main(args: argparse.Namespace, out: IO[str]) -> None:
         print(
             f"stack: uvicorn {'httptools' if HTTPTOOLS else 'h11'},"
             f" {'uvloop' if UVLOOP else 'asyncio'} loop; client: {conns} keep-alive"
-            " connections, raw asyncio, own process",
+            f" connections, raw asyncio, own process; {rounds} round(s), each figure's"
+            " baseline measured beside it in every round; medians",
             file=out,
         )
         singles = stream(ops, per_op, "single")
-        lanes = single_requests(singles, conns)
-        with Served("empty", "") as empty:
-            drive(empty.url, lanes[:1], tmp)  # warm-up
-            empty_rate, empty_cpu, _ = measure(empty, lanes, tmp)
+        empty_runs: list[tuple[float, float]] = []
+        single_runs: list[tuple[float, float, float]] = []
+        with Served("empty", "") as empty, Served("tracker", str(tmp / "single.db")) as served:
+            empty_lanes = single_requests(singles, conns)
+            drive(empty.url, empty_lanes[:1], tmp)  # warm-up
+            drive(served.url, single_requests(stream(conns, 2, "warm"), conns), tmp)
+            for r in range(rounds):  # fresh events each round: none is a duplicate
+                lanes = single_requests(stream(ops, per_op, f"single{r}"), conns)
+                rate, cpu, _ = measure(empty, empty_lanes, tmp)
+                empty_runs.append((rate, cpu))
+                rate, cpu, per_tx = measure(served, lanes, tmp)
+                single_runs.append((rate, cpu, per_tx or 0.0))
+        empty_rate = statistics.median(r for r, _ in empty_runs)
+        empty_cpu = statistics.median(c for _, c in empty_runs)
+        rate = statistics.median(r for r, _, _ in single_runs)
+        cpu = statistics.median(c for _, c, _ in single_runs)
+        per_tx = statistics.median(t for _, _, t in single_runs)
+        ratios = [t[0] / e[0] for t, e in zip(single_runs, empty_runs, strict=True)]
         print(
             f"empty handler, 1 request at a time x{conns}   {empty_rate:9.0f} requests/s"
-            f"  ({empty_cpu:.3f} ms server CPU per request)",
+            f"  ({empty_cpu:.3f} ms server CPU per request)" + _spread([r for r, _ in empty_runs]),
             file=out,
         )
-        with Served("tracker", str(tmp / "single.db")) as served:
-            warm = single_requests(stream(conns, 2, "warm"), conns)
-            drive(served.url, warm, tmp)
-            rate, cpu, per_tx = measure(served, lanes, tmp)
         print(
             f"tracker, binary single events x{conns}        {rate:9.0f} events/s"
-            f"  ({cpu:.3f} ms server CPU per event, {per_tx:.1f} events per transaction)",
+            f"  ({cpu:.3f} ms server CPU per event, {per_tx:.1f} events per transaction)"
+            + _spread([r for r, _, _ in single_runs]),
             file=out,
         )
-        print(f"ratio tracker/empty handler                 {rate / empty_rate:9.2f}", file=out)
+        print(
+            f"ratio tracker/empty handler                 {statistics.median(ratios):9.2f}"
+            + _spread(ratios, "{:.2f}"),
+            file=out,
+        )
         print(f"ratio of server CPU per request, empty/tracker {empty_cpu / cpu:6.2f}", file=out)
 
-        groups = batches(stream(ops * 5, per_op, "batch"), 100)
-        for line in parse_cost(singles, groups):
+        for line in parse_cost(singles, batches(stream(ops * 5, per_op, "parse"), 100)):
             print(line, file=out)
-        store_rate, store_cpu = store_alone(groups, tmp / "store.db")
+        store_runs: list[tuple[float, float]] = []
+        batch_runs: list[tuple[float, float]] = []
         with Served("tracker", str(tmp / "batch.db")) as served:
-            batch_rate, batch_cpu, _ = measure(served, batch_requests(groups, conns), tmp)
-        n = sum(len(g) for g in groups)
-        batch_rate, batch_cpu = batch_rate * n / len(groups), batch_cpu * len(groups) / n
+            for r in range(rounds):
+                groups = batches(stream(ops * 5, per_op, f"batch{r}"), 100)
+                # The same number of events in the same batches, on a file of its own
+                # that grows round by round as the server's does.
+                store_runs.append(store_alone(groups, tmp / "store.db"))
+                n = sum(len(g) for g in groups)
+                req_rate, req_cpu, _ = measure(served, batch_requests(groups, conns), tmp)
+                batch_runs.append((req_rate * n / len(groups), req_cpu * len(groups) / n))
+        store_rate = statistics.median(r for r, _ in store_runs)
+        store_cpu = statistics.median(c for _, c in store_runs)
+        batch_rate = statistics.median(r for r, _ in batch_runs)
+        batch_cpu = statistics.median(c for _, c in batch_runs)
+        batch_ratios = [b[0] / s[0] for b, s in zip(batch_runs, store_runs, strict=True)]
         print(
             f"tracker, batches of 100 x{conns}             {batch_rate:9.0f} events/s"
-            f"  ({batch_cpu:.3f} ms server CPU per event)",
+            f"  ({batch_cpu:.3f} ms server CPU per event)" + _spread([r for r, _ in batch_runs]),
             file=out,
         )
         print(
             f"store alone, batches of 100 (SqliteStore.apply) {store_rate:5.0f} events/s"
-            f"  ({store_cpu:.3f} ms CPU per event)",
+            f"  ({store_cpu:.3f} ms CPU per event)" + _spread([r for r, _ in store_runs]),
             file=out,
         )
         print(
-            f"ratio HTTP batches/store alone              {batch_rate / store_rate:9.2f}", file=out
+            f"ratio HTTP batches/store alone              {statistics.median(batch_ratios):9.2f}"
+            + _spread(batch_ratios, "{:.2f}"),
+            file=out,
         )
         print(f"ratio of CPU per event, store alone/HTTP    {store_cpu / batch_cpu:9.2f}", file=out)
 
@@ -500,6 +540,9 @@ if __name__ == "__main__":
     parser.add_argument("--operations", type=int, default=400)
     parser.add_argument("--events", type=int, default=10, help="events per operation")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of each figure with its baseline"
+    )
     parser.add_argument("--quick", action="store_true", help="a few events: proves it runs")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--serve", choices=["tracker", "empty"], help=argparse.SUPPRESS)
