@@ -61,6 +61,21 @@ def test_unwrapped_push_with_metadata_applies_and_redelivery_is_harmless(server:
     assert server.store.dead_letters() == []
 
 
+def test_a_repeated_header_of_an_unwrapped_push_counts_by_its_first_value(
+    server: Server,
+) -> None:
+    """As on /v1/events: a header sent twice is read by its first value, whatever the
+    case of its name."""
+    name = "operations/unwrapped-twice"
+    headers, body = unwrapped_headers(make_event(Kind.CREATED, name))
+    raw = [(k, v) for k, v in headers.items() if k != "ce-id"]
+    raw += [("Ce-Id", "first-id"), ("ce-id", "second-id")]
+    with httpx.Client(base_url=server.http_url) as http:
+        assert http.post("/v1/pubsub/push", headers=raw, content=body).status_code == 204
+    _, entries = server.store.read_history(name)
+    assert [e.id for e in entries] == ["first-id"]
+
+
 def test_unwrapped_poison_is_recorded_with_its_message_id_and_acked(server: Server) -> None:
     headers, body = unwrapped_headers(make_event(Kind.PROGRESS, "operations/u2"), "m-99")
     headers["ce-type"] = "com.example.unknown"

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from tracker.api import status
 from tracker.api.guard import require, scope
-from tracker.api.web import error_response, read_body
+from tracker.api.web import error_response, header_dict, read_body
 from tracker.auth import Permission
 from tracker.bindings import parse_pubsub
 from tracker.errors import InvalidEvent, PermissionDenied, Unauthenticated, Unavailable, echo
@@ -122,16 +122,15 @@ PUBLISH_TIME_HEADER = "x-goog-pubsub-publish-time"
 
 def unwrapped(headers: Mapping[str, str]) -> tuple[dict[str, str], str, datetime | None] | None:
     """(attributes, message id, publish time) of an unwrapped push, or None when the
-    request is a wrapped one. The attributes are the `ce-` headers and the content type
-    (HTTP header names arrive lower-cased; the tracker reads them case-insensitively)."""
-    names = [k.lower() for k in headers]
-    if MESSAGE_ID_HEADER not in names and not any(k.startswith("ce-") for k in names):
+    request is a wrapped one. `headers` by lower-case name, the first value of a repeated
+    one (`header_dict`, as /v1/events reads them). The attributes are the `ce-` headers
+    and the content type."""
+    ce = [k for k in headers if k.startswith("ce-")]
+    if MESSAGE_ID_HEADER not in headers and not ce:
         return None
-    attributes = {
-        k.lower(): v
-        for k, v in headers.items()
-        if k.lower().startswith("ce-") or k.lower() == "content-type"
-    }
+    attributes = {k: headers[k] for k in ce}
+    if "content-type" in headers:
+        attributes["content-type"] = headers["content-type"]
     message_id = headers.get(MESSAGE_ID_HEADER, "")[:MAX_MESSAGE_ID_CHARS]
     return attributes, message_id, _parse_time(headers.get(PUBLISH_TIME_HEADER))
 
@@ -159,7 +158,7 @@ def routes(tracker: Tracker) -> list[BaseRoute]:
                 body = await read_body(
                     request, tracker.rules.max_event_bytes * 2 + ENVELOPE_OVERHEAD, _too_large
                 )
-                bare = unwrapped(request.headers)
+                bare = unwrapped(header_dict(request))
                 if bare is None:
                     attributes, data, message_id, published = decode_envelope(body)
                 else:
