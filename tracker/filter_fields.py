@@ -77,12 +77,9 @@ def _number(field: str, value: str, *, integer: bool) -> float:
 
 
 def result_of(state: OperationState) -> str:
-    """running | succeeded | failed | cancelled, as `tracker.stores.base.status_of` says."""
-    if not state.done:
-        return "running"
-    if state.HasField("response"):
-        return "succeeded"
-    return "cancelled" if state.error.code == code_pb2.CANCELLED else "failed"
+    """running | succeeded | failed | cancelled: the `result` filter field, and the word
+    an ingest answer says (`tracker.stores.base.status_of`)."""
+    return columns(state)[0]
 
 
 def columns(state: OperationState) -> tuple[str, int, float, int]:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
 from google.longrunning import operations_pb2
-from google.rpc import code_pb2
 
 from tracker import filtering
 from tracker.apply import (
@@ -30,6 +29,7 @@ from tracker.apply import (
 )
 from tracker.errors import AlreadyExists, NotFound, echo
 from tracker.events import DEFAULT_RULES, Event, Kind
+from tracker.filter_fields import result_of
 from tracker.notices import Notice, ReasonValue, Wanted, wanted
 from tracker.stores import history
 from tracker.stores.changes import Changes
@@ -309,15 +309,7 @@ def _default_is_operation(name: str) -> bool:
 
 def status_of(state: OperationState) -> OperationStatus:
     """What an ingest answer says of the operation after the batch."""
-    if not state.done:
-        word = "running"
-    elif state.HasField("response"):
-        word = "succeeded"
-    elif state.error.code == code_pb2.CANCELLED:
-        word = "cancelled"
-    else:
-        word = "failed"
-    return OperationStatus(word, attempt_of(state), state.cancel_requested)
+    return OperationStatus(result_of(state), attempt_of(state), state.cancel_requested)
 
 
 class Store(DeadLetterStore, abc.ABC):

@@ -96,8 +96,7 @@ def bounded(data: bytes) -> tuple[bytes, bool]:
 
 
 def of_event(event: Event, outcome: Outcome, now: datetime, ordinal: int = 0) -> Entry:
-    data = event.data.SerializeToString()
-    truncated = len(data) > MAX_DATA_BYTES
+    data, truncated = bounded(event.data.SerializeToString())
     # Positional, in Entry's field order: one per event on the hot path, and keywords
     # cost a third more.
     return Entry(
@@ -110,7 +109,7 @@ def of_event(event: Event, outcome: Outcome, now: datetime, ordinal: int = 0) ->
         event.attempt or 1,
         outcome.value,
         now,
-        data[:MAX_DATA_BYTES] if truncated else data,
+        data,
         truncated,
         ordinal,
     )
