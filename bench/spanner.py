@@ -7,6 +7,13 @@ Emulators are not Cloud Spanner: the absolute numbers say little about productio
 ratios between single events, batches and group commit (round trips per event) are the
 point. Group commit: 8 producers call `Tracker.ingest` at once, one event per call, and
 concurrent calls share transactions (tracker/commit.py).
+
+Then the anatomy of a one-event transaction: the mean time of each read the store's
+transaction makes (its rows, the de-duplication records, the history heads, and for a
+new name whether it was removed), each a round trip of its own, and what is left of the
+work (the rules, rendering, buffering the mutations), beside the transaction's begin and
+commit (the transaction's time less its work). What a change to the round trips would
+save is read from it.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,10 +36,16 @@ from tests.emulators import harness
 from tracker.events import Event
 from tracker.service import Tracker
 from tracker.stores import spanner_schema
+from tracker.stores.base import Tx
 from tracker.stores.spanner import SpannerStore
 
 if TYPE_CHECKING:
     from google.cloud.spanner_v1.database import Database
+
+T = TypeVar("T")
+
+# The reads of a write transaction (tracker.stores.base.Tx), each a round trip.
+READS = ("load", "seen", "history_heads", "removed")
 
 
 @contextlib.contextmanager
@@ -82,6 +96,76 @@ def grouped(store: SpannerStore, events: list[Event], producers: int) -> tuple[f
     return time.perf_counter() - start, stats.events / max(1, stats.transactions)
 
 
+class _TimedTx:
+    """A transaction whose reads are timed into `spent` and counted into `calls`."""
+
+    def __init__(self, tx: Tx, spent: Counter[str], calls: Counter[str]) -> None:
+        self._tx, self._spent, self._calls = tx, spent, calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._tx, name)
+        if name not in READS:
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._spent[name] += time.perf_counter() - start
+                self._calls[name] += 1
+
+        return timed
+
+
+class TimedStore(SpannerStore):
+    """The Spanner store with each transaction taken apart (`anatomy`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spent: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+
+    def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
+        def work(tx: Tx) -> T:
+            start = time.perf_counter()
+            try:
+                return fn(_TimedTx(tx, self.spent, self.calls))  # type: ignore[arg-type]
+            finally:
+                self.spent["work"] += time.perf_counter() - start
+
+        start = time.perf_counter()
+        try:
+            return super().run_in_transaction(work)
+        finally:
+            self.spent["transaction"] += time.perf_counter() - start
+            self.calls["transaction"] += 1
+
+
+def anatomy(store: TimedStore, events: list[Event]) -> list[str]:
+    """Lines: each read's mean time and count per transaction, the rest of the work, and
+    the begin and commit, for `events` applied one per transaction."""
+    store.spent.clear()
+    store.calls.clear()
+    for event in events:
+        store.apply([event])
+    n = store.calls["transaction"]
+    reads = sum(store.spent[r] for r in READS)
+    rows = [
+        (f"read: {r}", store.spent[r], f"{store.calls[r] / n:.2f} per transaction")
+        for r in READS
+        if store.calls[r]
+    ]
+    rows.append(("rest of the work (rules, rendering, mutations)", store.spent["work"] - reads, ""))
+    rows.append(("begin and commit", store.spent["transaction"] - store.spent["work"], ""))
+    total = store.spent["transaction"]
+    out = [f"  a one-event transaction, {1e3 * total / n:.2f} ms (mean of {n}):"]
+    for label, seconds, extra in rows:
+        share = f"{100 * seconds / total:3.0f}%"
+        out.append(f"    {label:48}{1e3 * seconds / n:7.2f} ms {share}  {extra}".rstrip())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", default="handy-spanner", choices=harness.SPANNER_SERVERS)
@@ -89,7 +173,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     args = parser.parse_args()
     with bench_database(args.server, "bench") as database:
-        store = SpannerStore(database, explicit_begin=args.server == "handy-spanner")
+        store = TimedStore(database, explicit_begin=args.server == "handy-spanner")
         print(f"Spanner store on {args.server}")
         events = stream(args.operations, args.events, "single")
         start = time.perf_counter()
@@ -106,6 +190,8 @@ def main() -> None:
         print(
             "  8 producers, grouped  ", rate(len(events), took), f" {per_tx:.1f} events/transaction"
         )
+        for line in anatomy(store, stream(args.operations, args.events, "anatomy")):
+            print(line)
         store.close()
 
 

@@ -61,7 +61,15 @@ def test_spanner_bench_runs() -> None:
     out = _run("bench/spanner.py", "--operations", "4", "--events", "4")
     for line in ("1 event/transaction", "100 events/batch", "8 producers, grouped"):
         assert line in out, out
-    assert "events/transaction" in out.splitlines()[-1], out
+    assert re.search(r"8 producers, grouped .* [\d.]+ events/transaction", out), out
+    # The anatomy of a one-event transaction: every read once per transaction (the
+    # removed check only for new names), and the shares of its time adding up.
+    assert "a one-event transaction" in out, out
+    shares = [int(m) for m in re.findall(r" ms +(\d+)%", out)]
+    assert len(shares) == 6 and 97 <= sum(shares) <= 103, out
+    for read in ("load", "seen", "history_heads"):
+        assert re.search(rf"read: {read} .* 1\.00 per transaction", out), out
+    assert re.search(r"read: removed .* 0\.\d\d per transaction", out), out
 
 
 def test_wake_bench_runs() -> None:
