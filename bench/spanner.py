@@ -13,7 +13,8 @@ transaction makes (its rows, the de-duplication records, the history heads, and 
 new name whether it was removed), each a round trip of its own, and what is left of the
 work (the rules, rendering, buffering the mutations), beside the transaction's begin and
 commit (the transaction's time less its work). What a change to the round trips would
-save is read from it.
+save is read from it. `--fill N` takes it apart again after N more operations (3 events
+each) are written: a read that grows with the table shows there.
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ def main() -> None:
     parser.add_argument("--server", default="handy-spanner", choices=harness.SPANNER_SERVERS)
     parser.add_argument("--operations", type=int, default=50)
     parser.add_argument("--events", type=int, default=10)
+    parser.add_argument(
+        "--fill", type=int, default=0, help="operations written before a second anatomy"
+    )
     args = parser.parse_args()
     with bench_database(args.server, "bench") as database:
         store = TimedStore(database, explicit_begin=args.server == "handy-spanner")
@@ -192,6 +196,13 @@ def main() -> None:
         )
         for line in anatomy(store, stream(args.operations, args.events, "anatomy")):
             print(line)
+        if args.fill:
+            filled = stream(args.fill, 3, "fill", interleaved=True)
+            for i in range(0, len(filled), 500):
+                store.apply(filled[i : i + 500])
+            print(f"  after {args.fill} more operations ({len(filled)} events):")
+            for line in anatomy(store, stream(args.operations, args.events, "filled")):
+                print(line)
         store.close()
 
 

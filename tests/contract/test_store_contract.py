@@ -15,6 +15,7 @@ from tests.conftest import TENANT_PREFIX, VARIANT, is_sqlite, spanner_database
 from tests.helpers import T0, make_event
 from tracker import filtering, notices
 from tracker.apply import Outcome
+from tracker.commit import MAX_GROUP_EVENTS
 from tracker.errors import InvalidEvent, NotFound
 from tracker.events import Kind
 from tracker.stores.base import DeadLetter, ListQuery, OutboxItem, Store
@@ -383,6 +384,22 @@ def test_a_removed_name_is_told_from_the_names_it_prefixes(store: Store, backend
     found, calls = store.run_in_transaction(removed)
     assert found == {gone}
     assert calls == (["read"] if VARIANT[backend] == "canonical" else ["execute_sql"])
+
+
+def test_a_batch_of_many_new_names_applies(store: Store) -> None:
+    # As large as a group transaction gets (tracker.commit.MAX_GROUP_EVENTS), every name
+    # new: handy-spanner took at most 127 names in the removal query and 999 key columns
+    # in a read (the rows, the de-duplication records, the history heads), and failed
+    # the batch as unavailable, so it was retried forever (tracker.stores.spanner_keys).
+    names = [f"operations/many-{i:04d}" for i in range(MAX_GROUP_EVENTS)]
+    assert not store.delete(names[7])  # nothing to delete: it stays a new name
+    store.apply([make_event(Kind.CREATED, names[250])])
+    assert store.delete(names[250])
+    batch = [make_event(Kind.CREATED, n) for n in names]
+    expected = [Outcome.LATE if n == names[250] else Outcome.APPLIED for n in names]
+    assert outcomes(store.apply(batch)) == expected
+    assert store.get(names[-1]) and store.get(names[250]) is None
+    assert len(store.get_operations(names)) == len(names) - 1
 
 
 def test_delete_keeps_dedup_so_redelivery_does_not_resurrect(store: Store) -> None:

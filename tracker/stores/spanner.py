@@ -48,6 +48,7 @@ from tracker.stores.base import (
 from tracker.stores.labels import LabelsMemo, write_spanner
 from tracker.stores.spanner_dead_letters import SpannerDeadLetters
 from tracker.stores.spanner_history import SpannerHistory, SpannerHistoryTx
+from tracker.stores.spanner_keys import UNNEST_CHUNK, read_keys
 from tracker.stores.spanner_queries import SpannerQueries, row_columns
 from tracker.stores.spanner_schema import Names
 
@@ -121,6 +122,7 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
     ) -> None:
         self.t = transaction
         self.layout = layout
+        self.chunked = not layout.reads_prefixes  # handy-spanner: requests within its limits
         self.done_ttl = done_ttl
         self.n = names
 
@@ -142,16 +144,21 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
             ranges = [KeyRange(start_closed=[n], end_closed=[n]) for n in dict.fromkeys(names)]
             found = self.t.read(self.n("AppliedEvents"), ("OperationKey",), KeySet(ranges=ranges))
             return {str(r[0]) for r in found}
-        # A query, not a read: handy-spanner cannot read a key prefix as a range.
-        rows = self.t.execute_sql(
-            self.n.sql(
-                "SELECT DISTINCT OperationKey FROM AppliedEvents"
-                " WHERE OperationKey IN UNNEST(@names)"
-            ),
-            params={"names": list(names)},
-            param_types={"names": spanner.param_types.Array(spanner.param_types.STRING)},
-        )
-        return {str(r[0]) for r in rows}
+        # A query, not a read: handy-spanner cannot read a key prefix as a range. In
+        # chunks (tracker.stores.spanner_keys).
+        unique = list(dict.fromkeys(names))
+        out: set[str] = set()
+        for i in range(0, len(unique), UNNEST_CHUNK):
+            rows = self.t.execute_sql(
+                self.n.sql(
+                    "SELECT DISTINCT OperationKey FROM AppliedEvents"
+                    " WHERE OperationKey IN UNNEST(@names)"
+                ),
+                params={"names": unique[i : i + UNNEST_CHUNK]},
+                param_types={"names": spanner.param_types.Array(spanner.param_types.STRING)},
+            )
+            out.update(str(r[0]) for r in rows)
+        return out
 
     def delete(self, name: str) -> bool:
         keys = KeySet(keys=[[name]])
@@ -170,9 +177,8 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         if not names:
             return {}
-        rows = self.t.read(
-            self.n("Operations"), ("key", "State"), KeySet(keys=[[n] for n in names])
-        )
+        keys = [[n] for n in dict.fromkeys(names)]
+        rows = read_keys(self.t, self.n("Operations"), ("key", "State"), keys, chunked=self.chunked)
         out = {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
         self.remember(out)
         return out
@@ -181,9 +187,8 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
         keys = [list(i) for i in set(identities)]
         if not keys:
             return set()
-        rows = self.t.read(
-            self.n("AppliedEvents"), ("OperationKey", "Source", "EventId"), KeySet(keys=keys)
-        )
+        columns = ("OperationKey", "Source", "EventId")
+        rows = read_keys(self.t, self.n("AppliedEvents"), columns, keys, chunked=self.chunked)
         return {(str(r[0]), str(r[1]), str(r[2])) for r in rows}
 
     def save(
@@ -362,11 +367,11 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         unique = list(dict.fromkeys(names))
         if not unique:
             return {}
-        with self._guard(), self.database.snapshot() as snapshot:
-            rows = list(
-                snapshot.read(
-                    self.n("Operations"), ("key", "Operation"), KeySet(keys=[[n] for n in unique])
-                )
+        chunked = not self.layout.reads_prefixes  # then several reads of one snapshot
+        with self._guard(), self.database.snapshot(multi_use=chunked) as snapshot:
+            keys = [[n] for n in unique]
+            rows = read_keys(
+                snapshot, self.n("Operations"), ("key", "Operation"), keys, chunked=chunked
             )
         return {str(r[0]): self.layout.operation_read(r[1]) for r in rows}
 

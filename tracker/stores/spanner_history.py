@@ -17,6 +17,7 @@ from google.cloud.spanner_v1.database import Database
 from google.cloud.spanner_v1.keyset import KeyRange, KeySet
 
 from tracker.stores.history import Entry, floor
+from tracker.stores.spanner_keys import read_keys
 from tracker.stores.spanner_schema import Names
 
 COLUMNS: Final = (
@@ -41,11 +42,12 @@ class SpannerHistoryTx:
 
     t: Any
     n: Names
+    chunked: bool  # reads in chunks (tracker.stores.spanner_keys)
 
     def history_heads(self, names: Sequence[str]) -> dict[str, int]:
-        rows = self.t.read(
-            self.n("HistoryHeads"), ("key", "LastOrdinal"), KeySet(keys=[[n] for n in names])
-        )
+        keys = [[n] for n in dict.fromkeys(names)]
+        columns = ("key", "LastOrdinal")
+        rows = read_keys(self.t, self.n("HistoryHeads"), columns, keys, chunked=self.chunked)
         return {str(r[0]): int(r[1]) for r in rows}
 
     def add_history(
