@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2
 
 from tests.helpers import T0, make_event
 from tracker.apply import Outcome
 from tracker.bindings import to_binary
 from tracker.config import Config
+from tracker.errors import StoreUnavailable
 from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
@@ -238,3 +242,33 @@ def _reads_while_a_write_waits(metrics: Metrics, http: httpx.Client, release: IO
         release.write("release\n")
         release.flush()
         assert write.result(30).status_code == 200
+
+
+def test_a_sweep_with_nothing_due_waits_for_no_writer(tmp_path: Path) -> None:
+    """Expiry finds what is due by a read: with nothing due it takes no write lock, so
+    another process holding one does not hold up (or fail) the sweep; something due
+    still waits for the writer, and is expired once the lock is let go."""
+    db = tmp_path / "t.db"
+    store = SqliteStore(db, busy_timeout_ms=300)
+    timeout = {"heartbeat_timeout": duration_pb2.Duration(seconds=60)}
+    store.apply([make_event(Kind.CREATED, OP, time=T0, data=timeout)])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert store.expire_due(T0 + timedelta(seconds=30)) == []  # not due: no lock taken
+        with pytest.raises(StoreUnavailable):
+            store.expire_due(T0 + timedelta(seconds=61))  # due: the writer is busy
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()
+    (expired,) = store.expire_due(T0 + timedelta(seconds=61))
+    assert expired.operation.name == OP and expired.operation.done
+    assert expired.operation.error.code == code_pb2.DEADLINE_EXCEEDED
+    store.close()

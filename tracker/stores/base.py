@@ -219,9 +219,6 @@ class Tx(Protocol):
 
     def add_outbox(self, item: OutboxItem) -> None: ...
 
-    def due(self, now: datetime, limit: int) -> list[str]:
-        """Names of not-done operations whose due time is at or before `now`."""
-
     def removed(self, names: Sequence[str]) -> set[str]:
         """Of `names` (none of which has a row), those with de-duplication records: the
         operation existed and was deleted or expired. Its records are its tombstone."""
@@ -334,6 +331,11 @@ class Store(DeadLetterStore, abc.ABC):
 
     @abc.abstractmethod
     def get(self, name: str) -> Stored | None: ...
+
+    @abc.abstractmethod
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Names of not-done operations whose due time is at or before `now`, the
+        earliest first (at most `limit`); a read, in no write transaction."""
 
     @abc.abstractmethod
     def list_operations(self, query: ListQuery) -> list[Stored]:
@@ -451,12 +453,18 @@ class Store(DeadLetterStore, abc.ABC):
         """Operations past their deadline or heartbeat timeout: failed (DEADLINE_EXCEEDED),
         or in their next attempt when their retry policy allows."""
         when = now or datetime.now(UTC)
+        # Found by a read, outside any write transaction: a sweep with nothing due takes
+        # no writer's lock (SQLite's, or Google's emulator's one read-write transaction at
+        # a time) and no Spanner locks on the due index. What is found is loaded again in
+        # the transaction, and `expire` skips what an event moved meanwhile.
+        names = self.due(when, limit)
+        if not names:
+            return []
 
         def work(tx: Tx) -> list[Stored]:
             changes = Changes(
                 tx, when, wanted(notify), self.is_operation, history_limit=self.history_limit
             )
-            names = tx.due(when, limit)
             changes.loaded(tx.load(names))
             ended: list[str] = []
             for name in names:

@@ -126,16 +126,6 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
         self.done_ttl = done_ttl
         self.n = names
 
-    def due(self, now: datetime, limit: int) -> list[str]:
-        rows = self.t.execute_sql(
-            self.n.sql(
-                "SELECT key FROM Operations WHERE DueTime <= @now ORDER BY DueTime LIMIT @limit"
-            ),
-            params={"now": now, "limit": limit},
-            param_types={"now": spanner.param_types.TIMESTAMP, "limit": spanner.param_types.INT64},
-        )
-        return [str(r[0]) for r in rows]
-
     def removed(self, names: Sequence[str]) -> set[str]:
         if self.layout.reads_prefixes:
             # A read of each name's key prefix: Google's emulator scans the whole table
@@ -350,6 +340,20 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         with self._guard(), self.database.snapshot() as snapshot:
             rows = list(snapshot.read(self.n("Operations"), OPS_COLUMNS, keyset, limit=limit))
         return [self._stored(r) for r in rows]
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        with self._guard(), self.database.snapshot() as snapshot:
+            rows = snapshot.execute_sql(
+                self.n.sql(
+                    "SELECT key FROM Operations WHERE DueTime <= @now ORDER BY DueTime LIMIT @limit"
+                ),
+                params={"now": now, "limit": limit},
+                param_types={
+                    "now": spanner.param_types.TIMESTAMP,
+                    "limit": spanner.param_types.INT64,
+                },
+            )
+            return [str(r[0]) for r in rows]
 
     def get(self, name: str) -> Stored | None:
         rows = self._read(KeySet(keys=[[name]]))

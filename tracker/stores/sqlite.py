@@ -82,14 +82,6 @@ class _SqliteTx(SqliteHistoryTx):
         # only the outcomes that differ).
         self.claimed: set[Identity] = set()
 
-    def due(self, now: datetime, limit: int) -> list[str]:
-        rows = self.conn.execute(
-            "SELECT name FROM operations WHERE due_time IS NOT NULL AND due_time <= ?"
-            " ORDER BY due_time LIMIT ?",
-            (ts(now), limit),
-        )
-        return [r[0] for r in rows]
-
     def removed(self, names: Sequence[str]) -> set[str]:
         out = {n for n in names if self.gone.get(n)}
         unknown = [n for n in names if n not in self.gone]
@@ -577,6 +569,15 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             operations_pb2.Operation.FromString(operation),
             checkpoint,
         )
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT name FROM operations WHERE due_time IS NOT NULL AND due_time <= ?"
+                " ORDER BY due_time LIMIT ?",
+                (ts(now), limit),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def get(self, name: str) -> Stored | None:
         with self._reading() as conn:
