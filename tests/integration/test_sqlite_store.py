@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -191,6 +193,26 @@ conn.execute("ROLLBACK")
 """
 
 
+@contextlib.contextmanager
+def _write_lock_held(db: Path) -> Iterator[IO[str]]:
+    """Another process holding `db`'s write lock until the block ends, or until a line is
+    written to the stream it yields."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder.stdin
+    finally:
+        holder.stdin.close()  # releases the lock whatever happened
+        holder.wait(10)
+        holder.stdout.close()
+
+
 def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     """A write of this process waits for another process's lock (busy timeout 60 s);
     Get, List, Wait and Watch answer meanwhile, from their own read connections."""
@@ -202,20 +224,8 @@ def test_reads_answer_while_another_process_holds_the_write_lock(tmp_path: Path)
         running(config, store=store) as server,
         httpx.Client(base_url=server.http_url, timeout=20) as http,
     ):
-        holder = subprocess.Popen(
-            [sys.executable, "-c", LOCK_HOLDER, str(db)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert holder.stdin is not None and holder.stdout is not None
-        try:
-            assert holder.stdout.readline().strip() == "locked"
-            _reads_while_a_write_waits(server.tracker.metrics, http, holder.stdin)
-        finally:
-            holder.stdin.close()  # releases the lock whatever happened
-            holder.wait(10)
-            holder.stdout.close()
+        with _write_lock_held(db) as release:
+            _reads_while_a_write_waits(server.tracker.metrics, http, release)
         assert http.get(f"/v1/{OP}").json()["done"] is True
 
 
@@ -252,22 +262,10 @@ def test_a_sweep_with_nothing_due_waits_for_no_writer(tmp_path: Path) -> None:
     store = SqliteStore(db, busy_timeout_ms=300)
     timeout = {"heartbeat_timeout": duration_pb2.Duration(seconds=60)}
     store.apply([make_event(Kind.CREATED, OP, time=T0, data=timeout)])
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _write_lock_held(db):
         assert store.expire_due(T0 + timedelta(seconds=30)) == []  # not due: no lock taken
         with pytest.raises(StoreUnavailable):
             store.expire_due(T0 + timedelta(seconds=61))  # due: the writer is busy
-    finally:
-        holder.stdin.close()
-        holder.wait(10)
-        holder.stdout.close()
     (expired,) = store.expire_due(T0 + timedelta(seconds=61))
     assert expired.operation.name == OP and expired.operation.done
     assert expired.operation.error.code == code_pb2.DEADLINE_EXCEEDED
