@@ -101,6 +101,12 @@ class _Layout:
         """Whether the server reads a key prefix as a range (not handy-spanner)."""
         return self.variant == "canonical"
 
+    @property
+    def chunked_reads(self) -> bool:
+        """Whether reads by key go in chunks: handy-spanner's request limits
+        (tracker.stores.spanner_keys)."""
+        return self.variant == "emulator"
+
     def operation_value(self, operation: operations_pb2.Operation) -> Any:
         return _w(operation.SerializeToString()) if self.variant == "emulator" else operation
 
@@ -122,7 +128,6 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
     ) -> None:
         self.t = transaction
         self.layout = layout
-        self.chunked = not layout.reads_prefixes  # handy-spanner: requests within its limits
         self.done_ttl = done_ttl
         self.n = names
 
@@ -167,8 +172,9 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
     def load(self, names: Sequence[str]) -> dict[str, OperationState]:
         if not names:
             return {}
-        keys = [[n] for n in dict.fromkeys(names)]
-        rows = read_keys(self.t, self.n("Operations"), ("key", "State"), keys, chunked=self.chunked)
+        keys = [[n] for n in names]
+        chunked = self.layout.chunked_reads
+        rows = read_keys(self.t, self.n("Operations"), ("key", "State"), keys, chunked=chunked)
         out = {str(r[0]): OperationState.FromString(_r(r[1])) for r in rows}
         self.remember(out)
         return out
@@ -178,7 +184,8 @@ class _SpannerTx(SpannerHistoryTx, LabelsMemo):
         if not keys:
             return set()
         columns = ("OperationKey", "Source", "EventId")
-        rows = read_keys(self.t, self.n("AppliedEvents"), columns, keys, chunked=self.chunked)
+        chunked = self.layout.chunked_reads
+        rows = read_keys(self.t, self.n("AppliedEvents"), columns, keys, chunked=chunked)
         return {(str(r[0]), str(r[1]), str(r[2])) for r in rows}
 
     def save(
@@ -371,7 +378,7 @@ class SpannerStore(SpannerHistory, SpannerDeadLetters, SpannerQueries, Store):
         unique = list(dict.fromkeys(names))
         if not unique:
             return {}
-        chunked = not self.layout.reads_prefixes  # then several reads of one snapshot
+        chunked = self.layout.chunked_reads  # then several reads of one snapshot
         with self._guard(), self.database.snapshot(multi_use=chunked) as snapshot:
             keys = [[n] for n in unique]
             rows = read_keys(

@@ -20,6 +20,9 @@ from tracker.stores.history import Entry, floor
 from tracker.stores.spanner_keys import read_keys
 from tracker.stores.spanner_schema import Names
 
+if TYPE_CHECKING:
+    from tracker.stores.spanner import _Layout
+
 COLUMNS: Final = (
     "key",
     "Ordinal",
@@ -42,12 +45,13 @@ class SpannerHistoryTx:
 
     t: Any
     n: Names
-    chunked: bool  # reads in chunks (tracker.stores.spanner_keys)
+    layout: _Layout
 
     def history_heads(self, names: Sequence[str]) -> dict[str, int]:
-        keys = [[n] for n in dict.fromkeys(names)]
+        keys = [[n] for n in names]
         columns = ("key", "LastOrdinal")
-        rows = read_keys(self.t, self.n("HistoryHeads"), columns, keys, chunked=self.chunked)
+        chunked = self.layout.chunked_reads
+        rows = read_keys(self.t, self.n("HistoryHeads"), columns, keys, chunked=chunked)
         return {str(r[0]): int(r[1]) for r in rows}
 
     def add_history(
