@@ -27,6 +27,7 @@ from tracker.events import Kind
 from tracker.metrics import Metrics
 from tracker.server import running
 from tracker.stores.sqlite import CLAIM, LOAD, PURGE_STATEMENTS, SqliteStore
+from tracker.stores.sqlite_checkpoint import BACKSTOP_PAGES
 from tracker.stores.sqlite_history import HEADS
 from tracker.stores.sqlite_times import ts
 
@@ -269,4 +270,71 @@ def test_a_sweep_with_nothing_due_waits_for_no_writer(tmp_path: Path) -> None:
     (expired,) = store.expire_due(T0 + timedelta(seconds=61))
     assert expired.operation.name == OP and expired.operation.done
     assert expired.operation.error.code == code_pb2.DEADLINE_EXCEEDED
+    store.close()
+
+
+def _rows_in_the_database_file(db: Path, copy: Path) -> int:
+    """The operations a copy of the database file alone holds, without its WAL: what
+    checkpoints have copied there."""
+    copy.write_bytes(db.read_bytes())
+    with contextlib.closing(sqlite3.connect(copy)) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE name = 'operations'")
+        if tables.fetchone() is None:
+            return 0
+        return int(conn.execute("SELECT COUNT(*) FROM operations").fetchone()[0])
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_checkpoints_run_on_a_thread_of_their_own(tmp_path: Path, background: bool) -> None:
+    """A few commits are copied into the database file by the store's checkpoint thread
+    (a second after the first commit, here sooner), with no commit of its own doing
+    one; SQLite's own checkpoint (background_checkpoints=False) waits for 1,000 pages
+    of log, which a few commits do not reach."""
+    db = tmp_path / "c.db"
+    store = SqliteStore(db, background_checkpoints=background)
+    checkpointer = store._checkpointer
+    assert (checkpointer is not None) is background
+    if checkpointer is not None:
+        checkpointer.delay = 0.05
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    for i in range(5):
+        store.apply([make_event(Kind.CREATED, f"operations/c{i}", seq=0)])
+    if checkpointer is not None:
+        deadline = time.monotonic() + 20
+        while checkpointer.checkpoints < 1:
+            assert time.monotonic() < deadline, "no checkpoint ran"
+            time.sleep(0.01)
+        assert _rows_in_the_database_file(db, tmp_path / "copy.db") == 5
+    else:
+        time.sleep(0.2)
+        assert _rows_in_the_database_file(db, tmp_path / "copy.db") == 0
+    store.close()
+    if checkpointer is not None:
+        assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
+
+
+def test_the_writer_still_checkpoints_when_the_thread_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint stays as a backstop, at a larger threshold: with the
+    thread held off, the log does not grow past about that many pages."""
+    monkeypatch.setattr("tracker.stores.sqlite.BACKSTOP_PAGES", 100)
+    db = tmp_path / "b.db"
+    store = SqliteStore(db)
+    assert store._checkpointer is not None
+    store._checkpointer.delay = 3600.0
+    store._checkpointer.rows = 10**9
+    for i in range(300):  # ~3,000 pages of log
+        store.apply([make_event(Kind.CREATED, f"operations/b{i}", seq=0)])
+    page = int(store._conn.execute("PRAGMA page_size").fetchone()[0])
+    wal = Path(f"{db}-wal").stat().st_size
+    assert wal < 400 * page, wal
+    assert store._checkpointer.checkpoints == 0
+    store.close()
+
+
+def test_a_memory_store_has_no_checkpoint_thread() -> None:
+    store = SqliteStore(":memory:")
+    store.apply([make_event(Kind.CREATED, OP, seq=0)])
+    assert store._checkpointer is None
     store.close()

@@ -40,6 +40,7 @@ from tracker.stores.base import (
 )
 from tracker.stores.history import Entry
 from tracker.stores.labels import write_sqlite
+from tracker.stores.sqlite_checkpoint import BACKSTOP_PAGES, LOG_SIZE_LIMIT, Checkpointer
 from tracker.stores.sqlite_dead_letters import SqliteDeadLetters
 from tracker.stores.sqlite_history import SqliteHistory, SqliteHistoryTx
 from tracker.stores.sqlite_queries import SqliteQueries
@@ -402,9 +403,12 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         done_ttl: timedelta = timedelta(days=30),
         purge_batch: int = PURGE_BATCH,
         table_prefix: str = "",
+        background_checkpoints: bool = True,
     ):
         """`table_prefix`: this store's tables and indexes are the schema's under that
-        prefix (one file, many tenants: `tracker.stores.tenants`)."""
+        prefix (one file, many tenants: `tracker.stores.tenants`). `background_checkpoints`:
+        WAL checkpoints on a thread of their own, not in a commit
+        (`tracker.stores.sqlite_checkpoint`); False leaves them to SQLite."""
         self.path = str(path)
         self.table_prefix = check_prefix(table_prefix)
         self._rewriter = (
@@ -422,10 +426,17 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._checkpointer: Checkpointer | None = None
         try:
             self._conn = self._connect()
-            if not self._memory:
-                self._conn.execute("PRAGMA journal_mode = WAL")
+            wal = (
+                not self._memory
+                and self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+            )
+            if wal and background_checkpoints:
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+                self._conn.execute(f"PRAGMA journal_size_limit = {LOG_SIZE_LIMIT}")
+                self._checkpointer = Checkpointer(self.path, busy_timeout_ms=busy_timeout_ms)
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self.migrate()
@@ -524,6 +535,8 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn.total_changes)
             return result
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -647,6 +660,8 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn.total_changes)
 
     @staticmethod
     def _outbox_item(r: Sequence[Any]) -> OutboxItem:
@@ -797,6 +812,8 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._readers_lock:
             readers, self._reader_conns = self._reader_conns, []
         for conn in readers:
