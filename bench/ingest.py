@@ -6,14 +6,21 @@ Baseline, measured in the same run: raw sqlite3 writing the same rows into the s
 tables (the tracker's own schema, so the same indexes): per event one upsert of the
 operation row (blobs of the size the store writes) and one insert of its dedup row, one
 event per transaction and batches of 100. Then the store applying the same event stream
-(with the default event history, and without), and `Tracker.ingest` called by 8
+(with the default event history, and without; and with the history but SQLite's own
+checkpoints, run by the committing connection, instead of the store's checkpoint thread:
+`tracker/stores/sqlite_checkpoint.py`), and `Tracker.ingest` called by 8
 concurrent producers one event per call (group commit) beside the same calls one at a
-time. Each figure is the median of three runs; ratios are store / raw.
+time. Each figure is the median of `--runs` runs (3), every run measuring each figure
+of a shape in turn; ratios are store / raw.
 
 Beside each store figure, its SQL alone: the very statements and parameters the store
 issued for that stream (recorded by a connection subclass), replayed by raw sqlite3 on a
 fresh file of the same schema. Its ratio is the ceiling the store's statement shape
 allows with no Python of ours at all; the rest of the gap to it is the store's Python.
+
+Then the time of each COMMIT, one event per transaction, with the store's checkpoint
+thread and with SQLite's checkpoints in commits: the latter's slow commits are those
+that ran a checkpoint (two fsyncs), and on the server they hold up the event loop.
 
 The last block is a cProfile summary of the store's one-event-per-transaction path,
 for the record.
@@ -114,8 +121,10 @@ def raw(path: Path, events: list[Event], size: int, blob: int) -> float:
     return took
 
 
-def through_store(path: Path, events: list[Event], size: int, history: int) -> float:
-    store = SqliteStore(path)
+def through_store(
+    path: Path, events: list[Event], size: int, history: int, background: bool = True
+) -> float:
+    store = SqliteStore(path, background_checkpoints=background)
     store.history_limit = history
     start = time.perf_counter()
     for i in range(0, len(events), size):
@@ -144,6 +153,54 @@ class _Recording(sqlite3.Connection):
 
 class _RecordingStore(SqliteStore):
     connection_class = _Recording
+
+
+class _TimedCommits(sqlite3.Connection):
+    """A connection that times each of its COMMITs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commits: list[float] = []
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql != "COMMIT":
+            return super().execute(sql, parameters)
+        start = time.perf_counter()
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.commits.append(time.perf_counter() - start)
+
+
+class _TimedCommitsStore(SqliteStore):
+    connection_class = _TimedCommits
+
+
+def commit_times(path: Path, events: list[Event], background: bool) -> list[float]:
+    """Seconds each COMMIT took, one event per transaction, sorted: a checkpoint run by
+    the committing connection shows as the commit that waited for it."""
+    store = _TimedCommitsStore(path, background_checkpoints=background)
+    conn = store._conn
+    assert isinstance(conn, _TimedCommits)
+    conn.commits.clear()  # the schema's
+    for event in events:
+        store.apply([event])
+    store.close()
+    return sorted(conn.commits)
+
+
+def commit_lines(root: Path, ops: int, per: int) -> list[str]:
+    lines = ["\nCOMMIT of one event per transaction (the same stream each; checkpoints):"]
+    for background, what in ((True, "the store's thread (default)"), (False, "in commits")):
+        took = commit_times(root / f"commits-{background}.db", stream(ops, per, "c"), background)
+        n = len(took)
+        slow = sum(1 for t in took if t > 0.005)
+        lines.append(
+            f"  checkpoints {what:30} p50 {took[n // 2] * 1e6:6.0f} us"
+            f"  p99 {took[int(n * 0.99)] * 1e6:7.0f} us  max {took[-1] * 1e3:6.1f} ms"
+            f"  mean {sum(took) / n * 1e6:5.0f} us  over 5 ms: {slow} of {n}"
+        )
+    return lines
 
 
 def sql_alone(root: Path, events: list[Event], size: int, history: int) -> float:
@@ -219,6 +276,14 @@ def profile(path: Path, events: list[Event]) -> str:
     return "\n".join(lines[start:])
 
 
+# (history entries kept, checkpoints on the store's own thread, label); the SQL alone is
+# replayed for those with background checkpoints.
+VARIANTS: Final = (
+    (1000, True, "history on (default)"),
+    (1000, False, "history on, SQLite's checkpoints in commits"),
+    (0, True, "history off"),
+)
+
 SHAPES: Final = (
     (1, False, "one event per transaction"),
     (100, False, "batches of 100"),
@@ -277,6 +342,7 @@ def main() -> None:
     parser.add_argument("--operations", type=int, default=300)
     parser.add_argument("--events", type=int, default=10, help="events per operation")
     parser.add_argument("--producers", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=RUNS, help="runs of each figure (3)")
     parser.add_argument("--quick", action="store_true", help="small sizes (tests)")
     parser.add_argument(
         "--instructions", action="store_true", help="instructions per event (valgrind)"
@@ -291,6 +357,7 @@ def main() -> None:
         return
     if args.quick:
         args.operations = 20
+    runs = max(1, args.runs)
     if args.instructions:
         instructions(args)
         return
@@ -302,51 +369,57 @@ def main() -> None:
         print(f"{'path':52}{'events/s':>10}{'ratio':>8}")
         ops, per = args.operations, args.events
         for size, mixed, label in SHAPES:
-            times = [
-                raw(
-                    root / f"raw-{size}-{mixed}-{i}.db",
-                    stream(ops, per, f"r{i}", interleaved=mixed),
-                    size,
-                    blob,
+            # Each run measures every figure of the shape in turn (raw, then each store
+            # variant and its SQL alone), so a drift of the machine's speed weighs on all.
+            took: dict[Any, list[float]] = {}
+            for i in range(runs):
+                took.setdefault("raw", []).append(
+                    raw(
+                        root / f"raw-{size}-{mixed}-{i}.db",
+                        stream(ops, per, f"r{i}", interleaved=mixed),
+                        size,
+                        blob,
+                    )
                 )
-                for i in range(RUNS)
-            ]
-            base = n / statistics.median(times)
+                for history, background, _ in VARIANTS:
+                    took.setdefault((history, background), []).append(
+                        through_store(
+                            root / f"s-{size}-{mixed}-{history}-{background}-{i}.db",
+                            stream(ops, per, f"s{i}", interleaved=mixed),
+                            size,
+                            history,
+                            background,
+                        )
+                    )
+                    if background:
+                        took.setdefault(("alone", history), []).append(
+                            sql_alone(
+                                Path(tempfile.mkdtemp(dir=root)),
+                                stream(ops, per, f"q{i}", interleaved=mixed),
+                                size,
+                                history,
+                            )
+                        )
+            base = n / statistics.median(took["raw"])
             print(f"{'raw sqlite3, ' + label:52}{base:10.0f}{1.0:8.2f}")
-            for history, what in ((1000, "history on (default)"), (0, "history off")):
-                times = [
-                    through_store(
-                        root / f"s-{size}-{mixed}-{history}-{i}.db",
-                        stream(ops, per, f"s{i}", interleaved=mixed),
-                        size,
-                        history,
-                    )
-                    for i in range(RUNS)
-                ]
-                rate = n / statistics.median(times)
+            for history, background, what in VARIANTS:
+                rate = n / statistics.median(took[history, background])
                 print(f"{'  store, ' + what:52}{rate:10.0f}{rate / base:8.2f}")
-                alone = [
-                    sql_alone(
-                        Path(tempfile.mkdtemp(dir=root)),
-                        stream(ops, per, f"q{i}", interleaved=mixed),
-                        size,
-                        history,
-                    )
-                    for i in range(RUNS)
-                ]
-                floor = n / statistics.median(alone)
+                if not background:
+                    continue
+                floor = n / statistics.median(took["alone", history])
                 print(
                     f"{'    its SQL alone, replayed by raw sqlite3':52}{floor:10.0f}"
                     f"{floor / base:8.2f}   (Python: {1 - rate / floor:.0%} of the store's time)"
                 )
         single = [
             through_tracker(root / f"t1-{i}.db", stream(ops, per, f"t{i}"), 1)[0]
-            for i in range(RUNS)
+            for i in range(runs)
         ]
         one = n / statistics.median(single)
         grouped = [
             through_tracker(root / f"t8-{i}.db", stream(ops, per, f"g{i}"), args.producers)
-            for i in range(RUNS)
+            for i in range(runs)
         ]
         many = n / statistics.median(t for t, _ in grouped)
         per_tx = statistics.median(g for _, g in grouped)
@@ -355,6 +428,7 @@ def main() -> None:
             f"{f'Tracker.ingest, {args.producers} producers, group commit':52}{many:10.0f}"
             f"{many / one:8.2f}   ({per_tx:.1f} events per transaction)"
         )
+        print("\n".join(commit_lines(root, ops, per)))
         print("\nprofile, store, one event per transaction (tottime, top 12):")
         print(profile(root / "profile.db", stream(max(20, args.operations // 3), args.events, "p")))
 

@@ -34,7 +34,11 @@ def test_ingest_bench_runs() -> None:
     ):
         assert line in out, out
     ratios = [ln for ln in out.splitlines() if ln.startswith("  store, ")]
-    assert len(ratios) == 6 and all(float(ln.split()[-1]) > 0 for ln in ratios), out
+    assert len(ratios) == 9 and all(float(ln.split()[-1]) > 0 for ln in ratios), out
+    assert sum("SQLite's checkpoints in commits" in ln for ln in ratios) == 3, out
+    # Each COMMIT timed with either checkpointing, every one of the stream's commits.
+    commits = re.findall(r"^  checkpoints .* over 5 ms: (\d+) of (\d+)$", out, re.MULTILINE)
+    assert len(commits) == 2 and all(int(n) == 200 for _, n in commits), out
     # Each store figure has its SQL alone beside it, with the Python share of its time.
     alone = re.findall(
         r"^    its SQL alone, replayed by raw sqlite3 +\d+ +([\d.]+) +\(Python: (-?\d+)% of",

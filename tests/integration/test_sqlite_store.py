@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import sqlite3
 import subprocess
 import sys
@@ -338,3 +339,15 @@ def test_a_memory_store_has_no_checkpoint_thread() -> None:
     store.apply([make_event(Kind.CREATED, OP, seq=0)])
     assert store._checkpointer is None
     store.close()
+
+
+def test_a_store_dropped_unclosed_ends_its_checkpoint_thread(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "d.db")
+    store.apply([make_event(Kind.CREATED, OP, seq=0)])
+    assert store._checkpointer is not None
+    thread = store._checkpointer._thread
+    assert thread is not None and thread.is_alive()
+    del store
+    gc.collect()
+    thread.join(20)
+    assert not thread.is_alive()

@@ -11,6 +11,7 @@ import functools
 import json
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -437,6 +438,8 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                 self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
                 self._conn.execute(f"PRAGMA journal_size_limit = {LOG_SIZE_LIMIT}")
                 self._checkpointer = Checkpointer(self.path, busy_timeout_ms=busy_timeout_ms)
+                # A store dropped unclosed ends its thread too.
+                weakref.finalize(self, self._checkpointer.stop)
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self.migrate()

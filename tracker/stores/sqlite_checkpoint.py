@@ -79,6 +79,25 @@ class Checkpointer:
                 self._thread.start()
 
     def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            self._wake.clear()
+            deadline = time.monotonic() + self.delay
+            while not self._closing and self._changes - self._mark < self.rows:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(left)
+                self._wake.clear()
+            if self._closing:
+                break
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """One passive checkpoint, on a connection of its own for that time (an idle
+        store holds no file open for it)."""
+        self._dirty = False  # a commit from here on asks for the next one
+        self._mark = self._changes
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -86,41 +105,24 @@ class Checkpointer:
                 check_same_thread=False,
                 timeout=self.busy_timeout_ms / 1000,
             )
-        except sqlite3.Error as exc:  # the writer's backstop checkpoints instead
-            log.warning("SQLite checkpoints stay on the writer: %s", exc)
-            return
-        try:
-            while not self._closing:
-                self._wake.wait()
-                self._wake.clear()
-                deadline = time.monotonic() + self.delay
-                while not self._closing and self._changes - self._mark < self.rows:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._wake.wait(left)
-                    self._wake.clear()
-                if self._closing:
-                    break
-                self._checkpoint(conn)
-        finally:
-            conn.close()
-
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        self._dirty = False  # a commit from here on asks for the next one
-        self._mark = self._changes
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
             self.checkpoints += 1
-        except sqlite3.Error as exc:  # busy or gone: the next commit asks again
-            log.debug("SQLite checkpoint skipped: %s", exc)
+        except sqlite3.Error as exc:  # busy or gone: the next commit asks again, and
+            log.debug("SQLite checkpoint skipped: %s", exc)  # the backstop stays
+
+    def stop(self) -> None:
+        """Ask the thread to end, without waiting (the store's finalizer)."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
 
     def close(self) -> None:
         """Stop the thread (a checkpoint under way ends first)."""
-        with self._lock:
-            self._closing = True
-            thread = self._thread
-        self._wake.set()
+        self.stop()
+        thread = self._thread
         if thread is not None:
             thread.join()
 
