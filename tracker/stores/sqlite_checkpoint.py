@@ -62,6 +62,8 @@ class Checkpointer:
         """After a commit on the writer connection; `changes` is its `total_changes`.
         Cheap: an attribute or two, an Event set at most twice per checkpoint."""
         self._changes = changes
+        if self._wake.is_set():  # asked already (Event.set takes a lock and notifies)
+            return
         if not self._dirty:
             self._dirty = True
             if self._thread is None:
