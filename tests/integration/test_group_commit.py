@@ -272,6 +272,25 @@ def test_apply_now_declines_when_another_writer_holds_the_file(tmp_path: Path) -
     store.close()
 
 
+def test_small_writes_in_a_row_set_no_busy_timeout_between_them(tmp_path: Path) -> None:
+    """apply_now takes the lock without waiting (busy_timeout 0) and leaves it so for the
+    next; a write that may wait sets it back first (the test above: it then waits)."""
+    store = SqliteStore(tmp_path / "p.db")
+    log: list[str] = []
+    store._conn.set_trace_callback(log.append)
+    pragmas = []
+    for i in range(3):
+        assert store.apply_now([make_event(Kind.CREATED, f"operations/p{i}", seq=0)])
+        pragmas.append([s for s in log if s.startswith("PRAGMA")])
+        log.clear()
+    store.apply([make_event(Kind.CREATED, "operations/waiting", seq=0)])
+    waiting = [s for s in log if s.startswith("PRAGMA")]
+    store._conn.set_trace_callback(None)
+    assert pragmas == [["PRAGMA busy_timeout = 0"], [], []], pragmas
+    assert waiting == ["PRAGMA busy_timeout = 5000"], waiting
+    store.close()
+
+
 def test_apply_now_is_never_taken_for_memory_stores() -> None:
     store = SqliteStore(":memory:")
     assert store.apply_now([make_event(Kind.CREATED, "operations/m", seq=0)]) is None

@@ -421,6 +421,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         self.done_ttl = done_ttl
         self.purge_batch = purge_batch
         self._busy_timeout_ms = busy_timeout_ms
+        self._timeout_now = busy_timeout_ms  # the writer connection's busy_timeout
         self._lock = threading.RLock()
         self._no_wait = False  # apply_now's transaction: BEGIN without busy_timeout
         self._memory = self.path == ":memory:"
@@ -486,6 +487,7 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         """Apply pending schemas/sqlite/NNNN_*.sql files, each in its own transaction."""
         applied = []
         with self._lock:
+            self._writer_timeout(self._busy_timeout_ms)
             for version, sql in sqlite_migrations():
                 if version <= self.schema_version():
                     continue
@@ -507,9 +509,19 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
 
     @contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection]:
-        """The writer connection, one caller at a time."""
+        """The writer connection, one caller at a time; it waits up to busy_timeout for
+        another process's lock (but in `apply_now`, which takes it without waiting)."""
         with self._lock, _translated():
+            if not self._no_wait:
+                self._writer_timeout(self._busy_timeout_ms)
             yield self._conn
+
+    def _writer_timeout(self, ms: int) -> None:
+        """Set the writer's busy_timeout, if it is not that already: the server's small
+        writes (`apply_now`, 0) follow each other without a PRAGMA between them."""
+        if self._timeout_now != ms:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+            self._timeout_now = ms
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -546,15 +558,16 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
         if not self._no_wait:
             conn.execute("BEGIN IMMEDIATE")
             return
-        conn.execute("PRAGMA busy_timeout = 0")
+        # Left at 0 for the rest of the transaction, which in WAL mode meets no other
+        # lock (the write lock is ours from BEGIN IMMEDIATE), and for the next apply_now;
+        # `_guard` sets it back for a caller that waits.
+        self._writer_timeout(0)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if _transient(exc):
                 raise _WriterBusy from exc
             raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
 
     def apply_now(
         self, events: Sequence[Event], *, notify: Wanted | bool = True
