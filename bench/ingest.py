@@ -17,6 +17,8 @@ Beside each store figure, its SQL alone: the very statements and parameters the 
 issued for that stream (recorded by a connection subclass), replayed by raw sqlite3 on a
 fresh file of the same schema. Its ratio is the ceiling the store's statement shape
 allows with no Python of ours at all; the rest of the gap to it is the store's Python.
+The replay, like the raw baseline, leaves checkpoints to SQLite (in commits): where
+they cost much, the store with its checkpoint thread can come near or past it.
 
 Then the time of each COMMIT, one event per transaction, with the store's checkpoint
 thread and with SQLite's checkpoints in commits: the latter's slow commits are those
