@@ -540,11 +540,14 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                     self._reader_conns.append(reader)
             yield reader
 
-    def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
+    @contextmanager
+    def _atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection: committed when the block
+        ends, rolled back when it raises."""
         with self._guard() as conn:
             self._begin(conn)
             try:
-                result = fn(_SqliteTx(conn, self.done_ttl, self.purge_batch))
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -552,7 +555,10 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
                 raise
             if self._checkpointer is not None:
                 self._checkpointer.committed(conn.total_changes)
-            return result
+
+    def run_in_transaction(self, fn: Callable[[Tx], T]) -> T:
+        with self._atomic() as conn:
+            return fn(_SqliteTx(conn, self.done_ttl, self.purge_batch))
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         if not self._no_wait:
@@ -664,20 +670,6 @@ class SqliteStore(SqliteHistory, SqliteDeadLetters, SqliteQueries, Store):
             return [str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
     # ---- outbox ------------------------------------------------------------------------
-
-    @contextmanager
-    def _atomic(self) -> Iterator[sqlite3.Connection]:
-        with self._guard() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if self._checkpointer is not None:
-                self._checkpointer.committed(conn.total_changes)
 
     @staticmethod
     def _outbox_item(r: Sequence[Any]) -> OutboxItem:

@@ -53,23 +53,21 @@ class Checkpointer:
         self._wake = threading.Event()
         self._closing = False
         self._changes = 0  # the writer's total_changes at its latest commit
-        self._mark = 0  # ... at the latest checkpoint
-        self._dirty = False  # a commit since the latest checkpoint
+        self._mark = 0  # ... at the latest checkpoint: rows changed since, the difference
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def committed(self, changes: int) -> None:
         """After a commit on the writer connection; `changes` is its `total_changes`.
         Cheap: an attribute or two, an Event set at most twice per checkpoint."""
-        self._changes = changes
-        if self._wake.is_set():  # asked already (Event.set takes a lock and notifies)
-            return
-        if not self._dirty:
-            self._dirty = True
+        before, self._changes = self._changes, changes
+        if changes == before or self._wake.is_set():  # nothing written, or asked already
+            return  # (Event.set takes a lock and notifies)
+        # The first change since the latest checkpoint starts its clock; `rows` more ask
+        # for it at once.
+        if before == self._mark or changes - self._mark >= self.rows:
             if self._thread is None:
                 self._start()
-            self._wake.set()
-        elif changes - self._mark >= self.rows:
             self._wake.set()
 
     def _start(self) -> None:
@@ -98,8 +96,7 @@ class Checkpointer:
     def _checkpoint(self) -> None:
         """One passive checkpoint, on a connection of its own for that time (an idle
         store holds no file open for it)."""
-        self._dirty = False  # a commit from here on asks for the next one
-        self._mark = self._changes
+        self._mark = self._changes  # a change from here on asks for the next one
         try:
             conn = sqlite3.connect(
                 self.path,
